@@ -1,0 +1,1 @@
+"""MEVaaS tenant operator: reconciles Tenant objects into per-tenant namespaces."""
