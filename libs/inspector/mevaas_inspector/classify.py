@@ -36,8 +36,7 @@ def _links(out_swap: Swap, in_swap: Swap) -> bool:
         out_swap.token_out_address == in_swap.token_in_address
         and (
             out_swap.contract_address == in_swap.from_address
-            or out_swap.to_address == in_swap.contract_address
-            or out_swap.to_address == in_swap.from_address
+            or out_swap.to_address in (in_swap.contract_address, in_swap.from_address)
         )
         and amounts_match(out_swap.token_out_amount, in_swap.token_in_amount)
     )
@@ -130,7 +129,7 @@ def prorated_profit(front: Swap, back: Swap) -> int:
     """Profit on the matched size: the backrun may sell less (or more) than the frontrun bought,
     and only the overlapping quantity's cost and proceeds belong to this sandwich."""
     bought, sold = front.token_out_amount, back.token_in_amount
-    if bought == sold or bought == 0 or sold == 0:
+    if bought == sold or 0 in (bought, sold):
         return back.token_out_amount - front.token_in_amount
     matched = min(bought, sold)
     return back.token_out_amount * matched // sold - front.token_in_amount * matched // bought

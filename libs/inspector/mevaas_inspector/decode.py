@@ -199,7 +199,7 @@ class TxIndex:
 
 
 def _swap(
-    tx: TxIndex, trace: Trace, protocol: str, abi_name: str, pool: str, t_in: Transfer, t_out: Transfer
+    tx: TxIndex, trace: Trace, *, protocol: str, abi_name: str, pool: str, t_in: Transfer, t_out: Transfer
 ) -> Swap:
     return Swap(
         transaction_hash=tx.transaction_hash,
@@ -251,7 +251,7 @@ def _pool_swap(tx: TxIndex, i: int, recipient: str, protocol: str, abi_name: str
     outs = [t for t in children if t.to_address == recipient and t.from_address == pool]
     if len(outs) != 1:
         return None
-    return _swap(tx, trace, protocol, abi_name, pool, t_in, outs[0])
+    return _swap(tx, trace, protocol=protocol, abi_name=abi_name, pool=pool, t_in=t_in, t_out=outs[0])
 
 
 def _recipient_swap(tx: TxIndex, i: int, pool: str, protocol: str, abi_name: str) -> Swap | None:
@@ -277,7 +277,7 @@ def _recipient_swap(tx: TxIndex, i: int, pool: str, protocol: str, abi_name: str
         ]
     if len(ins) != 1 or len(outs) != 1:
         return None
-    return _swap(tx, trace, protocol, abi_name, pool, ins[0], outs[0])
+    return _swap(tx, trace, protocol=protocol, abi_name=abi_name, pool=pool, t_in=ins[0], t_out=outs[0])
 
 
 @dataclass(frozen=True, slots=True)
@@ -412,9 +412,9 @@ def decode_liquidations(tx: TxIndex, compound_markets: Mapping[str, str]) -> lis
     return out
 
 
-def _first(transfers: Iterable[Transfer], *, token: str | None = None, sender: str = "", to: str = "") -> (
-    Transfer | None
-):
+def _first(
+    transfers: Iterable[Transfer], *, token: str | None = None, sender: str = "", to: str = ""
+) -> Transfer | None:
     for transfer in transfers:
         if transfer.reverted or transfer.kind != "erc20":
             continue
@@ -440,7 +440,10 @@ def _aave_liquidation(tx: TxIndex, i: int) -> Liquidation:
         (
             t
             for t in children
-            if not t.reverted and t.kind == "erc20" and t.to_address == liquidator and t.from_address != liquidator
+            if not t.reverted
+            and t.kind == "erc20"
+            and t.to_address == liquidator
+            and t.from_address != liquidator
         ),
         None,
     )

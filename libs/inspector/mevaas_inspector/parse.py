@@ -51,9 +51,7 @@ def parse_traces(raw_traces: list[dict[str, Any]]) -> tuple[Trace, ...]:
         if kind == "delegateCall":
             # Some exporters spell a delegatecall as its own trace type; keep one spelling.
             kind, call_type = "call", "delegatecall"
-        parent_reverted = (
-            reverted_at.get((tx_hash, trace_address[:-1]), False) if trace_address else False
-        )
+        parent_reverted = reverted_at.get((tx_hash, trace_address[:-1]), False) if trace_address else False
         reverted = parent_reverted or error is not None
         if tx_hash is not None:
             reverted_at[(tx_hash, trace_address)] = reverted
