@@ -58,7 +58,7 @@ def inspect_block(
 
     `block` is either parsed BlockData or a raw dict in the fixture / JSON-RPC shape.
     `compound_markets` maps Compound cToken -> underlying (defaults to the mainnet list)."""
-    data = block if isinstance(block, BlockData) else parse_block(block)
+    data = block if isinstance(block, BlockData) else parse_block(block, state_changing_only=True)
     markets = {k.lower(): v.lower() for k, v in (compound_markets or COMPOUND_MARKETS).items()}
     receipts = {r.transaction_hash: r for r in data.receipts}
     transfers: list[Transfer] = []
