@@ -17,12 +17,13 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import orjson
-from eth_abi import decode
+from eth_abi.abi import decode
 from eth_abi.exceptions import DecodingError
 from mevaas_inspector import inspect_block
 
@@ -333,12 +334,14 @@ def main() -> int:
             f"liquidations {len(ours.liquidations)}/{len(naive.liquidations)}  (ours/naive)"
         )
 
-    def run(fn: Any) -> float:
+    rounds: int = args.rounds
+
+    def run(fn: Callable[[Path], object]) -> float:
         start = time.perf_counter()
-        for _ in range(args.rounds):
+        for _ in range(rounds):
             for path in files:
                 fn(path)
-        return args.rounds * len(files) / (time.perf_counter() - start)
+        return rounds * len(files) / (time.perf_counter() - start)
 
     ours_bps = run(lambda p: inspect_block(orjson.loads(p.read_bytes())))
     naive_bps = run(lambda p: naive_inspect(json.loads(p.read_bytes())))
