@@ -38,10 +38,10 @@ def test_no_ingress_from_another_tenant(
 
 def test_ingress_that_is_allowed(policies: list[dict[str, Any]]) -> None:
     assert allowed(
-        policies, "Ingress", NS, WORKER, Peer.pod(NS, {"app.kubernetes.io/component": "strategy"}), 50051
+        policies, "Ingress", NS, WORKER, Peer.pod(NS, {"app.kubernetes.io/component": "strategy"}), port=50051
     )
     assert allowed(
-        policies, "Ingress", NS, WORKER, Peer.pod("mevaas", {"app.kubernetes.io/name": "risk"}), 50051
+        policies, "Ingress", NS, WORKER, Peer.pod("mevaas", {"app.kubernetes.io/name": "risk"}), port=50051
     )
     assert allowed(policies, "Ingress", NS, WORKER, Peer.pod("monitoring", {"app": "prometheus"}), port=9090)
     assert not allowed(
