@@ -184,6 +184,10 @@ class CycleScreen:
             self._groups.append(_Group(ids_arr, in_idx, out_idx, gamma, sqrt_threshold[ids_arr]))
 
         self._opportunities: dict[int, Opportunity] = {}
+        self._mask = np.zeros(len(self.cycles), dtype=np.bool_)
+        self._cycles_of_pool = [
+            np.asarray(self.index.cycles_of(p.address), dtype=np.int64) for p in self._pools
+        ]
 
     def predicted_profit(self, cycle_id: int) -> float:
         """The float screen's best continuous profit of a cycle as of its last screen."""
@@ -198,15 +202,19 @@ class CycleScreen:
     def update_reserves(self, updates: Mapping[str, tuple[int, int]]) -> list[str]:
         """Write new (reserve0, reserve1) of pools in place; returns the addresses the screen knows."""
         known: list[str] = []
+        positions: list[int] = []
+        values: list[tuple[float, float]] = []
         for address, (reserve0, reserve1) in updates.items():
             pos = self._pool_pos.get(address)
             if pos is None:
                 continue
             pool = self._pools[pos]
             pool.reserve0, pool.reserve1 = reserve0, reserve1
-            self._reserves[pos, 0] = reserve0
-            self._reserves[pos, 1] = reserve1
             known.append(address)
+            positions.append(pos)
+            values.append((float(reserve0), float(reserve1)))
+        if positions:
+            self._reserves[np.asarray(positions, dtype=np.int64)] = np.asarray(values, dtype=np.float64)
         return known
 
     def _verify(self, candidate_ids: IntArray) -> list[Opportunity]:
@@ -230,7 +238,18 @@ class CycleScreen:
         return found
 
     def affected_cycles(self, changed_pools: Sequence[str]) -> IntArray:
-        return np.asarray(self.index.affected(changed_pools), dtype=np.int64)
+        """Sorted ids of the cycles through any of `changed_pools`."""
+        parts = [
+            self._cycles_of_pool[pos] for a in changed_pools if (pos := self._pool_pos.get(a)) is not None
+        ]
+        if not parts:
+            return np.zeros(0, dtype=np.int64)
+        # A reusable mask dedupes and sorts faster than np.unique at these sizes.
+        ids = np.concatenate(parts)
+        self._mask[ids] = True
+        affected: IntArray = np.flatnonzero(self._mask)
+        self._mask[affected] = False
+        return affected
 
     def scan_changed(self, changed_pools: Sequence[str]) -> list[Opportunity]:
         """Re-screen and re-verify only the cycles through `changed_pools` (reserves already updated).
@@ -246,8 +265,10 @@ class CycleScreen:
             if mine.size:
                 parts.append(group.screen_rows(self._flat, self._rel_tol, mine))
         found = self._verify(np.concatenate(parts)) if parts else []
-        for cid in affected.tolist():
-            self._opportunities.pop(cid, None)
+        if self._opportunities:
+            held = np.fromiter(self._opportunities, dtype=np.int64, count=len(self._opportunities))
+            for cid in held[np.isin(held, affected)].tolist():
+                del self._opportunities[cid]
         for o in found:
             self._opportunities[o.cycle_id] = o
         return found

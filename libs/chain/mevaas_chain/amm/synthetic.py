@@ -41,7 +41,7 @@ def synthetic_market(
     *,
     seed: int = 7,
     noise: float = 0.001,
-    mispriced_fraction: float = 0.002,
+    mispriced_fraction: float = 0.001,
     mispricing: tuple[float, float] = (0.01, 0.04),
 ) -> SyntheticMarket:
     """Build the market; the same arguments always give the same pools."""
