@@ -56,7 +56,6 @@ def _swap_dict(swap: Swap) -> dict[str, Any]:
     }
 
 
-
 def test_12775690_sandwich_in_full(inspect_fixture: Inspect, mainnet_blocks_dir: Path) -> None:
     result = inspect_fixture(12775690)
     assert len(result.swaps) == 21
