@@ -90,19 +90,30 @@ def key_id_of(key: Ed25519PublicKey) -> str:
     return hashlib.sha256(raw).hexdigest()[:16]
 
 
+def _load_public_pem(pem: str) -> Ed25519PublicKey:
+    loaded = serialization.load_pem_public_key(pem.encode())
+    if not isinstance(loaded, Ed25519PublicKey):
+        raise ValueError("JWT public keys must be Ed25519")
+    return loaded
+
+
+def key_id_of_pem(pem: str) -> str:
+    return key_id_of(_load_public_pem(pem))
+
+
 class TokenIssuer:
     def __init__(self, key: SigningKey, *, issuer: str, audience: str, ttl_seconds: int) -> None:
         self._key = key
-        self._issuer = issuer
-        self._audience = audience
+        self.issuer = issuer
+        self.audience = audience
         self.ttl_seconds = ttl_seconds
 
     def issue(self, principal: Principal, *, now: float | None = None) -> tuple[str, int]:
         issued_at = int(now if now is not None else time.time())
         expires_at = issued_at + self.ttl_seconds
         claims = {
-            "iss": self._issuer,
-            "aud": self._audience,
+            "iss": self.issuer,
+            "aud": self.audience,
             "sub": principal.subject,
             "tid": principal.tenant_id,
             "roles": sorted(r.value for r in principal.roles),
@@ -125,17 +136,12 @@ class TokenVerifier:
     def __init__(self, public_pems: Iterable[str], *, issuer: str, audience: str) -> None:
         self._keys: dict[str, Ed25519PublicKey] = {}
         for pem in public_pems:
-            loaded = serialization.load_pem_public_key(pem.encode())
-            if not isinstance(loaded, Ed25519PublicKey):
-                raise ValueError("JWT public keys must be Ed25519")
-            self._keys[key_id_of(loaded)] = loaded
+            self.add_key(pem)
         self._issuer = issuer
         self._audience = audience
 
     def add_key(self, pem: str) -> None:
-        loaded = serialization.load_pem_public_key(pem.encode())
-        if not isinstance(loaded, Ed25519PublicKey):
-            raise ValueError("JWT public keys must be Ed25519")
+        loaded = _load_public_pem(pem)
         self._keys[key_id_of(loaded)] = loaded
 
     def verify(self, token: str) -> Principal:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from grpc_status import rpc_status
@@ -33,8 +33,11 @@ from mevaas_core.logging import current_tenant_id
 from mevaas_core.metrics import GRPC_HANDLED, GRPC_LATENCY
 
 log = logging.getLogger("mevaas.grpc")
-Context = grpc.aio.ServicerContext[Any, Any]
-Handler = grpc.RpcMethodHandler[Any, Any]
+if TYPE_CHECKING:
+    Context = grpc.aio.ServicerContext[Any, Any]
+    Handler = grpc.RpcMethodHandler[Any, Any]
+else:
+    Context = Handler = Any
 Behaviour = Callable[[Any, Context], Awaitable[Any]]
 _tracer = trace.get_tracer("mevaas.grpc")
 

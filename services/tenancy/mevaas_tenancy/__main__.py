@@ -1,0 +1,3 @@
+from mevaas_tenancy.server import run
+
+run()
