@@ -50,7 +50,7 @@ async def record_audit(
     details: dict[str, str] | None = None,
     idempotency_key: str = "",
 ) -> None:
-    """Append the audit record and publish it on `audit.<tenant>.tenancy` (via the outbox)."""
+    """Append the audit record and publish it on `audit.<tenant>.record` (via the outbox)."""
     actor = actor_of(principal)
     event_id = str(uuid.uuid4())
     row = await store.insert_audit_record(
@@ -81,7 +81,7 @@ async def record_audit(
     await outbox.enqueue(
         conn,
         SCHEMA,
-        subject=f"audit.{tenant_id}.{SERVICE}",
+        subject=f"audit.{tenant_id}.record",
         message=record,
         event_id=event_id,
         tenant_id=tenant_id,
