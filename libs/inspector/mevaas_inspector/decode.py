@@ -139,10 +139,12 @@ class TxIndex:
     subtree_end: list[int]
     transfers: list[Transfer]
     transfer_at: list[int]
-    # Transfers usable for swap accounting: ERC20/ETH moves not nested in another transfer
-    # (a proxy token's delegatecall or a wrapper token's inner move would count twice).
+    # ERC20/ETH moves for swap accounting, each with the index of the nearest transfer call
+    # enclosing it (-1 if none). A move made inside another transfer (a fee-on-transfer token
+    # selling its tax) belongs only to swaps that run inside that same transfer.
     swap_transfers: list[Transfer]
     swap_transfer_at: list[int]
+    swap_transfer_outer: list[int]
 
     @classmethod
     def build(cls, traces: list[Trace]) -> TxIndex:
@@ -162,17 +164,21 @@ class TxIndex:
         transfer_at: list[int] = []
         swap_transfers: list[Transfer] = []
         swap_transfer_at: list[int] = []
-        open_transfer_end = -1
+        swap_transfer_outer: list[int] = []
+        enclosing: list[int] = []
         for i, trace in enumerate(ordered):
             transfer = trace_transfer(trace, position)
             if transfer is None:
                 continue
             transfers.append(transfer)
             transfer_at.append(i)
-            if transfer.kind in ("erc20", "eth") and i >= open_transfer_end:
+            if transfer.kind in ("erc20", "eth"):
+                while enclosing and subtree_end[enclosing[-1]] <= i:
+                    enclosing.pop()
                 swap_transfers.append(transfer)
                 swap_transfer_at.append(i)
-                open_transfer_end = subtree_end[i]
+                swap_transfer_outer.append(enclosing[-1] if enclosing else -1)
+                enclosing.append(i)
         return cls(
             transaction_hash=tx_hash,
             position=position,
@@ -182,15 +188,21 @@ class TxIndex:
             transfer_at=transfer_at,
             swap_transfers=swap_transfers,
             swap_transfer_at=swap_transfer_at,
+            swap_transfer_outer=swap_transfer_outer,
         )
 
+    def _usable(self, k: int, i: int) -> bool:
+        outer = self.swap_transfer_outer[k]
+        return outer < 0 or outer < i < self.subtree_end[outer]
+
     def prior_swap_transfers(self, i: int) -> list[Transfer]:
-        return self.swap_transfers[: bisect_left(self.swap_transfer_at, i)]
+        hi = bisect_left(self.swap_transfer_at, i)
+        return [self.swap_transfers[k] for k in range(hi) if self._usable(k, i)]
 
     def child_swap_transfers(self, i: int) -> list[Transfer]:
         lo = bisect_left(self.swap_transfer_at, i + 1)
         hi = bisect_left(self.swap_transfer_at, self.subtree_end[i])
-        return self.swap_transfers[lo:hi]
+        return [self.swap_transfers[k] for k in range(lo, hi) if self._usable(k, i)]
 
     def child_transfers(self, i: int) -> list[Transfer]:
         lo = bisect_left(self.transfer_at, i + 1)

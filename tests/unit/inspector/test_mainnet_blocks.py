@@ -115,3 +115,17 @@ def test_15049646_reverted_liquidation_not_reported(inspect_fixture: Inspect) ->
     reverted_tx = "0x6dd0d8be8a77651f64ef399b47fbc87011bd796b43349c3164ff7da965e0b345"
     assert all(li.transaction_hash != reverted_tx for li in result.liquidations)
     assert result.liquidations == ()
+
+
+def test_15049646_fee_on_transfer_token_selling_its_tax(inspect_fixture: Inspect) -> None:
+    # The token's transferFrom (to the pool) itself sells the collected tax on the same pool.
+    # Each swap is paid by its own transfer: the tax sale by the token contract's inner
+    # transfer, the user's swap by the user's transfer, never the user's transfer twice.
+    result = inspect_fixture(15049646)
+    tx = "0x61797b0b8500950f0dbc04b5cd403dcfb8d4227b3205479221c9f6c881370508"
+    tax_sale, user_swap = [s for s in result.swaps if s.transaction_hash == tx]
+    assert tax_sale.trace_address == (0, 0, 1, 3)
+    assert tax_sale.from_address == tax_sale.token_in_address == "0xf6e5a064c6ece573377b8fddfce88e1445a64e54"
+    assert (tax_sale.token_in_amount, tax_sale.token_out_amount) == (277710846023280438, 10180677752923743)
+    assert user_swap.from_address == user_swap.to_address == "0x3467eba885767d3ac9e754380036ab04d275942a"
+    assert (user_swap.token_in_amount, user_swap.token_out_amount) == (2251487314901965745, 79808099671633973)
