@@ -165,6 +165,12 @@ class ChainClient:
         )
         return bytes.fromhex(str(result).removeprefix("0x"))
 
+    async def call_from(self, sender: str, to: str, data: bytes, block: BlockId = "latest") -> bytes:
+        """``eth_call`` as ``sender`` (for owner-only functions)."""
+        tx = {"from": sender, "to": to, "data": "0x" + data.hex()}
+        result = await self.request("eth_call", [tx, to_block_param(block)])
+        return bytes.fromhex(str(result).removeprefix("0x"))
+
     async def block_number(self) -> int:
         return int(await self.request("eth_blockNumber"), 16)
 
