@@ -18,6 +18,11 @@ PAIR_CREATED_TOPIC = "0x" + keccak(text="PairCreated(address,address,address,uin
 SWAP_TOPIC = "0x" + keccak(text="Swap(address,uint256,uint256,uint256,uint256,address)").hex()
 
 
+def keccak_hex(data: bytes) -> str:
+    """``0x``-prefixed keccak256, e.g. a signed transaction's hash."""
+    return "0x" + keccak(data).hex()
+
+
 def selector(signature: str) -> bytes:
     """The 4-byte function selector of e.g. ``"getReserves()"``."""
     return keccak(text=signature)[:4]
