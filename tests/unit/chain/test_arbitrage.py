@@ -82,7 +82,9 @@ def brief_virtual_pool(legs: list[SwapLeg]) -> tuple[Fraction, Fraction, Fractio
 
 
 @settings(max_examples=200)
-@given(st.lists(st.tuples(st.integers(10**9, 10**24), st.integers(10**9, 10**24), fees), min_size=1, max_size=3))
+@given(
+    st.lists(st.tuples(st.integers(10**9, 10**24), st.integers(10**9, 10**24), fees), min_size=1, max_size=3)
+)
 def test_closed_form_is_the_virtual_pool_formula(raw: list[tuple[int, int, int]]) -> None:
     legs = [SwapLeg(*leg) for leg in raw]
     e0, e1, g = brief_virtual_pool(legs)
