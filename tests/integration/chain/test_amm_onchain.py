@@ -6,11 +6,11 @@ import math
 import random
 
 import pytest
+
 from mevaas_chain import abi
 from mevaas_chain.amm.v2 import get_amount_in, get_amount_out
 from mevaas_chain.client import Call
 from mevaas_local.devnet import Devnet
-
 from tests.fixtures.devnet import call_error, reserves, send
 
 pytestmark = pytest.mark.integration

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from mevaas_chain.contracts import ARTIFACT_DIR, CONTRACT_NAMES, load_artifact
 from mevaas_chain.contracts.build import artifacts
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pytest
+
 from mevaas_chain import abi
 from mevaas_chain.client import Call, ChainClient
 from mevaas_chain.registry import load_registry

@@ -6,13 +6,13 @@ from collections.abc import Sequence
 
 import pytest
 from eth_utils.crypto import keccak
+
 from mevaas_chain import abi
 from mevaas_chain.amm.arbitrage import ArbitrageResult, Hop, Pool, legs_of, optimize
 from mevaas_chain.client import RpcError
 from mevaas_chain.executor import ExecutorHop, decode_executed, encode_execute, encode_execute_flash
 from mevaas_local.devnet import Devnet, DevnetChain, PoolInfo
 from mevaas_local.devnet.deploy import mint_tokens
-
 from tests.fixtures.devnet import call_error, reserves, send, skew_pool
 
 pytestmark = pytest.mark.integration
@@ -27,9 +27,22 @@ def _pool(chain: DevnetChain, dex: str, a: str, b: str) -> PoolInfo:
     return next(p for p in chain.deployment.pools if p.dex == dex and {p.token0, p.token1} == {ta, tb})
 
 
+async def _make_gap(
+    chain: DevnetChain, pools: Sequence[PoolInfo], skewed: PoolInfo, symbol: str, amount: int
+) -> tuple[list[Hop], ArbitrageResult]:
+    """Donate ``symbol`` to ``skewed`` until the cycle is profitable (earlier tests leave prices
+    anywhere, so one donation may first close an existing gap), then size the cycle."""
+    for attempt in range(8):
+        await skew_pool(chain, skewed.address, symbol, amount << attempt)
+        found = await _best_cycle(chain, pools, "WETH")
+        if found is not None:
+            return found
+    raise AssertionError("could not open a profitable gap")
+
+
 async def _best_cycle(
     chain: DevnetChain, pools: Sequence[PoolInfo], start: str
-) -> tuple[list[Hop], ArbitrageResult]:
+) -> tuple[list[Hop], ArbitrageResult] | None:
     """The more profitable direction of a cycle through ``pools`` starting in token ``start``."""
     live = []
     for p in pools:
@@ -45,7 +58,6 @@ async def _best_cycle(
         result = optimize(legs_of(hops))
         if result is not None and (best is None or result.profit > best[1].profit):
             best = (hops, result)
-    assert best is not None, "no profitable direction"
     return best
 
 
@@ -81,8 +93,7 @@ async def test_own_capital_cycle_realises_the_predicted_profit(devnet: Devnet, f
     chain = devnet.main
     weth = chain.deployment.token("WETH").address
     uni, sushi = _pool(chain, "uniswap", "WETH", "USDC"), _pool(chain, "sushiswap", "WETH", "USDC")
-    await skew_pool(chain, uni.address, "USDC", 300_000 * 10**6)
-    hops, result = await _best_cycle(chain, [uni, sushi], "WETH")
+    hops, result = await _make_gap(chain, [uni, sushi], uni, "USDC", 300_000 * 10**6)
     assert result.profit > 0
 
     # On chain, the optimum beats inputs 1% either side.
@@ -140,8 +151,7 @@ async def test_flash_cycles_two_and_three_hops_realise_the_predicted_profit(
             for p in pools
             if p.dex == skewed_dex and chain.deployment.token(symbol).address in (p.token0, p.token1)
         )
-        await skew_pool(chain, skewed.address, symbol, amount)
-        hops, result = await _best_cycle(chain, pools, "WETH")
+        hops, result = await _make_gap(chain, pools, skewed, symbol, amount)
         factory = (
             uni_factory
             if next(p for p in pools if p.address == hops[0].pool.address).dex == "uniswap"
@@ -161,8 +171,7 @@ async def test_unprofitable_and_unauthorised_calls_revert(devnet: Devnet, funded
     chain = devnet.main
     weth = chain.deployment.token("WETH").address
     uni, sushi = _pool(chain, "uniswap", "WETH", "LINK"), _pool(chain, "sushiswap", "WETH", "LINK")
-    await skew_pool(chain, sushi.address, "LINK", 5_000 * 10**18)
-    hops, result = await _best_cycle(chain, [uni, sushi], "WETH")
+    hops, result = await _make_gap(chain, [uni, sushi], sushi, "LINK", 5_000 * 10**18)
     ex_hops = _executor_hops(hops)
     owner, stranger = chain.executor_owner, chain.demo_wallets[1]
 

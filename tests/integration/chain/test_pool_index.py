@@ -1,10 +1,10 @@
 from __future__ import annotations
 
 import pytest
+
 from mevaas_chain import abi
 from mevaas_chain.pool_index import BlockUpdate, PoolIndex, Reorg
 from mevaas_local.devnet import Devnet
-
 from tests.fixtures.devnet import reserves, send
 
 pytestmark = pytest.mark.integration

@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 from eth_account import Account
+
 from mevaas_chain import abi
 from mevaas_chain.client import ChainClient, RpcError
 from mevaas_local.devnet import DevAccount, Devnet, DevnetChain

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from eth_account import Account
+
 from mevaas_chain.client import ChainClient
 from mevaas_chain.registry import ChainConfig, ChainRegistry
-
 from mevaas_local.devnet.anvil import Anvil
 from mevaas_local.devnet.deploy import Deployment, Receipt, Tx, deploy_chain, deploy_executor, mint_tokens
 from mevaas_local.devnet.relay import BlockProducer, BlockResult, RelayServer

@@ -15,11 +15,11 @@ from typing import Any
 from eth_abi.abi import encode
 from eth_utils.address import to_checksum_address
 from eth_utils.crypto import keccak
+
 from mevaas_chain import abi
 from mevaas_chain.client import Call, ChainClient
 from mevaas_chain.contracts import load_artifact, load_npm_artifact
 from mevaas_chain.registry import DexConfig, TokenConfig
-
 from mevaas_local.devnet.spec import ChainSpec
 
 Tx = dict[str, Any]

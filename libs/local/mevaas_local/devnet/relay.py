@@ -34,6 +34,7 @@ from typing import Any
 
 from aiohttp import web
 from eth_utils.crypto import keccak
+
 from mevaas_chain.client import ChainClient, RpcError
 
 log = logging.getLogger(__name__)

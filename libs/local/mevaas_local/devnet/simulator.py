@@ -10,7 +10,6 @@ from collections.abc import Sequence
 from mevaas_chain import abi
 from mevaas_chain.client import Call, ChainClient
 from mevaas_chain.registry import DexConfig
-
 from mevaas_local.devnet.deploy import NO_DEADLINE, PoolInfo
 from mevaas_local.devnet.relay import BlockProducer, Tx
 
