@@ -23,11 +23,19 @@ class ServiceSpec:
     needs: tuple[str, ...] = field(default_factory=tuple)
 
 
-def discover_services() -> list[ServiceSpec]:
+def discover_services(*, skipped: list[str] | None = None) -> list[ServiceSpec]:
+    """Every installed service, in start order. When `skipped` is given, a service that cannot be
+    loaded is reported there (name and reason) instead of failing the whole discovery."""
     specs = []
     for entry in entry_points(group="mevaas.services"):
-        spec = entry.load()
-        if not isinstance(spec, ServiceSpec):
-            raise TypeError(f"entry point {entry.name} does not name a ServiceSpec")
+        try:
+            spec = entry.load()
+            if not isinstance(spec, ServiceSpec):
+                raise TypeError(f"entry point {entry.name} does not name a ServiceSpec")
+        except (ImportError, AttributeError, TypeError) as exc:
+            if skipped is None:
+                raise
+            skipped.append(f"{entry.name}: {exc}")
+            continue
         specs.append(spec)
     return sorted(specs, key=lambda s: (s.order, s.name))

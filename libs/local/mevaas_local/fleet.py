@@ -1,0 +1,239 @@
+"""`mevaas up`: the whole platform on one machine.
+
+Starts embedded NATS (JetStream) and PostgreSQL (or uses NATS_URL / DATABASE_URL when set), the
+anvil devnet with its market simulator and relay, provisions and migrates each service's schema,
+then runs every registered service (`mevaas.services` entry points) as its own process, exactly
+as in Kubernetes. Prints the endpoints and the platform admin's API key, writes .data/mevaas.json
+for the CLI, shows live what the fleet is doing, and on Ctrl-C stops everything in reverse order.
+
+Secrets (JWT signing key, admin key, database passwords, key-encryption keys) are generated on
+first start and kept in .data/secrets.json, so data and keys survive a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import grpc
+import nats
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from mevaas_core.auth import SigningKey
+from mevaas_core.db import provision_service_database
+from mevaas_core.migrations import apply_migrations
+from mevaas_core.service import ServiceSpec, discover_services
+from mevaas_local.embedded import EmbeddedNats, EmbeddedPostgres, free_port
+
+console = Console()
+HEALTH_TIMEOUT_SECONDS = 60.0
+
+
+@dataclass
+class FleetSecrets:
+    path: Path
+    values: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, path: Path) -> FleetSecrets:
+        values = json.loads(path.read_text()) if path.is_file() else {}
+        return cls(path=path, values=values)
+
+    def get(self, name: str) -> str:
+        """The named secret, generated on first use and persisted (mode 600)."""
+        if name not in self.values:
+            if name == "JWT_PRIVATE_KEY":
+                self.values[name] = SigningKey.generate().private_pem()
+            elif name == "BOOTSTRAP_ADMIN_KEY":
+                self.values[name] = f"mvs_platformadmin_{secrets.token_urlsafe(32)}"
+            else:
+                self.values[name] = base64.b64encode(secrets.token_bytes(32)).decode()
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.write_text(json.dumps(self.values, indent=2))
+            self.path.chmod(0o600)
+        return self.values[name]
+
+
+@dataclass
+class RunningService:
+    spec: ServiceSpec
+    process: subprocess.Popen[bytes]
+    grpc_port: int
+    metrics_port: int
+    log_path: Path
+
+
+async def wait_healthy(service: RunningService) -> None:
+    deadline = time.monotonic() + HEALTH_TIMEOUT_SECONDS
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{service.grpc_port}") as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while time.monotonic() < deadline:
+            if service.process.poll() is not None:
+                tail = service.log_path.read_text()[-2000:]
+                raise RuntimeError(f"{service.spec.name} exited during start-up:\n{tail}")
+            with contextlib.suppress(grpc.aio.AioRpcError):
+                reply = await stub.Check(health_pb2.HealthCheckRequest(), timeout=1.0)
+                if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            await asyncio.sleep(0.2)
+    raise RuntimeError(f"{service.spec.name} did not become healthy in {HEALTH_TIMEOUT_SECONDS:.0f} s")
+
+
+def stop_processes(services: list[RunningService], grace_seconds: float = 10.0) -> None:
+    for service in reversed(services):
+        if service.process.poll() is None:
+            service.process.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + grace_seconds
+    for service in reversed(services):
+        remaining = max(deadline - time.monotonic(), 0.1)
+        try:
+            service.process.wait(remaining)
+        except subprocess.TimeoutExpired:
+            service.process.kill()
+            service.process.wait()
+
+
+class LiveView:
+    """Counts of what flows through the hot path, per tenant, from core NATS subscriptions
+    (observers only: they do not consume from the durable consumers the services use)."""
+
+    def __init__(self) -> None:
+        self.counts: dict[str, Counter[str]] = defaultdict(Counter)
+        self.last: list[str] = []
+
+    def table(self) -> Table:
+        table = Table(title="MEVaaS fleet: live (Ctrl-C to stop)")
+        for column in ("tenant", "opportunities", "decisions", "results", "blocks"):
+            table.add_column(column)
+        for tenant, counts in sorted(self.counts.items()):
+            table.add_row(tenant, *(str(counts[k]) for k in ("opp", "risk", "exec", "chain")))
+        return table
+
+    async def on_message(self, msg: Any) -> None:
+        parts = msg.subject.split(".")
+        domain, scope = parts[0], parts[1] if len(parts) > 1 else "?"
+        self.counts["market" if domain == "chain" else scope][domain] += 1
+
+
+async def run_fleet(*, with_devnet: bool = True, data_dir: Path = Path(".data")) -> None:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    fleet_secrets = FleetSecrets.load(data_dir / "secrets.json")
+    async with contextlib.AsyncExitStack() as stack:
+        nats_url = os.environ.get("NATS_URL")
+        if not nats_url:
+            with console.status("starting NATS (JetStream)..."):
+                embedded_nats = await stack.enter_async_context(EmbeddedNats(data_dir / "nats"))
+            nats_url = embedded_nats.url
+        admin_dsn = os.environ.get("DATABASE_URL")
+        if not admin_dsn:
+            with console.status("starting PostgreSQL..."):
+                embedded_pg = await stack.enter_async_context(EmbeddedPostgres(data_dir / "postgres"))
+            admin_dsn = embedded_pg.dsn
+        shared_env = {
+            "NATS_URL": nats_url,
+            "JWT_PUBLIC_KEYS": SigningKey.from_pem(fleet_secrets.get("JWT_PRIVATE_KEY")).public_pem(),
+        }
+        if with_devnet:
+            from mevaas_local.devnet import Devnet
+
+            with console.status("starting the devnet (anvil + Uniswap V2 deployments + relay)..."):
+                devnet = await stack.enter_async_context(
+                    Devnet(second_chain=True, data_dir=data_dir / "devnet")
+                )
+            shared_env["MEVAAS_CHAINS_FILE"] = str((data_dir / "devnet" / "chains.json").resolve())
+            console.print(
+                "devnet: "
+                + ", ".join(f"chain {c.config.chain_id} at {c.config.rpc_url}" for c in devnet.chains)
+            )
+        services: list[RunningService] = []
+        stack.callback(stop_processes, services)
+        skipped: list[str] = []
+        for spec in discover_services(skipped=skipped):
+            with console.status(f"starting {spec.name}..."):
+                services.append(await start_service(spec, admin_dsn, shared_env, fleet_secrets, data_dir))
+        for reason in skipped:
+            console.print(f"[yellow]skipped a service that cannot load[/yellow] {reason}")
+        endpoints = {s.spec.name: f"127.0.0.1:{s.grpc_port}" for s in services}
+        admin_key = fleet_secrets.get("BOOTSTRAP_ADMIN_KEY")
+        (data_dir / "mevaas.json").write_text(
+            json.dumps({"endpoints": endpoints, "api_key": admin_key}, indent=2)
+        )
+        summary = Table(title="MEVaaS is up")
+        for column in ("service", "gRPC", "metrics", "log"):
+            summary.add_column(column)
+        for s in services:
+            summary.add_row(
+                s.spec.name,
+                endpoints[s.spec.name],
+                f"http://127.0.0.1:{s.metrics_port}/metrics",
+                str(s.log_path),
+            )
+        console.print(summary)
+        console.print(f"NATS: {nats_url}\nplatform admin API key: [bold]{admin_key}[/bold]")
+        console.print(
+            "CLI config written to .data/mevaas.json; try: [bold].venv/bin/mevaas tenant create acme[/bold]"
+        )
+        await watch(nats_url)
+
+
+async def start_service(
+    spec: ServiceSpec, admin_dsn: str, shared_env: dict[str, str], fleet_secrets: FleetSecrets, data_dir: Path
+) -> RunningService:
+    env = dict(os.environ)
+    env.update(shared_env)
+    if spec.schema is not None:
+        dsns = await provision_service_database(
+            admin_dsn,
+            spec.schema,
+            fleet_secrets.get(f"DB_PASSWORD_{spec.schema}_app"),
+            fleet_secrets.get(f"DB_PASSWORD_{spec.schema}_owner"),
+        )
+        if spec.migrations is not None:
+            await apply_migrations(dsns.owner_dsn, spec.schema, spec.migrations)
+        env["DATABASE_URL"] = dsns.app_dsn
+    for name in spec.needs:
+        env[name] = fleet_secrets.get(name)
+    grpc_port, metrics_port = free_port(), free_port()
+    env.update({"GRPC_PORT": str(grpc_port), "METRICS_PORT": str(metrics_port), "SERVICE_NAME": spec.name})
+    log_path = (data_dir / "logs" / f"{spec.name}.log").resolve()
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("ab") as log_file:
+        process = subprocess.Popen(
+            [sys.executable, "-m", spec.module],
+            env=env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    running = RunningService(spec, process, grpc_port, metrics_port, log_path)
+    await wait_healthy(running)
+    return running
+
+
+async def watch(nats_url: str) -> None:
+    view = LiveView()
+    nc = await nats.connect(nats_url, name="mevaas-up-live-view")
+    try:
+        for subject in ("opp.>", "risk.>", "exec.>", "chain.>"):
+            await nc.subscribe(subject, cb=view.on_message)
+        with Live(view.table(), console=console, refresh_per_second=2) as live:
+            while True:
+                await asyncio.sleep(0.5)
+                live.update(view.table())
+    finally:
+        await nc.close()
