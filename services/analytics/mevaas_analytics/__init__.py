@@ -1,0 +1,1 @@
+"""Analytics service: read model of every event, reports, invoices, portfolio, backtests."""

@@ -1,0 +1,1 @@
+"""Pure analytics logic (no I/O): fees and invoices, valuation, statistics, backtest replay."""
