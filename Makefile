@@ -58,8 +58,9 @@ test: setup
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy libs services tests bench tools
+	$(VENV)/bin/mypy libs services tests bench tools/gen_protos.py
 	cd protos && ../$(NODE_BIN)/buf lint
+	$(PY) -m mevaas_chain.contracts.build --check
 
 bench: setup
 	@set -e; for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b; done
