@@ -40,7 +40,7 @@ state change.
 
 from __future__ import annotations
 
-import contextlib
+import asyncio
 import logging
 import re
 from collections.abc import AsyncIterator
@@ -238,37 +238,21 @@ async def provision_service_database(
     owner, app = f"{service}_owner", f"{service}_app"
     conn = await asyncpg.connect(admin_dsn)
     try:
-        for role, password in ((owner, owner_password), (app, app_password)):
-            await _ensure_login_role(conn, role, password)
-        # Statements that only grant or create-if-missing; serialise runners in this database.
-        async with conn.transaction():
-            await conn.execute(
-                "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", f"mevaas:provision:{service}"
-            )
-            database = await conn.fetchval("SELECT current_database()")
-            await conn.execute(_quote("GRANT CONNECT ON DATABASE {} TO {}, {}", database, owner, app))
-            await conn.execute(_quote("CREATE SCHEMA IF NOT EXISTS {} AUTHORIZATION {}", service, owner))
-            await conn.execute(_quote("ALTER SCHEMA {} OWNER TO {}", service, owner))
-            await conn.execute(_quote("REVOKE ALL ON SCHEMA {} FROM PUBLIC", service))
-            await conn.execute(_quote("GRANT USAGE ON SCHEMA {} TO {}", service, app))
-            for statement in (
-                "ALTER DEFAULT PRIVILEGES FOR ROLE {owner} IN SCHEMA {schema} "
-                "GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {app}",
-                "ALTER DEFAULT PRIVILEGES FOR ROLE {owner} IN SCHEMA {schema} "
-                "GRANT USAGE, SELECT, UPDATE ON SEQUENCES TO {app}",
-                "ALTER DEFAULT PRIVILEGES FOR ROLE {owner} IN SCHEMA {schema} GRANT EXECUTE ON FUNCTIONS TO {app}",
-            ):
-                await conn.execute(
-                    statement.format(
-                        owner=_ident(owner),
-                        schema=_ident(service),
-                        app=_ident(app),
-                    )
-                )
-            for role in (owner, app):
-                await conn.execute(
-                    _quote("ALTER ROLE {} IN DATABASE {} SET search_path = {}", role, database, service)
-                )
+        for attempt in range(_PROVISION_ATTEMPTS):
+            try:
+                await _provision(conn, service, owner, app, owner_password, app_password)
+                break
+            except (
+                asyncpg.InternalServerError,
+                asyncpg.UniqueViolationError,
+                asyncpg.DuplicateObjectError,
+            ) as exc:
+                # Roles are cluster-wide but advisory locks are per database: a runner in another
+                # database can still race us on the same role ("tuple concurrently updated").
+                if attempt == _PROVISION_ATTEMPTS - 1:
+                    raise
+                log.info("provisioning %s raced another runner (%s); retrying", service, exc)
+                await asyncio.sleep(0.05 * (attempt + 1))
     finally:
         await conn.close()
     return ServiceDsns(
@@ -281,15 +265,45 @@ async def provision_service_database(
     )
 
 
+_PROVISION_ATTEMPTS = 5
+
+
+async def _provision(
+    conn: asyncpg.Connection, service: str, owner: str, app: str, owner_password: str, app_password: str
+) -> None:
+    """Everything in one transaction, serialised with other runners in this database."""
+    async with conn.transaction():
+        await conn.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", f"mevaas:provision:{service}"
+        )
+        for role, password in ((owner, owner_password), (app, app_password)):
+            await _ensure_login_role(conn, role, password)
+        database = await conn.fetchval("SELECT current_database()")
+        await conn.execute(_quote("GRANT CONNECT ON DATABASE {} TO {}, {}", database, owner, app))
+        await conn.execute(_quote("CREATE SCHEMA IF NOT EXISTS {} AUTHORIZATION {}", service, owner))
+        await conn.execute(_quote("ALTER SCHEMA {} OWNER TO {}", service, owner))
+        await conn.execute(_quote("REVOKE ALL ON SCHEMA {} FROM PUBLIC", service))
+        await conn.execute(_quote("GRANT USAGE ON SCHEMA {} TO {}", service, app))
+        for statement in (
+            "ALTER DEFAULT PRIVILEGES FOR ROLE {owner} IN SCHEMA {schema} "
+            "GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {app}",
+            "ALTER DEFAULT PRIVILEGES FOR ROLE {owner} IN SCHEMA {schema} "
+            "GRANT USAGE, SELECT, UPDATE ON SEQUENCES TO {app}",
+            "ALTER DEFAULT PRIVILEGES FOR ROLE {owner} IN SCHEMA {schema} GRANT EXECUTE ON FUNCTIONS TO {app}",
+        ):
+            await conn.execute(statement.format(owner=_ident(owner), schema=_ident(service), app=_ident(app)))
+        for role in (owner, app):
+            await conn.execute(
+                _quote("ALTER ROLE {} IN DATABASE {} SET search_path = {}", role, database, service)
+            )
+
+
 async def _ensure_login_role(conn: asyncpg.Connection, role: str, password: str) -> None:
-    """CREATE ROLE if missing (tolerating a concurrent creator), then set its password and the
-    attributes that keep it an ordinary, RLS-bound role. Roles are cluster-wide, unlike the lock."""
+    """CREATE ROLE if missing, then set its password and the attributes that keep it an ordinary,
+    RLS-bound role (re-asserted on every run, so a hand-made change is undone)."""
     attributes = "LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOBYPASSRLS NOREPLICATION INHERIT"
-    exists = await conn.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", role)
-    if not exists:
-        # A concurrent runner may create it first: then it exists, which is all we want.
-        with contextlib.suppress(asyncpg.DuplicateObjectError, asyncpg.UniqueViolationError):
-            await conn.execute(_quote("CREATE ROLE {} ", role) + attributes)
+    if not await conn.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", role):
+        await conn.execute(_quote("CREATE ROLE {} ", role) + attributes)
     # The password goes through format(%L) on the server: quoted correctly whatever it contains.
     statement = await conn.fetchval(
         "SELECT format('ALTER ROLE %I WITH " + attributes + " PASSWORD %L', $1::text, $2::text)",

@@ -443,7 +443,7 @@ class EmbeddedNats(_EmbeddedServer):
             await nc.close()
 
     async def stop(self, grace: float = 15.0) -> None:
-        child, self._child = self._child, None
+        child, self._child, self.port = self._child, None, None
         if child is not None:
             await child.stop(signal.SIGTERM, grace)
             log.info("nats-server stopped (pid %d)", child.pid)
@@ -661,7 +661,7 @@ class EmbeddedPostgres(_EmbeddedServer):
             return
 
     async def stop(self, grace: float = 30.0) -> None:
-        child, self._child = self._child, None
+        child, self._child, self.port = self._child, None, None
         if child is not None:
             await child.stop(signal.SIGINT, grace)
             log.info("postgres stopped (pid %d)", child.pid)

@@ -13,6 +13,10 @@ from datetime import timedelta
 
 import pytest
 from google.protobuf import struct_pb2, wrappers_pb2
+from opentelemetry import trace
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from prometheus_client import REGISTRY
+
 from mevaas_core.bus import (
     Bus,
     Delivery,
@@ -26,9 +30,6 @@ from mevaas_core.bus import (
     content_type_for,
 )
 from mevaas_core.telemetry import current_trace_id, setup_tracing
-from opentelemetry import trace
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from prometheus_client import REGISTRY
 
 pytestmark = pytest.mark.integration
 
