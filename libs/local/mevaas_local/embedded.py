@@ -53,6 +53,7 @@ __all__ = [
     "EmbeddedNats",
     "EmbeddedPostgres",
     "EmbeddedServerError",
+    "child_dies_with_parent",
     "find_nats_server",
     "free_port",
 ]
@@ -175,6 +176,12 @@ def _child_setup(death_signal: int, uid: int | None, gid: int | None) -> Callabl
             libc.prctl(_PR_SET_PDEATHSIG, death_signal, 0, 0, 0)
 
     return setup
+
+
+def child_dies_with_parent(death_signal: int = signal.SIGTERM) -> Callable[[], None]:
+    """preexec_fn for any child process of ours (services of `mevaas up` too): the kernel sends
+    ``death_signal`` to it when we die, so no orphan outlives us."""
+    return _child_setup(death_signal, None, None)
 
 
 class _Child:

@@ -38,7 +38,7 @@ from mevaas_core.auth import SigningKey
 from mevaas_core.db import provision_service_database
 from mevaas_core.migrations import apply_migrations
 from mevaas_core.service import ServiceSpec, discover_services
-from mevaas_local.embedded import EmbeddedNats, EmbeddedPostgres, free_port
+from mevaas_local.embedded import EmbeddedNats, EmbeddedPostgres, child_dies_with_parent, free_port
 
 console = Console()
 HEALTH_TIMEOUT_SECONDS = 60.0
@@ -130,7 +130,7 @@ class LiveView:
         self.counts["market" if domain == "chain" else scope][domain] += 1
 
 
-async def run_fleet(*, with_devnet: bool = True, data_dir: Path = Path(".data")) -> None:
+async def run_fleet(stop: asyncio.Event, *, with_devnet: bool = True, data_dir: Path = Path(".data")) -> None:
     data_dir.mkdir(parents=True, exist_ok=True)
     fleet_secrets = FleetSecrets.load(data_dir / "secrets.json")
     async with contextlib.AsyncExitStack() as stack:
@@ -188,7 +188,7 @@ async def run_fleet(*, with_devnet: bool = True, data_dir: Path = Path(".data"))
         console.print(
             "CLI config written to .data/mevaas.json; try: [bold].venv/bin/mevaas tenant create acme[/bold]"
         )
-        await watch(nats_url)
+        await watch(nats_url, stop)
 
 
 async def start_service(
@@ -219,21 +219,23 @@ async def start_service(
             stdout=log_file,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=child_dies_with_parent(),  # noqa: PLW1509 - only sets a death signal; no locks taken
         )
     running = RunningService(spec, process, grpc_port, metrics_port, log_path)
     await wait_healthy(running)
     return running
 
 
-async def watch(nats_url: str) -> None:
+async def watch(nats_url: str, stop: asyncio.Event) -> None:
     view = LiveView()
     nc = await nats.connect(nats_url, name="mevaas-up-live-view")
     try:
         for subject in ("opp.>", "risk.>", "exec.>", "chain.>"):
             await nc.subscribe(subject, cb=view.on_message)
         with Live(view.table(), console=console, refresh_per_second=2) as live:
-            while True:
-                await asyncio.sleep(0.5)
+            while not stop.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), 0.5)
                 live.update(view.table())
     finally:
         await nc.close()

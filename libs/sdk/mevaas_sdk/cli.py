@@ -7,7 +7,6 @@ Errors are one clear line on stderr and a non-zero exit, never a traceback.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import importlib
 import json
 import sys
@@ -19,11 +18,11 @@ import grpc
 import typer
 from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import Message
-from mevaas.common.v1 import common_pb2
-from mevaas.tenancy.v1 import tenancy_pb2
 from rich.console import Console
 from rich.table import Table
 
+from mevaas.common.v1 import common_pb2
+from mevaas.tenancy.v1 import tenancy_pb2
 from mevaas_sdk.client import ClientConfig, MevaasClient, describe_error
 
 app = typer.Typer(
@@ -100,10 +99,14 @@ def up(
     ] = False,
 ) -> None:
     """Start the whole fleet locally: NATS, PostgreSQL, the devnet and every service."""
+    from mevaas_core.grpckit import run_until_signalled
     from mevaas_local.fleet import run_fleet
 
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(run_fleet(with_devnet=not no_devnet))
+    try:
+        asyncio.run(run_until_signalled(lambda stop: run_fleet(stop, with_devnet=not no_devnet)))
+    except Exception as exc:
+        err.print(f"[red]error[/red] mevaas up failed: {exc}")
+        raise typer.Exit(1) from None
 
 
 @app.command()

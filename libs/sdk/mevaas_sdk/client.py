@@ -17,6 +17,7 @@ from typing import Any
 
 import grpc
 from google.rpc import error_details_pb2, status_pb2
+
 from mevaas.tenancy.v1 import tenancy_pb2, tenancy_pb2_grpc
 
 SERVICES = ("tenancy", "strategy", "risk", "execution", "analytics")
@@ -93,7 +94,8 @@ class MevaasClient:
         if key not in self._channels:
             interceptors = [_BearerAuth(self.access_token)] if authenticated else []
             self._channels[key] = grpc.aio.insecure_channel(
-                self.config.endpoint(service), interceptors=interceptors
+                self.config.endpoint(service),
+                interceptors=interceptors,  # type: ignore[arg-type]
             )
         return self._channels[key]
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
 from google.rpc import error_details_pb2, status_pb2
@@ -45,7 +46,8 @@ async def create_tenant(
 
 def field_violations(error: grpc.aio.AioRpcError) -> list[str]:
     fields: list[str] = []
-    for key, value in error.trailing_metadata() or ():
+    metadata: Any = error.trailing_metadata() or ()
+    for key, value in metadata:
         if key == "grpc-status-details-bin":
             for detail in status_pb2.Status.FromString(value).details:
                 bad = error_details_pb2.BadRequest()

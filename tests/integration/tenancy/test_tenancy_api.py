@@ -248,7 +248,7 @@ async def test_expired_and_forged_tokens_are_unauthenticated(
         ok = await call(tenancy_pb2.WhoAmIRequest(), metadata=[("authorization", f"Bearer {valid}")])
         assert ok.tenant_id == "_platform"
     finally:
-        await stub_channel.close()
+        await stub_channel.close(None)
 
 
 async def test_rate_limit_by_plan(
@@ -279,7 +279,10 @@ async def test_malformed_requests_name_the_field(
         grpc.StatusCode.INVALID_ARGUMENT,
         admin_client.tenants.CreateTenant(
             tenancy_pb2.CreateTenantRequest(
-                idempotency_key="x", slug="Not A Slug!", display_name="d", tier=99
+                idempotency_key="x",
+                slug="Not A Slug!",
+                display_name="d",
+                tier=99,  # type: ignore[arg-type]
             )
         ),
     )
@@ -307,14 +310,14 @@ async def test_malformed_requests_name_the_field(
     token = await admin_client.access_token()
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{tenancy_service.grpc_port}")
     try:
-        raw = channel.unary_unary("/mevaas.tenancy.v1.TenantService/GetTenant")
+        raw = channel.unary_unary("/mevaas.tenancy.v1.TenantService/GetTenant")  # type: ignore[call-arg]
         error = await expect_code(
             grpc.StatusCode.INVALID_ARGUMENT,
             raw(b"\xff\xff\xff\xff", metadata=[("authorization", f"Bearer {token}")]),
         )
         assert field_violations(error) == ["request"]
     finally:
-        await channel.close()
+        await channel.close(None)
 
 
 async def test_idempotent_create_emits_one_event(admin_client: MevaasClient, nats_server: str) -> None:

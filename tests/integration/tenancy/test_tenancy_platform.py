@@ -70,7 +70,7 @@ async def test_health_reflection_and_metrics(
             "grpc.health.v1.Health",
         } <= names
     finally:
-        await channel.close()
+        await channel.close(None)
     with urllib.request.urlopen(
         f"http://127.0.0.1:{tenancy_service.metrics_port}/metrics", timeout=5
     ) as response:
