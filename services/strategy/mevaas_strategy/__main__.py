@@ -1,0 +1,3 @@
+from mevaas_strategy.server import run
+
+run()

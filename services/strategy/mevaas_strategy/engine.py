@@ -1,0 +1,363 @@
+"""The strategy engine: follow every configured chain block by block, keep the pool state, publish
+market updates, evaluate every running strategy incrementally and publish its opportunities.
+
+Per chain: poll ``eth_blockNumber`` every ``poll_interval_s`` (a few ms on a local node); on a new
+head, ``PoolIndex.sync()`` applies the new blocks from their ``Sync``/``PairCreated`` logs, fetched
+by block hash, and rolls back reorged blocks. Each applied block yields the pools it changed; the
+engine publishes a ``MarketUpdate`` (``chain.<id>.block``) and hands exactly those pools to every
+running strategy on that chain (a strategy that just started, and every strategy after a reload of
+the pool set, evaluates everything once). Plugins are pure (see ``domain.plugins``); route optima
+are shared across strategies within a block.
+
+Running strategies come from ``strategy.sessions`` (filled from ``exec.<tenant>.session`` by
+whichever replica's consumer got the event); Postgres NOTIFY tells every replica to reload, with a
+periodic reload as a fallback.
+
+Several replicas: every replica follows the chains itself (reads are cheap and local state keeps
+evaluation free of network hops) and publishes the same ``MarketUpdate``; JetStream keeps one copy
+per block (``Nats-Msg-Id`` = chain:block hash). Evaluation is partitioned by tenant: replica ``i`` of
+``n`` (``ENGINE_REPLICA_INDEX``/``ENGINE_REPLICAS``, the StatefulSet ordinal in Kubernetes) evaluates
+the tenants whose SHA-256 of the id, modulo ``n``, is ``i``. During a rescale two replicas may
+briefly evaluate the same tenant: their opportunities carry the same deterministic id and are
+deduplicated by JetStream, so nothing is published twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from fractions import Fraction
+from typing import Any
+
+import asyncpg
+from eth_utils.address import is_address, to_checksum_address
+from prometheus_client import Histogram
+
+from mevaas.common.v1 import common_pb2
+from mevaas.events.v1 import events_pb2
+from mevaas.strategy.v1 import strategy_pb2
+from mevaas_chain.client import ChainClient
+from mevaas_chain.pool_index import BlockUpdate, Pool, PoolIndex, Reorg
+from mevaas_chain.registry import ChainConfig, ChainRegistry
+from mevaas_core.bus import PLATFORM_TENANT, Bus
+from mevaas_core.db import platform_transaction
+from mevaas_strategy import store
+from mevaas_strategy.domain.market import ChainMarket, MarketView
+from mevaas_strategy.domain.model import TYPE_NAMES, StrategySpec
+from mevaas_strategy.domain.plugins import StrategyPlugin, plugin_for
+from mevaas_strategy.events import opportunity_message, timestamp
+
+log = logging.getLogger("mevaas.strategy.engine")
+
+EVALUATION_SECONDS = Histogram(
+    "mevaas_strategy_block_evaluation_seconds",
+    "Time to evaluate every running strategy on one block",
+    ["chain_id"],
+    buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0),
+)
+BLOCK_TO_OPPORTUNITY_SECONDS = Histogram(
+    "mevaas_strategy_block_to_opportunity_seconds",
+    "From first seeing a block to its opportunities being published",
+    ["chain_id"],
+    buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0),
+)
+NOT_EVALUATED_TENANT_STATUSES = [common_pb2.TENANT_STATUS_SUSPENDED, common_pb2.TENANT_STATUS_DELETED]
+
+
+def owns_tenant(tenant_id: str, replica_index: int, replicas: int) -> bool:
+    digest = hashlib.sha256(tenant_id.encode()).digest()
+    return int.from_bytes(digest[:8], "big") % replicas == replica_index
+
+
+@dataclass
+class RunningStrategy:
+    spec: StrategySpec
+    plugin: StrategyPlugin
+    # Evaluate everything on the next block (just started).
+    fresh: bool = True
+
+
+@dataclass
+class _Feed:
+    config: ChainConfig
+    client: ChainClient
+    index: PoolIndex
+    market: ChainMarket | None = None
+    task: asyncio.Task[None] | None = None
+    # Pools rolled back by a reorg, evaluated with the next block.
+    pending_reorg: Reorg | None = None
+    stats: dict[str, int] = field(default_factory=lambda: {"blocks": 0, "opportunities": 0})
+
+
+def market_pool_state(pool: Pool) -> events_pb2.PoolState:
+    return events_pb2.PoolState(
+        address=pool.address,
+        dex=pool.dex,
+        token0=pool.token0,
+        token1=pool.token1,
+        reserve0=str(pool.reserve0),
+        reserve1=str(pool.reserve1),
+        fee_bps=pool.fee_bps,
+    )
+
+
+class Engine:
+    def __init__(
+        self,
+        bus: Bus,
+        pool: asyncpg.Pool,
+        chains: ChainRegistry,
+        *,
+        replica_index: int = 0,
+        replicas: int = 1,
+        priority_fee_wei: int = 1_000_000_000,
+        poll_interval_s: float = 0.02,
+        reload_interval_s: float = 5.0,
+    ) -> None:
+        if not 0 <= replica_index < replicas:
+            raise ValueError("replica_index must be in [0, replicas)")
+        self.bus = bus
+        self.pool = pool
+        self.chains = chains
+        self.replica_index = replica_index
+        self.replicas = replicas
+        self.priority_fee_wei = priority_fee_wei
+        self.poll_interval_s = poll_interval_s
+        self.reload_interval_s = reload_interval_s
+        self.view = MarketView(chains={})
+        self.running: dict[str, RunningStrategy] = {}
+        self._feeds: dict[int, _Feed] = {}
+        self._reload = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._listener: Any = None
+
+    # lifecycle ------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        for config in self.chains:
+            client = ChainClient.for_chain(config)
+            index = PoolIndex(client, config.dexes)
+            feed = _Feed(config, client, index)
+            self._feeds[config.chain_id] = feed
+            with contextlib.suppress(Exception):
+                # A chain that is down at start is loaded by its follow loop once it answers.
+                await self._load(feed)
+            feed.task = asyncio.create_task(self._follow(feed), name=f"engine-chain-{config.chain_id}")
+        self._listener = await self.pool.acquire()
+        await self._listener.add_listener(store.SESSIONS_CHANNEL, self._on_notify)
+        await self.reload_strategies()
+        self._tasks.append(asyncio.create_task(self._reload_loop(), name="engine-reload"))
+
+    async def stop(self) -> None:
+        tasks = [*self._tasks, *(f.task for f in self._feeds.values() if f.task is not None)]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self._listener is not None:
+            with contextlib.suppress(Exception):
+                await self._listener.remove_listener(store.SESSIONS_CHANNEL, self._on_notify)
+            await self.pool.release(self._listener)
+        for feed in self._feeds.values():
+            await feed.client.close()
+
+    # prices for the API -----------------------------------------------------------------------------
+
+    def usd_price(self, chain_id: int, token: str) -> Fraction | None:
+        market = self.view.chain(chain_id)
+        if market is None or not is_address(token):
+            return None
+        return market.usd_price(to_checksum_address(token))
+
+    # strategies -----------------------------------------------------------------------------------
+
+    def _on_notify(self, *_: object) -> None:
+        self._reload.set()
+
+    async def _reload_loop(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._reload.wait(), self.reload_interval_s)
+            self._reload.clear()
+            try:
+                await self.reload_strategies()
+            except Exception:
+                log.exception("reloading running strategies failed; retrying")
+
+    async def reload_strategies(self) -> None:
+        """Bring `running` to the sessions table: new versions get a fresh plugin instance."""
+        async with platform_transaction(self.pool, readonly=True) as conn:
+            rows = await store.running_strategies(
+                conn, common_pb2.EXECUTION_STATE_RUNNING, NOT_EVALUATED_TENANT_STATUSES
+            )
+        running: dict[str, RunningStrategy] = {}
+        for row in rows:
+            if not owns_tenant(row["tenant_id"], self.replica_index, self.replicas):
+                continue
+            existing = self.running.get(row["strategy_id"])
+            if existing is not None and existing.spec.version == row["version"]:
+                running[row["strategy_id"]] = existing
+                continue
+            config = strategy_pb2.StrategyConfig()
+            config.ParseFromString(bytes(row["config"]))
+            spec = StrategySpec.from_config(
+                config, strategy_id=row["strategy_id"], tenant_id=row["tenant_id"], version=row["version"]
+            )
+            cls = plugin_for(TYPE_NAMES.get(spec.type, ""))
+            if cls is None:
+                log.warning("no plugin for strategy %s of type %s", spec.strategy_id, spec.type)
+                continue
+            running[row["strategy_id"]] = RunningStrategy(spec, cls(spec))
+        self.running = running
+
+    # chains ---------------------------------------------------------------------------------------
+
+    async def _load(self, feed: _Feed) -> None:
+        await feed.index.load()
+        number, block_hash = feed.index.head
+        header = await feed.client.get_block(number)
+        base_fee = int(header.get("baseFeePerGas", "0x0"), 16) if header else 0
+        config = feed.config
+        feed.market = ChainMarket(
+            chain_id=config.chain_id,
+            block_number=number,
+            block_hash=block_hash,
+            base_fee=base_fee,
+            priority_fee=self.priority_fee_wei,
+            pools=feed.index.pools,
+            wrapped_native=config.wrapped_native,
+            symbols={t.address: t.symbol for t in config.tokens},
+            decimals={t.address: t.decimals for t in config.tokens},
+            block_time_s=config.block_time_s or 12.0,
+            epoch=(feed.market.epoch + 1) if feed.market else 0,
+        )
+        self.view.chains[config.chain_id] = feed.market
+        self.view.memo.clear()
+
+    async def _follow(self, feed: _Feed) -> None:
+        last = -1
+        while True:
+            try:
+                if feed.market is None:
+                    await self._load(feed)
+                head = await feed.client.block_number()
+                if head != last:
+                    seen_at = datetime.now(UTC)
+                    last = head
+                    for event in await feed.index.sync():
+                        if isinstance(event, Reorg):
+                            feed.pending_reorg = event
+                            if event.full_reload:
+                                await self._load(feed)
+                        else:
+                            await self._on_block(feed, event, seen_at)
+                    continue
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("chain %s: following blocks failed; retrying", feed.config.chain_id)
+                await asyncio.sleep(1.0)
+            await asyncio.sleep(self.poll_interval_s)
+
+    async def _on_block(self, feed: _Feed, update: BlockUpdate, seen_at: datetime) -> None:
+        market = feed.market
+        assert market is not None
+        started = time.perf_counter()
+        header = await feed.client.get_block(update.number)
+        base_fee = int(header.get("baseFeePerGas", "0x0"), 16) if header else market.base_fee
+        block_time = int(header["timestamp"], 16) if header else int(seen_at.timestamp())
+        market.block_number, market.block_hash, market.base_fee = update.number, update.hash, base_fee
+        reorg, feed.pending_reorg = feed.pending_reorg, None
+        full = reorg is not None and reorg.full_reload
+        if update.new_pools:
+            market.epoch += 1
+            self.view.memo.clear()
+        changed = set(update.changed) | (set(reorg.rewound) if reorg else set())
+
+        pools = market.pools
+        message = events_pb2.MarketUpdate(
+            event_id=f"{market.chain_id}:{update.hash}",
+            occurred_at=timestamp(datetime.fromtimestamp(block_time, UTC)),
+            chain_id=market.chain_id,
+            block_number=update.number,
+            block_hash=update.hash,
+            parent_hash=update.parent_hash,
+            base_fee_per_gas=str(base_fee),
+            block_timestamp=timestamp(datetime.fromtimestamp(block_time, UTC)),
+            pools=[
+                market_pool_state(pools[a])
+                for a in (pools if full or feed.stats["blocks"] == 0 else sorted(changed))
+                if a in pools
+            ],
+            reorg=reorg is not None,
+            reorg_depth=len(reorg.orphaned) if reorg else 0,
+        )
+        publish_market = asyncio.create_task(
+            self.bus.publish(
+                f"chain.{market.chain_id}.block", message, msg_id=message.event_id, tenant_id=PLATFORM_TENANT
+            )
+        )
+        feed.stats["blocks"] += 1
+        evaluated = time.perf_counter()
+        opportunities = self.evaluate(market.chain_id, None if full else frozenset(changed), seen_at)
+        EVALUATION_SECONDS.labels(str(market.chain_id)).observe(time.perf_counter() - evaluated)
+        results = await asyncio.gather(
+            publish_market,
+            *(
+                self.bus.publish(
+                    f"opp.{o.tenant_id}.{o.strategy_id}", o, msg_id=o.opportunity_id, tenant_id=o.tenant_id
+                )
+                for o in opportunities
+            ),
+            return_exceptions=True,
+        )
+        for result in results:
+            if isinstance(result, BaseException):
+                log.error("chain %s block %s: publish failed: %r", market.chain_id, update.number, result)
+        feed.stats["opportunities"] += len(opportunities)
+        BLOCK_TO_OPPORTUNITY_SECONDS.labels(str(market.chain_id)).observe(
+            (datetime.now(UTC) - seen_at).total_seconds()
+        )
+        log.debug(
+            "chain %s block %s: %d changed pools, %d opportunities in %.2f ms",
+            market.chain_id,
+            update.number,
+            len(changed),
+            len(opportunities),
+            (time.perf_counter() - started) * 1000,
+        )
+
+    def evaluate(
+        self, chain_id: int, changed: frozenset[str] | None, seen_at: datetime
+    ) -> list[events_pb2.Opportunity]:
+        """Run every running strategy on `chain_id` against the current view (pure, synchronous)."""
+        market = self.view.chain(chain_id)
+        if market is None:
+            return []
+        self.view.per_block.clear()
+        changed_by_chain: Mapping[int, frozenset[str]] | None = (
+            None if changed is None else {chain_id: changed}
+        )
+        found: list[events_pb2.Opportunity] = []
+        for running in list(self.running.values()):
+            if chain_id not in running.spec.chain_ids:
+                continue
+            if any(self.view.chain(c) is None for c in running.spec.chain_ids):
+                continue
+            candidates = running.plugin.on_market_update(
+                self.view, None if running.fresh else changed_by_chain
+            )
+            running.fresh = False
+            detected_at = datetime.now(UTC)
+            found += [
+                opportunity_message(running.spec, c, market, block_seen_at=seen_at, detected_at=detected_at)
+                for c in candidates
+            ]
+        return found
