@@ -1,0 +1,3 @@
+from mevaas_risk.server import run
+
+run()

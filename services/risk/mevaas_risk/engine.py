@@ -1,0 +1,298 @@
+"""The pre-trade check and the release, each one Postgres transaction per event.
+
+Decide: lock the tenant's risk-state row (every replica's decisions for that tenant queue on it),
+return the stored decision if this opportunity was decided before, else read limits, kill switches
+and open exposure, decide (domain.checks, pure), and write the decision, its reservation and any
+breach before committing. Because the exposure read and the reservation written happen under the
+same lock, concurrent opportunities can never together exceed a limit.
+
+Release: on a final ExecutionResult, release the reservation (once: only an unreleased row is
+updated) and book the realised PnL (once: unique per execution), in one transaction.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+
+import asyncpg
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from mevaas.common.v1 import common_pb2
+from mevaas.events.v1 import events_pb2
+from mevaas_core.db import tenant_transaction
+from mevaas_risk import store
+from mevaas_risk.domain.checks import Breach, Exposure, OpportunityFacts, RiskContext, Verdict, decide
+from mevaas_risk.domain.limits import Limits, TokenKey
+from mevaas_risk.events import breach_event, enqueue_breach
+
+FINAL_STATUSES = frozenset(
+    {
+        common_pb2.EXECUTION_RESULT_STATUS_INCLUDED,
+        common_pb2.EXECUTION_RESULT_STATUS_REVERTED,
+        common_pb2.EXECUTION_RESULT_STATUS_DROPPED,
+        common_pb2.EXECUTION_RESULT_STATUS_STALE,
+        common_pb2.EXECUTION_RESULT_STATUS_FAILED,
+    }
+)
+_NO_LIMITS = Limits()
+
+
+def timestamp(moment: datetime) -> Timestamp:
+    ts = Timestamp()
+    ts.FromDatetime(moment)
+    return ts
+
+
+def utc_today() -> date:
+    return datetime.now(UTC).date()
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionOutcome:
+    decision: events_pb2.RiskDecision
+    # True when the opportunity had been decided before (a redelivery): nothing was written.
+    duplicate: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ReleaseOutcome:
+    released: bool
+    booked: bool
+
+
+def _limits(raw: bytes | None) -> Limits:
+    if not raw:
+        return _NO_LIMITS
+    return Limits.from_proto(common_pb2.RiskLimits.FromString(bytes(raw)))
+
+
+def _context(inputs: asyncpg.Record, aggregates: list[asyncpg.Record], strategy_id: str) -> RiskContext:
+    tenant_limits = _limits(inputs["tenant_limits"])
+    strategy_limits = _limits(inputs["strategy_limits"])
+    plan_cap = (
+        common_pb2.Plan.FromString(bytes(inputs["plan"])).max_concurrent_executions if inputs["plan"] else 0
+    )
+    tenant_reserved: dict[TokenKey, int] = {}
+    strategy_reserved: dict[TokenKey, int] = {}
+    tenant_open = strategy_open = 0
+    tenant_pnl = strategy_pnl = 0
+    for row in aggregates:
+        token = TokenKey(row["chain_id"], row["token"])
+        amount = int(row["amount"])
+        mine = row["strategy_id"] == strategy_id
+        if row["kind"] == "reserved":
+            tenant_reserved[token] = tenant_reserved.get(token, 0) + amount
+            tenant_open += row["n"]
+            if mine:
+                strategy_reserved[token] = strategy_reserved.get(token, 0) + amount
+                strategy_open += row["n"]
+        else:
+            if token == tenant_limits.denomination:
+                tenant_pnl += amount
+            if mine and token == (strategy_limits.denomination or tenant_limits.denomination):
+                strategy_pnl += amount
+    return RiskContext(
+        tenant_limits=tenant_limits,
+        strategy_limits=strategy_limits,
+        plan_max_concurrent=plan_cap,
+        tenant_exposure=Exposure(tenant_open, tenant_reserved),
+        strategy_exposure=Exposure(strategy_open, strategy_reserved),
+        tenant_pnl_today=tenant_pnl,
+        strategy_pnl_today=strategy_pnl,
+        tenant_kill_switch=inputs["tenant_kill"],
+        strategy_kill_switch=inputs["strategy_kill"],
+        platform_kill_switch=inputs["platform_kill"],
+        tenant_suspended=inputs["tenant_status"] in ("suspended", "deleted"),
+    )
+
+
+def breach_dedupe_key(kind: events_pb2.BreachKind.ValueType, strategy_id: str, day: date) -> str:
+    return f"{events_pb2.BreachKind.Name(kind)}:{strategy_id}:{day.isoformat()}"
+
+
+class RiskEngine:
+    def __init__(self, pool: asyncpg.Pool, *, reservation_ttl: timedelta = timedelta(minutes=10)) -> None:
+        self.pool = pool
+        self.reservation_ttl = reservation_ttl
+
+    async def decide(self, opp: events_pb2.Opportunity) -> DecisionOutcome:
+        tenant_id = opp.tenant_id
+        async with tenant_transaction(self.pool, tenant_id) as conn:
+            await store.lock_risk_state(conn, tenant_id)
+            previous = await store.get_decision_payload(conn, tenant_id, opp.opportunity_id)
+            if previous is not None:
+                return DecisionOutcome(events_pb2.RiskDecision.FromString(previous), duplicate=True)
+            facts = OpportunityFacts.from_proto(opp)
+            today = utc_today()
+            inputs = await store.decision_inputs(conn, tenant_id, opp.strategy_id)
+            aggregates = await store.open_exposure_and_pnl(conn, tenant_id, today)
+            context = _context(inputs, aggregates, opp.strategy_id)
+            verdict = decide(facts, context)
+            now = datetime.now(UTC)
+            decision = self._decision(opp, verdict, context, now)
+            if verdict.approved:
+                await store.insert_reservation(
+                    conn,
+                    reservation_id=decision.reservation_id,
+                    tenant_id=tenant_id,
+                    strategy_id=opp.strategy_id,
+                    opportunity_id=opp.opportunity_id,
+                    chain_id=facts.input_token.chain_id,
+                    token=facts.input_token.address,
+                    amount=facts.amount_in,
+                    created_at=now,
+                    expires_at=now + self.reservation_ttl,
+                )
+            await store.insert_decision(
+                conn,
+                decision_id=decision.event_id,
+                tenant_id=tenant_id,
+                opportunity_id=opp.opportunity_id,
+                strategy_id=opp.strategy_id,
+                approved=verdict.approved,
+                reason_code=events_pb2.RiskReasonCode.Name(verdict.reason_code),
+                reason=verdict.reason,
+                reservation_id=decision.reservation_id,
+                payload=decision.SerializeToString(deterministic=True),
+                decided_at=now,
+            )
+            if verdict.breach is not None:
+                await self._record_breach(
+                    conn, tenant_id, verdict.breach, verdict.reason, now, opportunity_id=opp.opportunity_id
+                )
+            return DecisionOutcome(decision, duplicate=False)
+
+    @staticmethod
+    def _decision(
+        opp: events_pb2.Opportunity, verdict: Verdict, context: RiskContext, now: datetime
+    ) -> events_pb2.RiskDecision:
+        decision = events_pb2.RiskDecision(
+            event_id=str(uuid.uuid4()),
+            tenant_id=opp.tenant_id,
+            occurred_at=timestamp(now),
+            opportunity_id=opp.opportunity_id,
+            strategy_id=opp.strategy_id,
+            outcome=(
+                events_pb2.RISK_DECISION_OUTCOME_APPROVED
+                if verdict.approved
+                else events_pb2.RISK_DECISION_OUTCOME_REJECTED
+            ),
+            reason_code=verdict.reason_code,
+            reason=verdict.reason,
+            limits=context.effective.to_proto(),
+            opportunity=opp,
+        )
+        if verdict.approved:
+            decision.reservation_id = str(uuid.uuid4())
+            decision.reserved_amount = str(int(opp.amount_in))
+        return decision
+
+    async def _record_breach(
+        self,
+        conn: asyncpg.Connection,
+        tenant_id: str,
+        breach: Breach,
+        message: str,
+        now: datetime,
+        *,
+        opportunity_id: str = "",
+        execution_id: str = "",
+    ) -> None:
+        event = breach_event(
+            tenant_id,
+            breach,
+            message,
+            now,
+            action=events_pb2.BREACH_ACTION_REJECTING_NEW,
+            opportunity_id=opportunity_id,
+            execution_id=execution_id,
+        )
+        recorded = await store.insert_breach(
+            conn,
+            breach_id=event.breach_id,
+            tenant_id=tenant_id,
+            strategy_id=breach.strategy_id,
+            kind=events_pb2.BreachKind.Name(breach.kind),
+            dedupe_key=breach_dedupe_key(breach.kind, breach.strategy_id, now.date()),
+            limit_value=breach.limit_value,
+            observed_value=breach.observed_value,
+            denomination=event.denomination.SerializeToString(deterministic=True)
+            if event.HasField("denomination")
+            else b"",
+            action=events_pb2.BreachAction.Name(event.action),
+            message=message,
+            execution_id=execution_id,
+            opportunity_id=opportunity_id,
+            occurred_at=now,
+        )
+        if recorded:
+            await enqueue_breach(conn, event)
+
+    async def apply_result(self, result: events_pb2.ExecutionResult) -> ReleaseOutcome:
+        """Release the reservation and book realised PnL for a final result; others change nothing."""
+        if result.status not in FINAL_STATUSES or result.rebalance_id:
+            return ReleaseOutcome(released=False, booked=False)
+        tenant_id = result.tenant_id
+        status = common_pb2.ExecutionResultStatus.Name(result.status)
+        execution_id = result.execution_id or result.opportunity_id
+        async with tenant_transaction(self.pool, tenant_id) as conn:
+            # Same lock as decisions: a release and a concurrent decision see each other whole.
+            await store.lock_risk_state(conn, tenant_id)
+            released = await store.release_reservation(
+                conn,
+                tenant_id=tenant_id,
+                reservation_id=result.reservation_id,
+                opportunity_id=result.opportunity_id,
+                status=status,
+                execution_id=execution_id,
+            )
+            booked = False
+            if result.realized_profit and result.HasField("profit_token") and execution_id:
+                occurred = result.occurred_at.ToDatetime(UTC) if result.HasField("occurred_at") else None
+                day = (occurred or datetime.now(UTC)).date()
+                token = TokenKey.from_proto(result.profit_token)
+                booked = await store.insert_pnl_entry(
+                    conn,
+                    tenant_id=tenant_id,
+                    execution_id=execution_id,
+                    opportunity_id=result.opportunity_id,
+                    strategy_id=result.strategy_id,
+                    chain_id=token.chain_id,
+                    token=token.address,
+                    amount=int(result.realized_profit),
+                    status=status,
+                    day=day,
+                )
+                if booked and int(result.realized_profit) < 0:
+                    await self._check_daily_loss(conn, result, token, day)
+            return ReleaseOutcome(released=released is not None, booked=booked)
+
+    async def _check_daily_loss(
+        self, conn: asyncpg.Connection, result: events_pb2.ExecutionResult, token: TokenKey, day: date
+    ) -> None:
+        """Record a breach when this loss took the day's realised loss to a daily_loss_limit."""
+        tenant_id = result.tenant_id
+        for strategy_id in ("", result.strategy_id):
+            row = await store.get_limits(conn, tenant_id, strategy_id)
+            limits = _limits(row["limits"] if row else None)
+            if limits.daily_loss_limit is None or limits.denomination != token:
+                continue
+            pnl = await store.pnl_on_day(conn, tenant_id, day, token.chain_id, token.address, strategy_id)
+            if -pnl >= limits.daily_loss_limit:
+                breach = Breach(
+                    events_pb2.BREACH_KIND_DAILY_LOSS_LIMIT,
+                    str(limits.daily_loss_limit),
+                    str(-pnl),
+                    token,
+                    strategy_id,
+                )
+                await self._record_breach(
+                    conn,
+                    tenant_id,
+                    breach,
+                    f"realised loss today {-pnl} reached daily_loss_limit {limits.daily_loss_limit}",
+                    datetime.now(UTC),
+                    execution_id=result.execution_id,
+                )
