@@ -1,0 +1,3 @@
+from mevaas_analytics.server import run
+
+run()
