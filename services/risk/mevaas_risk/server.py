@@ -37,6 +37,8 @@ class RiskSettings(ServiceSettings):
 
 class RiskRuntime(ServiceRuntime[RiskSettings]):
     name = "risk"
+    # The pre-trade engine, set by setup(); exposed for in-process benchmarks and tests.
+    engine: RiskEngine
 
     async def setup(self) -> None:
         settings = self.settings
