@@ -384,7 +384,14 @@ class Subscription(Generic[M]):
     # lifecycle ------------------------------------------------------------------------------------
 
     async def _start(self) -> None:
-        await self._bus.js.add_consumer(self.stream, config=self._config)
+        try:
+            await self._bus.js.add_consumer(self.stream, config=self._config)
+        except nats.js.errors.APIError as exc:
+            raise BusError(
+                f"cannot create or update consumer {self.stream}/{self.durable} "
+                f"(error {exc.err_code}: {exc.description or 'refused'}); a durable's deliver policy "
+                "cannot change once created: delete the consumer or use a new durable name"
+            ) from exc
         self._inbox = self._nc.new_inbox()
         self._inbox_sub = await self._nc.subscribe(self._inbox + ".*", cb=self._on_message)
         self._advisory_sub = await self._nc.subscribe(

@@ -13,12 +13,14 @@ from datetime import timedelta
 
 import pytest
 from google.protobuf import struct_pb2, wrappers_pb2
+from nats.js.api import DeliverPolicy
 from opentelemetry import trace
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client import REGISTRY
 
 from mevaas_core.bus import (
     Bus,
+    BusError,
     Delivery,
     NoRespondersError,
     PublishError,
@@ -133,6 +135,38 @@ async def test_streams_have_an_explicit_duplicate_window_and_update_in_place(
     await bus.ensure_streams([StreamSpec(name, spec.subjects, timedelta(hours=2), "test stream")])
     assert (await bus.js.stream_info(name)).config.max_age == 7200
     await bus.js.delete_stream(name)
+
+
+async def test_ensure_streams_from_many_replicas_at_once(bus: Bus, nats_server: str, unique_id: str) -> None:
+    spec = StreamSpec(f"C{unique_id.upper()}", (f"race{unique_id}.>",), timedelta(hours=1), "race")
+    others = [await Bus.connect(nats_server, f"replica-{i}") for i in range(3)]
+    try:
+        await asyncio.gather(*(b.ensure_streams([spec]) for b in [bus, *others]))
+        assert (await bus.js.stream_info(spec.name)).config.subjects == list(spec.subjects)
+    finally:
+        await asyncio.gather(*(b.close() for b in others))
+        await bus.js.delete_stream(spec.name)
+
+
+async def test_a_redeployed_consumer_takes_its_new_settings(bus: Bus, unique_id: str) -> None:
+    durable, subject = f"t-{unique_id}", f"opp.{unique_id}.>"
+    received: Received = []
+    first = await bus.subscribe("OPP", durable, subject, wrappers_pb2.StringValue, collector(received))
+    await first.stop()
+    await bus.subscribe(
+        "OPP", durable, subject, wrappers_pb2.StringValue, collector(received), max_deliver=9, ack_wait=12
+    )
+    config = (await bus.js.consumer_info("OPP", durable)).config
+    assert config.max_deliver == 9 and config.ack_wait == 12
+    with pytest.raises(BusError, match="deliver policy"):
+        await bus.subscribe(
+            "OPP",
+            durable,
+            subject,
+            wrappers_pb2.StringValue,
+            collector(received),
+            deliver_policy=DeliverPolicy.NEW,
+        )
 
 
 async def test_publish_to_a_subject_no_stream_captures_fails_clearly(bus: Bus, unique_id: str) -> None:
