@@ -1,0 +1,3 @@
+from mevaas_execution.server import run
+
+run()

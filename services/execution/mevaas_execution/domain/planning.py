@@ -1,0 +1,212 @@
+"""What to do with one approved decision, as pure functions: staleness, gas caps, the minimum
+profit the executor must see (slippage), the executor call, and realised profit from a receipt."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from mevaas.common.v1 import common_pb2
+from mevaas.events.v1 import events_pb2
+from mevaas.strategy.v1 import strategy_pb2
+from mevaas_chain.executor import ExecutorHop, decode_executed, encode_execute, encode_execute_flash
+from mevaas_chain.registry import ChainConfig
+
+BPS = 10_000
+DEFAULT_PRIORITY_FEE_WEI = 10**9
+# Executor gas limit: the strategy's estimate with headroom, never below what a 3-hop flash needs.
+GAS_LIMIT_FLOOR = 600_000
+GAS_LIMIT_MULTIPLIER = 2
+MAX_EXECUTOR_HOPS = 3
+
+
+class PlanError(ValueError):
+    """The opportunity cannot be executed as described (bad route, unknown DEX...)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """The execution settings that apply to one decision (strategy settings merged with the
+    effective risk limits risk decided against; the stricter wins)."""
+
+    max_gas_price_wei: int | None
+    max_slippage_bps: int
+    min_profit: int
+    execution_delay_ms: int
+    retry_attempts: int
+    submission_mode: common_pb2.SubmissionMode.ValueType
+
+
+def _int_or_none(text: str) -> int | None:
+    return int(text) if text else None
+
+
+def _stricter_cap(*values: int | None) -> int | None:
+    present = [v for v in values if v is not None and v > 0]
+    return min(present) if present else None
+
+
+def merge_limits(
+    settings: strategy_pb2.ExecutionSettings | None,
+    decision: events_pb2.RiskDecision,
+    default_mode: common_pb2.SubmissionMode.ValueType,
+) -> Limits:
+    limits = decision.limits
+    opportunity = decision.opportunity
+    slippage_values = [
+        v for v in (limits.max_slippage_bps, settings.max_slippage_bps if settings else 0) if v
+    ]
+    mode = opportunity.submission_mode or (settings.submission_mode if settings else 0) or default_mode
+    return Limits(
+        max_gas_price_wei=_stricter_cap(
+            _int_or_none(limits.max_gas_price_wei),
+            _int_or_none(settings.max_gas_price_wei) if settings else None,
+        ),
+        max_slippage_bps=min(slippage_values) if slippage_values else 0,
+        min_profit=max(
+            _int_or_none(limits.min_profit) or 0,
+            (_int_or_none(settings.min_profit_threshold) or 0) if settings else 0,
+        ),
+        execution_delay_ms=settings.execution_delay_ms if settings else 0,
+        retry_attempts=settings.retry_attempts if settings else 0,
+        submission_mode=common_pb2.SubmissionMode.ValueType(
+            mode or common_pb2.SUBMISSION_MODE_PRIVATE_BUNDLE
+        ),
+    )
+
+
+def is_stale(deadline_block: int, head: int) -> bool:
+    """The next block is the earliest a submission can land; past the deadline it must not."""
+    return deadline_block > 0 and head + 1 > deadline_block
+
+
+def gas_price_refusal(base_fee: int, limits: Limits) -> str | None:
+    """Why the decision must not execute at this base fee, or None."""
+    cap = limits.max_gas_price_wei
+    if cap is not None and base_fee > cap:
+        return f"base fee {base_fee} wei is above max gas price {cap} wei"
+    return None
+
+
+def fee_caps(base_fee: int, limits: Limits, priority_fee: int = DEFAULT_PRIORITY_FEE_WEI) -> tuple[int, int]:
+    """(max_fee_per_gas, max_priority_fee_per_gas) for an EIP-1559 transaction, within the cap."""
+    max_fee = 2 * base_fee + priority_fee
+    if limits.max_gas_price_wei is not None:
+        max_fee = min(max_fee, limits.max_gas_price_wei)
+    return max_fee, min(priority_fee, max(0, max_fee - base_fee))
+
+
+def min_profit_on_chain(expected_gross_profit: int, limits: Limits) -> int:
+    """The profit below which the executor reverts: the expected profit minus the slippage the
+    strategy tolerates, never below 1 wei (a cycle must never lose)."""
+    floor = expected_gross_profit * (BPS - limits.max_slippage_bps) // BPS
+    return max(1, floor)
+
+
+def executor_hops(hops: Sequence[events_pb2.RouteHop]) -> list[ExecutorHop]:
+    if not 2 <= len(hops) <= MAX_EXECUTOR_HOPS:
+        raise PlanError(f"the executor runs 2-{MAX_EXECUTOR_HOPS} hop cycles, not {len(hops)}")
+    result = []
+    for index, hop in enumerate(hops):
+        if not hop.pool or not hop.token_in or not hop.token_out:
+            raise PlanError(f"hop {index} lacks its pool or tokens")
+        # Uniswap V2 orders a pair's tokens by address: token0 is the lower one.
+        zero_for_one = int(hop.token_in, 16) < int(hop.token_out, 16)
+        result.append(ExecutorHop(hop.pool, zero_for_one, hop.fee_bps or 30))
+    if hops[0].token_in.lower() != hops[-1].token_out.lower():
+        raise PlanError("the route does not end in the token it starts with")
+    return result
+
+
+def is_flash(opportunity: events_pb2.Opportunity) -> bool:
+    return opportunity.type == common_pb2.STRATEGY_TYPE_FLASH_ARBITRAGE
+
+
+def executor_calldata(opportunity: events_pb2.Opportunity, chain: ChainConfig, min_profit: int) -> bytes:
+    """``executeFlash`` (flash arbitrage, borrowing from the first hop's pair) or ``execute``
+    (own capital held by the executor)."""
+    hops = executor_hops(opportunity.hops)
+    amount_in = int(opportunity.amount_in)
+    if amount_in <= 0:
+        raise PlanError("amount_in must be positive")
+    token_in = opportunity.hops[0].token_in
+    if is_flash(opportunity):
+        try:
+            factory = chain.dex(opportunity.hops[0].dex).factory
+        except KeyError as exc:
+            raise PlanError(str(exc)) from None
+        return encode_execute_flash(factory, token_in, amount_in, hops, min_profit)
+    return encode_execute(token_in, amount_in, hops, min_profit)
+
+
+def gas_limit(opportunity: events_pb2.Opportunity) -> int:
+    return max(GAS_LIMIT_FLOOR, opportunity.gas_estimate * GAS_LIMIT_MULTIPLIER)
+
+
+def gas_rate(opportunity: events_pb2.Opportunity, chain: ChainConfig) -> tuple[int, int]:
+    """How many base units of the profit token one wei of gas costs, as (numerator, denominator).
+
+    The native token (or its wrapped form) is 1:1. Otherwise the rate the strategy used is implied
+    by the opportunity: (expected_profit - expected_profit_net_of_gas) / (gas_estimate * gas_price).
+    """
+    token = opportunity.profit_token.address.lower()
+    if token in ("", "0x" + "0" * 40) or (chain.wrapped_native and token == chain.wrapped_native.lower()):
+        return 1, 1
+    gross = int(opportunity.expected_profit or 0)
+    net = int(opportunity.expected_profit_net_of_gas or gross)
+    gas_wei = opportunity.gas_estimate * int(opportunity.gas_price or 0)
+    if gas_wei <= 0:
+        return 0, 1
+    return gross - net, gas_wei
+
+
+def in_profit_token(wei: int, rate: tuple[int, int]) -> int:
+    """``wei`` of gas in profit-token base units, rounded up (costs are never understated)."""
+    num, den = rate
+    return -((-wei * num) // den)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """The final facts of an included transaction."""
+
+    success: bool
+    block_number: int
+    gas_used: int
+    effective_gas_price: int
+    gas_cost: int
+    gross_profit: int
+    realized_profit: int
+
+
+def outcome_from_receipt(receipt: Mapping[str, Any], executor_address: str, rate: tuple[int, int]) -> Outcome:
+    """Realised profit net of gas: the executor's ``Executed`` profit minus the gas paid (in the
+    profit token); a reverted transaction realises minus its gas."""
+    gas_used = int(receipt["gasUsed"], 16)
+    price = int(receipt.get("effectiveGasPrice") or "0x0", 16)
+    gas_cost = gas_used * price
+    success = int(receipt["status"], 16) == 1
+    executed = decode_executed(dict(receipt), executor_address) if success else None
+    gross = executed.profit if executed is not None else 0
+    return Outcome(
+        success=success,
+        block_number=int(receipt["blockNumber"], 16),
+        gas_used=gas_used,
+        effective_gas_price=price,
+        gas_cost=gas_cost,
+        gross_profit=gross,
+        realized_profit=gross - in_profit_token(gas_cost, rate),
+    )
+
+
+def next_base_fee(block: Mapping[str, Any]) -> int:
+    """EIP-1559 base fee of the block after ``block`` (elasticity 2, max change 1/8)."""
+    base = int(block.get("baseFeePerGas") or "0x0", 16)
+    gas_used = int(block["gasUsed"], 16)
+    target = int(block["gasLimit"], 16) // 2
+    if target in (0, gas_used):
+        return base
+    if gas_used > target:
+        return base + max(1, base * (gas_used - target) // target // 8)
+    return base - base * (target - gas_used) // target // 8

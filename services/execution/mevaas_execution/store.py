@@ -1,0 +1,441 @@
+"""Execution's SQL. Every function takes a connection already inside a transaction with the
+tenant (or platform) scope set, so row-level security applies to each statement."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+Row = asyncpg.Record
+
+WALLET_COLUMNS = (
+    "wallet_id, tenant_id, address, label, imported, is_default, kek_id, wrapped_dek, ciphertext, created_at"
+)
+SESSION_COLUMNS = (
+    "session_id, tenant_id, strategy_id, strategy_version, strategy_type, state, wallet_address, chain_ids, "
+    "submission_mode, settings, sequence, state_reason, last_error, last_error_at, started_at, updated_at, "
+    "stopped_at"
+)
+EXECUTION_COLUMNS = (
+    "execution_id, tenant_id, opportunity_id, session_id, strategy_id, strategy_version, reservation_id, "
+    "chain_id, status, submission_mode, wallet_address, executor_address, nonce, tx_hash, raw_tx, "
+    "bundle_hash, target_block, deadline_block, attempts, max_attempts, block_number, expected_profit, "
+    "expected_gross_profit, realized_profit, realized_gross_profit, gas_rate_num, gas_rate_den, "
+    "profit_token, gas_used, effective_gas_price, gas_cost, error, timestamps, block_to_submission_ms, "
+    "created_at, submitted_at, finalized_at"
+)
+PROTECTED_COLUMNS = (
+    "protected_transaction_id, tenant_id, chain_id, tx_hash, sender, nonce, raw_tx, mode, status, "
+    "max_block_number, block_number, error, received_at, submitted_at, included_at"
+)
+
+
+# ------------------------------------------------------------------------------------------ wallets
+
+
+async def insert_wallet(
+    conn: asyncpg.Connection,
+    *,
+    wallet_id: str,
+    tenant_id: str,
+    address: str,
+    label: str,
+    imported: bool,
+    make_default: bool,
+    kek_id: str,
+    wrapped_dek: bytes,
+    ciphertext: bytes,
+) -> Row | None:
+    """The new wallet (the tenant's default when asked, or when it is the first); None when the
+    address is already a wallet of the tenant."""
+    has_default = await conn.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM execution.wallets WHERE tenant_id = $1 AND is_default)", tenant_id
+    )
+    if make_default and has_default:
+        await conn.execute(
+            "UPDATE execution.wallets SET is_default = false WHERE tenant_id = $1 AND is_default "
+            "AND address <> $2",
+            tenant_id,
+            address,
+        )
+    return await conn.fetchrow(
+        "INSERT INTO execution.wallets (wallet_id, tenant_id, address, label, imported, is_default, kek_id, "
+        "wrapped_dek, ciphertext) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) "
+        f"ON CONFLICT (tenant_id, address) DO NOTHING RETURNING {WALLET_COLUMNS}",
+        wallet_id,
+        tenant_id,
+        address,
+        label,
+        imported,
+        make_default or not has_default,
+        kek_id,
+        wrapped_dek,
+        ciphertext,
+    )
+
+
+async def get_wallet(conn: asyncpg.Connection, tenant_id: str, address: str) -> Row | None:
+    return await conn.fetchrow(
+        f"SELECT {WALLET_COLUMNS} FROM execution.wallets WHERE tenant_id = $1 AND lower(address) = lower($2)",
+        tenant_id,
+        address,
+    )
+
+
+async def get_default_wallet(conn: asyncpg.Connection, tenant_id: str) -> Row | None:
+    return await conn.fetchrow(
+        f"SELECT {WALLET_COLUMNS} FROM execution.wallets WHERE tenant_id = $1 AND is_default", tenant_id
+    )
+
+
+async def list_wallets(
+    conn: asyncpg.Connection, tenant_id: str, *, after: tuple[datetime, str] | None, limit: int
+) -> list[Row]:
+    return await conn.fetch(
+        f"SELECT {WALLET_COLUMNS} FROM execution.wallets WHERE tenant_id = $1 "
+        "AND ($2::timestamptz IS NULL OR (created_at, wallet_id) > ($2, $3)) "
+        "ORDER BY created_at, wallet_id LIMIT $4",
+        tenant_id,
+        after[0] if after else None,
+        after[1] if after else "",
+        limit,
+    )
+
+
+# ---------------------------------------------------------------------------------------- executors
+
+
+async def get_executor(conn: asyncpg.Connection, tenant_id: str, wallet: str, chain_id: int) -> str | None:
+    address: str | None = await conn.fetchval(
+        "SELECT address FROM execution.executors WHERE tenant_id = $1 AND wallet_address = $2 "
+        "AND chain_id = $3",
+        tenant_id,
+        wallet,
+        chain_id,
+    )
+    return address
+
+
+async def insert_executor(
+    conn: asyncpg.Connection, tenant_id: str, wallet: str, chain_id: int, address: str, tx_hash: str
+) -> None:
+    await conn.execute(
+        "INSERT INTO execution.executors (tenant_id, wallet_address, chain_id, address, deploy_tx_hash) "
+        "VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+        tenant_id,
+        wallet,
+        chain_id,
+        address,
+        tx_hash,
+    )
+
+
+# ----------------------------------------------------------------------------------------- sessions
+
+
+async def insert_session(conn: asyncpg.Connection, **values: Any) -> Row | None:
+    """The new session; None when the strategy already has a live one."""
+    columns = ", ".join(values)
+    placeholders = ", ".join(f"${i}" for i in range(1, len(values) + 1))
+    return await conn.fetchrow(
+        f"INSERT INTO execution.sessions ({columns}) VALUES ({placeholders}) "
+        f"ON CONFLICT DO NOTHING RETURNING {SESSION_COLUMNS}",
+        *values.values(),
+    )
+
+
+async def get_session(
+    conn: asyncpg.Connection, tenant_id: str, session_id: str, *, lock: str = ""
+) -> Row | None:
+    suffix = f" FOR {lock}" if lock else ""
+    return await conn.fetchrow(
+        f"SELECT {SESSION_COLUMNS} FROM execution.sessions WHERE tenant_id = $1 AND session_id = $2{suffix}",
+        tenant_id,
+        session_id,
+    )
+
+
+async def live_session_for_strategy(
+    conn: asyncpg.Connection, tenant_id: str, strategy_id: str, *, lock: str = ""
+) -> Row | None:
+    suffix = f" FOR {lock}" if lock else ""
+    return await conn.fetchrow(
+        f"SELECT {SESSION_COLUMNS} FROM execution.sessions WHERE tenant_id = $1 AND strategy_id = $2 "
+        f"AND state IN ('starting', 'running', 'paused', 'stopping'){suffix}",
+        tenant_id,
+        strategy_id,
+    )
+
+
+async def latest_session_for_strategy(
+    conn: asyncpg.Connection, tenant_id: str, strategy_id: str
+) -> Row | None:
+    return await conn.fetchrow(
+        f"SELECT {SESSION_COLUMNS} FROM execution.sessions WHERE tenant_id = $1 AND strategy_id = $2 "
+        "ORDER BY started_at DESC LIMIT 1",
+        tenant_id,
+        strategy_id,
+    )
+
+
+async def update_session_state(
+    conn: asyncpg.Connection, tenant_id: str, session_id: str, state: str, reason: str
+) -> Row:
+    row = await conn.fetchrow(
+        "UPDATE execution.sessions SET state = $3, state_reason = $4, sequence = sequence + 1, "
+        "updated_at = now(), stopped_at = CASE WHEN $3 IN ('stopped', 'failed') THEN now() END "
+        f"WHERE tenant_id = $1 AND session_id = $2 RETURNING {SESSION_COLUMNS}",
+        tenant_id,
+        session_id,
+        state,
+        reason,
+    )
+    assert row is not None
+    return row
+
+
+async def set_session_error(conn: asyncpg.Connection, tenant_id: str, session_id: str, error: str) -> None:
+    await conn.execute(
+        "UPDATE execution.sessions SET last_error = $3, last_error_at = now() "
+        "WHERE tenant_id = $1 AND session_id = $2",
+        tenant_id,
+        session_id,
+        error[:2000],
+    )
+
+
+async def live_sessions(
+    conn: asyncpg.Connection, tenant_id: str | None, strategy_id: str = "", *, lock: bool = False
+) -> list[Row]:
+    """Live sessions of a tenant (or of every tenant when ``tenant_id`` is None)."""
+    return await conn.fetch(
+        f"SELECT {SESSION_COLUMNS} FROM execution.sessions "
+        "WHERE state IN ('starting', 'running', 'paused', 'stopping') "
+        "AND ($1::text IS NULL OR tenant_id = $1) AND ($2 = '' OR strategy_id = $2) "
+        f"ORDER BY session_id{' FOR UPDATE' if lock else ''}",
+        tenant_id,
+        strategy_id,
+    )
+
+
+async def starting_sessions(conn: asyncpg.Connection) -> list[Row]:
+    return await conn.fetch(f"SELECT {SESSION_COLUMNS} FROM execution.sessions WHERE state = 'starting'")
+
+
+async def list_sessions(
+    conn: asyncpg.Connection,
+    tenant_id: str,
+    *,
+    strategy_id: str,
+    state: str | None,
+    before: tuple[datetime, str] | None,
+    limit: int,
+) -> list[Row]:
+    return await conn.fetch(
+        f"SELECT {SESSION_COLUMNS} FROM execution.sessions WHERE tenant_id = $1 "
+        "AND ($2 = '' OR strategy_id = $2) AND ($3::text IS NULL OR state = $3) "
+        "AND ($4::timestamptz IS NULL OR (started_at, session_id) < ($4, $5)) "
+        "ORDER BY started_at DESC, session_id DESC LIMIT $6",
+        tenant_id,
+        strategy_id,
+        state,
+        before[0] if before else None,
+        before[1] if before else "",
+        limit,
+    )
+
+
+async def session_counts(conn: asyncpg.Connection, tenant_id: str, session_id: str) -> dict[str, int]:
+    """Decisions by status, plus ``executed`` (ever submitted)."""
+    rows = await conn.fetch(
+        "SELECT status, count(*) AS n, count(submitted_at) AS submitted FROM execution.executions "
+        "WHERE tenant_id = $1 AND session_id = $2 GROUP BY status",
+        tenant_id,
+        session_id,
+    )
+    counts = {row["status"]: int(row["n"]) for row in rows}
+    counts["executed"] = sum(int(row["submitted"]) for row in rows)
+    return counts
+
+
+async def session_totals(conn: asyncpg.Connection, tenant_id: str, session_id: str) -> Row:
+    row = await conn.fetchrow(
+        "SELECT coalesce(sum(realized_profit), 0) AS realized_profit, coalesce(sum(gas_cost), 0) AS gas_cost, "
+        "max(created_at) AS last_opportunity_at, max(submitted_at) AS last_execution_at, "
+        "(array_agg(profit_token ORDER BY created_at DESC) FILTER (WHERE length(profit_token) > 0))[1] "
+        "AS profit_token FROM execution.executions WHERE tenant_id = $1 AND session_id = $2",
+        tenant_id,
+        session_id,
+    )
+    assert row is not None
+    return row
+
+
+# --------------------------------------------------------------------------------------- executions
+
+
+async def insert_execution(conn: asyncpg.Connection, values: Mapping[str, Any]) -> Row | None:
+    """The new row, or None when the opportunity already has one (a redelivered decision)."""
+    columns = ", ".join(values)
+    placeholders = ", ".join(f"${i}" for i in range(1, len(values) + 1))
+    return await conn.fetchrow(
+        f"INSERT INTO execution.executions ({columns}) VALUES ({placeholders}) "
+        f"ON CONFLICT (tenant_id, opportunity_id) DO NOTHING RETURNING {EXECUTION_COLUMNS}",
+        *values.values(),
+    )
+
+
+async def update_execution(
+    conn: asyncpg.Connection, tenant_id: str, execution_id: str, changes: Mapping[str, Any]
+) -> Row | None:
+    """Apply ``changes`` while the execution is still in flight; None when it already is final
+    (another replica or an earlier pass finished it)."""
+    assignments = ", ".join(f"{column} = ${i}" for i, column in enumerate(changes, start=3))
+    return await conn.fetchrow(
+        f"UPDATE execution.executions SET {assignments} WHERE tenant_id = $1 AND execution_id = $2 "
+        f"AND status IN ('signed', 'submitted') RETURNING {EXECUTION_COLUMNS}",
+        tenant_id,
+        execution_id,
+        *changes.values(),
+    )
+
+
+async def get_execution(
+    conn: asyncpg.Connection, tenant_id: str, execution_id: str, *, lock: bool = False
+) -> Row | None:
+    return await conn.fetchrow(
+        f"SELECT {EXECUTION_COLUMNS} FROM execution.executions WHERE tenant_id = $1 AND execution_id = $2 "
+        "AND status <> 'rejected'" + (" FOR UPDATE" if lock else ""),
+        tenant_id,
+        execution_id,
+    )
+
+
+async def in_flight_executions(conn: asyncpg.Connection, chain_id: int) -> list[Row]:
+    return await conn.fetch(
+        f"SELECT {EXECUTION_COLUMNS} FROM execution.executions WHERE chain_id = $1 "
+        "AND status IN ('signed', 'submitted') ORDER BY created_at",
+        chain_id,
+    )
+
+
+async def list_executions(
+    conn: asyncpg.Connection,
+    tenant_id: str,
+    *,
+    session_id: str,
+    strategy_id: str,
+    status: str | None,
+    chain_id: int,
+    start: datetime | None,
+    end: datetime | None,
+    before: tuple[datetime, str] | None,
+    limit: int,
+) -> list[Row]:
+    return await conn.fetch(
+        f"SELECT {EXECUTION_COLUMNS} FROM execution.executions WHERE tenant_id = $1 AND status <> 'rejected' "
+        "AND ($2 = '' OR session_id = $2) AND ($3 = '' OR strategy_id = $3) "
+        "AND ($4::text IS NULL OR status = $4) AND ($5 = 0 OR chain_id = $5) "
+        "AND ($6::timestamptz IS NULL OR created_at >= $6) AND ($7::timestamptz IS NULL OR created_at < $7) "
+        "AND ($8::timestamptz IS NULL OR (created_at, execution_id) < ($8, $9)) "
+        "ORDER BY created_at DESC, execution_id DESC LIMIT $10",
+        tenant_id,
+        session_id,
+        strategy_id,
+        status,
+        chain_id,
+        start,
+        end,
+        before[0] if before else None,
+        before[1] if before else "",
+        limit,
+    )
+
+
+# ------------------------------------------------------------------------------ protected transactions
+
+
+async def insert_protected(conn: asyncpg.Connection, values: Mapping[str, Any]) -> Row | None:
+    columns = ", ".join(values)
+    placeholders = ", ".join(f"${i}" for i in range(1, len(values) + 1))
+    return await conn.fetchrow(
+        f"INSERT INTO execution.protected_transactions ({columns}) VALUES ({placeholders}) "
+        f"ON CONFLICT (tenant_id, tx_hash) DO NOTHING RETURNING {PROTECTED_COLUMNS}",
+        *values.values(),
+    )
+
+
+async def get_protected(
+    conn: asyncpg.Connection, tenant_id: str, *, protected_id: str = "", tx_hash: str = ""
+) -> Row | None:
+    return await conn.fetchrow(
+        f"SELECT {PROTECTED_COLUMNS} FROM execution.protected_transactions WHERE tenant_id = $1 "
+        "AND (($2 <> '' AND protected_transaction_id = $2) OR ($3 <> '' AND lower(tx_hash) = lower($3)))",
+        tenant_id,
+        protected_id,
+        tx_hash,
+    )
+
+
+async def pending_protected(conn: asyncpg.Connection, chain_id: int) -> list[Row]:
+    return await conn.fetch(
+        f"SELECT {PROTECTED_COLUMNS} FROM execution.protected_transactions WHERE chain_id = $1 "
+        "AND status IN ('received', 'submitted') ORDER BY received_at",
+        chain_id,
+    )
+
+
+async def update_protected(conn: asyncpg.Connection, protected_id: str, changes: Mapping[str, Any]) -> None:
+    assignments = ", ".join(f"{column} = ${i}" for i, column in enumerate(changes, start=2))
+    await conn.execute(
+        f"UPDATE execution.protected_transactions SET {assignments} WHERE protected_transaction_id = $1",
+        protected_id,
+        *changes.values(),
+    )
+
+
+# ------------------------------------------------------------------------------------- kill switches
+
+
+async def record_kill_switch(
+    conn: asyncpg.Connection,
+    *,
+    tenant_id: str,
+    strategy_id: str,
+    engaged: bool,
+    reason: str,
+    event_id: str,
+    changed_at: datetime,
+) -> bool:
+    """Store the switch unless a newer change is already known; True when this one applies."""
+    row = await conn.fetchrow(
+        "INSERT INTO execution.kill_switches AS k (tenant_id, strategy_id, engaged, reason, event_id, changed_at) "
+        "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (tenant_id, strategy_id) DO UPDATE "
+        "SET engaged = excluded.engaged, reason = excluded.reason, event_id = excluded.event_id, "
+        "changed_at = excluded.changed_at "
+        "WHERE k.changed_at <= excluded.changed_at AND k.event_id <> excluded.event_id RETURNING 1",
+        tenant_id,
+        strategy_id,
+        engaged,
+        reason,
+        event_id,
+        changed_at,
+    )
+    return row is not None
+
+
+async def engaged_kill_switch(
+    conn: asyncpg.Connection, tenant_id: str, strategy_id: str, platform_tenant: str
+) -> str | None:
+    """The reason of an engaged switch covering the strategy (tenant, strategy or global), if any."""
+    reason: str | None = await conn.fetchval(
+        "SELECT reason FROM execution.kill_switches WHERE engaged AND "
+        "((tenant_id = $1 AND strategy_id IN ('', $2)) OR tenant_id = $3) LIMIT 1",
+        tenant_id,
+        strategy_id,
+        platform_tenant,
+    )
+    return reason
