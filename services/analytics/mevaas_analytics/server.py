@@ -11,6 +11,7 @@ from mevaas.events.v1 import events_pb2
 from mevaas.portfolio.v1 import portfolio_pb2, portfolio_pb2_grpc
 from mevaas_analytics import store
 from mevaas_analytics.api import AnalyticsServicer
+from mevaas_analytics.domain.backtest import MarketRecorder, PoolInfo
 from mevaas_analytics.domain.compliance import RetentionSettings, SanctionsList
 from mevaas_analytics.domain.valuation import OraclePrices, PoolPrices, PoolReserves, Valuer
 from mevaas_analytics.events import BatchWriter, subscribe_all
@@ -39,6 +40,10 @@ class AnalyticsSettings(ServiceSettings):
     legal_hold: bool = False
     tax_percent: Decimal = Decimal(0)
     consumer_concurrency: int = 64
+    # Directory of the recorded market history (backtests); empty = not recorded.
+    market_history_dir: str = ""
+    # Blocks per history file.
+    market_history_blocks: int = 1000
     durable_prefix: str = "analytics"
 
 
@@ -67,6 +72,9 @@ class AnalyticsRuntime(ServiceRuntime[AnalyticsSettings]):
             )
         valuer = Valuer(OraclePrices.parse(s.price_table), pools)
 
+        recorders: dict[int, MarketRecorder] = {}
+        history = Path(s.market_history_dir) if s.market_history_dir else None
+
         async def on_market(update: events_pb2.MarketUpdate) -> None:
             pools.update(
                 PoolReserves(
@@ -74,6 +82,28 @@ class AnalyticsRuntime(ServiceRuntime[AnalyticsSettings]):
                 )
                 for p in update.pools
             )
+            if history is None:
+                return
+            recorder = recorders.setdefault(update.chain_id, MarketRecorder(update.chain_id))
+            recorder.add(
+                update.block_number,
+                update.block_timestamp.seconds,
+                (
+                    (
+                        PoolInfo(p.address, p.dex, p.token0, p.token1, p.fee_bps),
+                        int(p.reserve0 or 0),
+                        int(p.reserve1 or 0),
+                    )
+                    for p in update.pools
+                ),
+            )
+            if len(recorder.blocks) >= s.market_history_blocks:
+                recorder.write(history / str(update.chain_id))
+
+        async def flush_history() -> None:
+            if history is not None:
+                for chain_id, recorder in recorders.items():
+                    recorder.write(history / str(chain_id))
 
         self.writer = BatchWriter(self.pool)
         subscriptions = await subscribe_all(
@@ -83,6 +113,7 @@ class AnalyticsRuntime(ServiceRuntime[AnalyticsSettings]):
             concurrency=s.consumer_concurrency,
             on_market=on_market,
         )
+        self.on_stop(flush_history)
         for subscription in subscriptions:
             self.on_stop(subscription.stop)
         self.add_servicer(
