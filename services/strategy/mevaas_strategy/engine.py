@@ -142,7 +142,7 @@ class Engine:
     async def start(self) -> None:
         for config in self.chains:
             client = ChainClient.for_chain(config)
-            index = PoolIndex(client, config.dexes)
+            index = PoolIndex(client, config.dexes, max_blocks_per_sync=1)
             feed = _Feed(config, client, index)
             self._feeds[config.chain_id] = feed
             with contextlib.suppress(Exception):
@@ -251,13 +251,17 @@ class Engine:
                 if head != last:
                     seen_at = datetime.now(UTC)
                     last = head
-                    for event in await feed.index.sync():
-                        if isinstance(event, Reorg):
-                            feed.pending_reorg = event
-                            if event.full_reload:
-                                await self._load(feed)
-                        else:
-                            await self._on_block(feed, event, seen_at)
+                    # One block per sync, so the index state is exactly each block's when evaluated.
+                    while events := await feed.index.sync():
+                        for event in events:
+                            if isinstance(event, Reorg):
+                                feed.pending_reorg = event
+                                if event.full_reload:
+                                    await self._load(feed)
+                            else:
+                                await self._on_block(feed, event, seen_at)
+                        if feed.index.head[0] >= head:
+                            break
                     continue
             except asyncio.CancelledError:
                 raise
