@@ -117,10 +117,15 @@ class RiskEngine:
         self.pool = pool
         self.reservation_ttl = reservation_ttl
 
+    async def serialise(self, conn: asyncpg.Connection, tenant_id: str) -> None:
+        """Queue this transaction behind the tenant's other decisions, releases and limit changes
+        (bench/bench_risk.py replaces it to measure what the lock costs and what it prevents)."""
+        await store.lock_risk_state(conn, tenant_id)
+
     async def decide(self, opp: events_pb2.Opportunity) -> DecisionOutcome:
         tenant_id = opp.tenant_id
         async with tenant_transaction(self.pool, tenant_id) as conn:
-            await store.lock_risk_state(conn, tenant_id)
+            await self.serialise(conn, tenant_id)
             previous = await store.get_decision_payload(conn, tenant_id, opp.opportunity_id)
             if previous is not None:
                 return DecisionOutcome(events_pb2.RiskDecision.FromString(previous), duplicate=True)
