@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from fractions import Fraction
 from typing import ClassVar
 
 from mevaas_chain.amm.arbitrage import ArbitrageResult, optimize
@@ -38,9 +39,12 @@ def gas_for(hops: int, *, flash: bool) -> int:
     return GAS_BASE + GAS_PER_HOP * hops + (GAS_FLASH if flash else 0)
 
 
-def gas_cost_in(market: ChainMarket, token: str, gas: int) -> int | None:
+def gas_cost_in(view: MarketView, market: ChainMarket, token: str, gas: int) -> int | None:
     """gas * gas price converted to `token` base units, rounded up; None without a price."""
-    rate = market.native_to_token(token)
+    key = ("native_rate", market.chain_id, token)
+    if key not in view.per_block:
+        view.per_block[key] = market.native_to_token(token)
+    rate: Fraction | None = view.per_block[key]
     if rate is None:
         return None
     return math.ceil(gas * market.gas_price * rate)
@@ -143,7 +147,7 @@ class _CycleArbitrage:
             return None
         amount_in, amounts = sizing
         gas = gas_for(len(legs), flash=self.flash)
-        gas_cost = gas_cost_in(market, cycle.base, gas)
+        gas_cost = gas_cost_in(market_view, market, cycle.base, gas)
         if gas_cost is None:
             return None
         profit = amounts[-1] - amount_in

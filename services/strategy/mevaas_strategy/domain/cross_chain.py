@@ -158,8 +158,8 @@ class CrossChainArbitrage:
             return None
         amount_in, amounts = sizing
         costs = [
-            gas_cost_in(buy_market, base_buy, GAS_PER_LEG),
-            gas_cost_in(sell_market, base_sell, GAS_PER_LEG),
+            gas_cost_in(view, buy_market, base_buy, GAS_PER_LEG),
+            gas_cost_in(view, sell_market, base_sell, GAS_PER_LEG),
         ]
         if costs[0] is None or costs[1] is None:
             return None
