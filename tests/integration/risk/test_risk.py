@@ -435,6 +435,7 @@ async def test_kill_switch_rejects_everything_after_engagement(
     changes = await Collector.start(
         bus, "RISK", f"risk.{tenant.tenant_id}.killswitch", events_pb2.KillSwitchChanged
     )
+    audit = await Collector.start(bus, "AUDIT", f"audit.{tenant.tenant_id}.record", events_pb2.AuditRecord)
     decisions = await decisions_for(bus, tenant.tenant_id)
     error = await expect_code(
         grpc.StatusCode.INVALID_ARGUMENT,
@@ -471,6 +472,15 @@ async def test_kill_switch_rejects_everything_after_engagement(
     await changes.wait(1)
     assert changes.events[0].engaged and changes.events[0].reason == "oracle incident"
     assert changes.events[0].tenant_id == tenant.tenant_id
+
+    # The change is audited with who did it (the trader's API key) and why.
+    async def risk_audit() -> list[events_pb2.AuditRecord]:
+        return [r for r in audit.events if r.service == "risk"]
+
+    risk_records = await eventually(risk_audit)
+    assert [r.action for r in risk_records] == ["risk.kill_switch.engage"]
+    assert risk_records[0].details["reason"] == "oracle incident"
+    assert common_pb2.ROLE_TRADER in risk_records[0].actor.roles
 
     # Only owners and admins release it.
     await expect_code(
