@@ -40,6 +40,7 @@ class OperatorConfig:
     # Talk to this API server URL without auth (tests, `kubectl proxy`); else in-cluster/kubeconfig.
     kube_url: str | None = None
     nats_url: str | None = None
+    nats_durable: str = "mevaas-operator"
     retry_delay: float = 10.0
     health_port: int = 8080
     metrics_port: int = 9090
@@ -57,6 +58,7 @@ class OperatorConfig:
             platform_namespace=env.get("PLATFORM_NAMESPACE", "mevaas"),
             kube_url=env.get("MEVAAS_KUBE_URL") or None,
             nats_url=env.get("NATS_URL") or None,
+            nats_durable=env.get("NATS_DURABLE", "mevaas-operator"),
             retry_delay=float(env.get("MEVAAS_RETRY_DELAY", "10")),
             health_port=int(env.get("HEALTH_PORT", "8080")),
             metrics_port=int(env.get("METRICS_PORT", "9090")),

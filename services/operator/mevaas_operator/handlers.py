@@ -13,7 +13,7 @@ from prometheus_client import Counter, Histogram
 
 from mevaas_operator.config import FINALIZER, GROUP, PLURAL, VERSION, OperatorConfig, namespace_for
 from mevaas_operator.events import TenantEventConsumer
-from mevaas_operator.kube import TENANT_KIND, KubeClient, KubeError
+from mevaas_operator.kube import KubeClient, KubeError
 from mevaas_operator.reconcile import ReconcileError, reconcile, teardown
 from mevaas_operator.render import RenderError
 
@@ -50,8 +50,8 @@ def ready_condition(
     return condition
 
 
-async def write_status(
-    kube: KubeClient,
+def set_status(
+    patch: kopf.Patch,
     name: str,
     body: kopf.Body,
     *,
@@ -61,21 +61,18 @@ async def write_status(
     message: str,
     extra: dict[str, Any] | None = None,
 ) -> None:
+    """Put the status into kopf's patch: kopf writes it (through the status subresource) in the
+    same round as its own bookkeeping, so the operator never reacts to its own status writes."""
     generation = body.get("metadata", {}).get("generation")
-    status: dict[str, Any] = {
-        "state": state,
-        "namespace": namespace_for(name),
-        "conditions": [ready_condition(dict(body.get("status") or {}), ready, reason, message, generation)],
-        **(extra or {}),
-    }
+    patch.status["state"] = state
+    patch.status["namespace"] = namespace_for(name)
+    patch.status["conditions"] = [
+        ready_condition(dict(body.get("status") or {}), ready, reason, message, generation)
+    ]
     if generation is not None:
-        status["observedGeneration"] = generation
-    try:
-        await kube.patch(TENANT_KIND, name, {"status": status}, subresource="status")
-    except KubeError as exc:
-        if exc.temporary:
-            raise kopf.TemporaryError(f"status update failed: {exc}", delay=1) from exc
-        raise
+        patch.status["observedGeneration"] = generation
+    for key, value in (extra or {}).items():
+        patch.status[key] = value
 
 
 def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
@@ -94,7 +91,7 @@ def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
         kube = KubeClient.connect(config.kube_url)
         state["kube"] = kube
         if config.nats_url:
-            consumer = TenantEventConsumer(config.nats_url, kube)
+            consumer = TenantEventConsumer(config.nats_url, kube, durable=config.nats_durable)
             await consumer.start()
             state["consumer"] = consumer
 
@@ -117,26 +114,23 @@ def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
     @kopf.on.resume(GROUP, VERSION, PLURAL, registry=registry)
     @kopf.on.create(GROUP, VERSION, PLURAL, registry=registry)
     @kopf.on.update(GROUP, VERSION, PLURAL, registry=registry)
-    async def reconcile_tenant(name: str, spec: kopf.Spec, body: kopf.Body, **_: Any) -> None:
+    async def reconcile_tenant(
+        name: str, spec: kopf.Spec, body: kopf.Body, patch: kopf.Patch, **_: Any
+    ) -> None:
         kube: KubeClient = state["kube"]
         tier = spec.get("tier", "starter")
-        await write_status(
-            kube, name, body, state="Provisioning", ready="False", reason="Reconciling", message="reconciling"
-        )
         started = time.monotonic()
         try:
             result = await reconcile(config, kube, name, dict(spec))
         except RenderError as exc:
             RECONCILES.labels("failed").inc()
-            await write_status(
-                kube, name, body, state="Failed", ready="False", reason="Failed", message=str(exc)
-            )
+            set_status(patch, name, body, state="Failed", ready="False", reason="Failed", message=str(exc))
             raise kopf.PermanentError(f"render failed: {exc}") from exc
         except ReconcileError as exc:
             if exc.temporary:
                 RECONCILES.labels("retried").inc()
-                await write_status(
-                    kube,
+                set_status(
+                    patch,
                     name,
                     body,
                     state="Provisioning",
@@ -146,16 +140,14 @@ def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
                 )
                 raise kopf.TemporaryError(str(exc), delay=config.retry_delay) from exc
             RECONCILES.labels("failed").inc()
-            await write_status(
-                kube, name, body, state="Failed", ready="False", reason="Failed", message=str(exc)
-            )
+            set_status(patch, name, body, state="Failed", ready="False", reason="Failed", message=str(exc))
             raise kopf.PermanentError(str(exc)) from exc
         finally:
             RECONCILE_SECONDS.observe(time.monotonic() - started)
         RECONCILES.labels("succeeded").inc()
         PRUNED.inc(len(result.pruned))
-        await write_status(
-            kube,
+        set_status(
+            patch,
             name,
             body,
             state="Ready",
@@ -166,12 +158,12 @@ def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
         )
 
     @kopf.on.delete(GROUP, VERSION, PLURAL, registry=registry)
-    async def delete_tenant(name: str, body: kopf.Body, **_: Any) -> None:
+    async def delete_tenant(name: str, body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
         kube: KubeClient = state["kube"]
+        set_status(
+            patch, name, body, state="Terminating", ready="False", reason="Reconciling", message="deleting"
+        )
         try:
-            await write_status(
-                kube, name, body, state="Terminating", ready="False", reason="Reconciling", message="deleting"
-            )
             removed = await teardown(kube, name)
         except (ReconcileError, KubeError) as exc:
             if getattr(exc, "temporary", False):
