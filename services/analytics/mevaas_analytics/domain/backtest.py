@@ -208,6 +208,7 @@ def replay(
         candidates = plugin.on_market_update(build_market(chain_id, block.block_number, state), changed)
         taken: set[str] = set()
         pnl = 0
+        at = datetime.fromtimestamp(block.timestamp, UTC) + timedelta(seconds=12)
         for candidate in sorted(candidates, key=lambda c: (-c.net_profit, c.route_key)):
             used = set(pools_of(candidate))
             if candidate.net_profit < assumptions.min_net_profit or used & taken:
@@ -220,7 +221,6 @@ def replay(
             won += 1
             pnl += candidate.net_profit
             executed.append((block.block_number + 1, candidate.route_key, candidate.net_profit))
-            at = datetime.fromtimestamp(block.timestamp, UTC) + timedelta(seconds=12)
             trades.append(reports.Trade(at, candidate.net_profit, 0))
         cumulative += pnl
         series.append((block.block_number, pnl, cumulative))
