@@ -35,6 +35,8 @@ class ExecutionSettings(ServiceSettings):
     head_poll_seconds: float = Field(default=0.05, gt=0)
     # Decisions handled at once (the hot path is mostly waiting on RPC and Postgres).
     decision_concurrency: int = Field(default=16, ge=1)
+    # How long a pulled decision may stay unacknowledged before JetStream redelivers it (a crash).
+    decision_ack_wait_seconds: float = Field(default=30.0, gt=0)
     rpc_timeout_seconds: float = Field(default=10.0, gt=0)
 
 
@@ -81,6 +83,7 @@ class ExecutionRuntime(ServiceRuntime[ExecutionSettings]):
             self.engine.on_decision,
             concurrency=settings.decision_concurrency,
             batch=64,
+            ack_wait=settings.decision_ack_wait_seconds,
             ack_sync=True,
         )
 

@@ -10,8 +10,9 @@ from typing import Any
 from mevaas.common.v1 import common_pb2
 from mevaas.execution.v1 import execution_pb2, execution_pb2_grpc
 from mevaas_local.devnet import DevnetChain
-from mevaas_sdk import MevaasClient
+from mevaas_sdk import ClientConfig, MevaasClient
 from tests.fixtures.execution import block_production, execution_stub, fund, wait_for
+from tests.fixtures.platform import BOOTSTRAP_ADMIN_KEY
 from tests.integration.tenancy.helpers import create_tenant
 
 
@@ -24,13 +25,24 @@ class TenantSession:
     wallet: str
 
 
+def clients(tenancy: Any) -> Callable[..., MevaasClient]:
+    """``client_for`` without the function scope: usable from module-scoped fixtures."""
+
+    def make(api_key: str, **endpoints: str) -> MevaasClient:
+        return MevaasClient(
+            ClientConfig(
+                endpoints={"default": f"127.0.0.1:{tenancy.grpc_port}", **endpoints}, api_key=api_key
+            )
+        )
+
+    return make
+
+
 async def tenant_with_wallet(
-    admin_client: MevaasClient,
-    client_for: Callable[..., MevaasClient],
-    runtime: Any,
-    chain: DevnetChain,
+    client_for: Callable[..., MevaasClient], runtime: Any, chain: DevnetChain
 ) -> TenantSession:
-    tenant = await create_tenant(admin_client)
+    async with client_for(BOOTSTRAP_ADMIN_KEY) as admin:
+        tenant = await create_tenant(admin)
     client = client_for(tenant.owner_key, execution=f"127.0.0.1:{runtime.grpc_port}")
     stub = execution_stub(client)
     created = await stub.CreateWallet(

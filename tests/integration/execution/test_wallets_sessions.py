@@ -33,7 +33,7 @@ async def dump_schema(postgres_server: str) -> str:
     conn = await asyncpg.connect(postgres_server)
     try:
         tables = await conn.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'execution'")
-        parts = []
+        parts: list[str] = []
         for table in tables:
             rows = await conn.fetch(f"SELECT t::text AS row FROM execution.{table['tablename']} t")
             parts.extend(r["row"] for r in rows)
@@ -108,7 +108,7 @@ async def test_session_lifecycle_survives_restart(
     bus: Bus,
 ) -> None:
     first = await execution_harness.start()
-    tenant = await tenant_with_wallet(admin_client, client_for, first, devnet.main)
+    tenant = await tenant_with_wallet(client_for, first, devnet.main)
     events: list[events_pb2.ExecutionSessionEvent] = []
 
     async def collect(msg: Any) -> None:
