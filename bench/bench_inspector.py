@@ -25,6 +25,7 @@ from typing import Any
 import orjson
 from eth_abi.abi import decode
 from eth_abi.exceptions import DecodingError
+
 from mevaas_inspector import inspect_block
 
 ETH = "0xeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee"

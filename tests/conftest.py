@@ -4,5 +4,7 @@ fixtures (embedded NATS, PostgreSQL, anvil, ...) without editing a shared list."
 from pathlib import Path
 
 pytest_plugins = sorted(
-    f"tests.fixtures.{p.stem}" for p in (Path(__file__).parent / "fixtures").glob("*.py") if p.stem != "__init__"
+    f"tests.fixtures.{p.stem}"
+    for p in (Path(__file__).parent / "fixtures").glob("*.py")
+    if p.stem != "__init__"
 )

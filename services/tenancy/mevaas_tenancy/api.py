@@ -12,6 +12,7 @@ from typing import Any
 
 import asyncpg
 from google.protobuf.timestamp_pb2 import Timestamp
+
 from mevaas.common.v1 import common_pb2
 from mevaas.events.v1 import events_pb2
 from mevaas.tenancy.v1 import tenancy_pb2, tenancy_pb2_grpc
@@ -38,7 +39,6 @@ from mevaas_core.errors import (
 from mevaas_core.grpckit import ALL_TENANT_ROLES, current_principal, require_tenant_scope, rpc
 from mevaas_core.pagination import decode_page_token, encode_page_token
 from mevaas_core.validation import EMAIL, HEX_COLOUR, HOSTNAME, Validator
-
 from mevaas_tenancy import convert, store
 from mevaas_tenancy.domain import api_keys, onboarding, plans
 from mevaas_tenancy.domain.validation import SLUG, validate_plan

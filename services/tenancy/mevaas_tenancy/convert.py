@@ -6,6 +6,7 @@ from datetime import datetime
 
 import asyncpg
 from google.protobuf.timestamp_pb2 import Timestamp
+
 from mevaas.common.v1 import common_pb2
 from mevaas.events.v1 import events_pb2
 from mevaas.tenancy.v1 import tenancy_pb2

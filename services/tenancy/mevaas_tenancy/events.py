@@ -6,11 +6,11 @@ from __future__ import annotations
 import uuid
 
 import asyncpg
+
 from mevaas.common.v1 import common_pb2
 from mevaas.events.v1 import events_pb2
 from mevaas_core import outbox
 from mevaas_core.auth import Principal
-
 from mevaas_tenancy import convert, store
 
 SCHEMA = "tenancy"

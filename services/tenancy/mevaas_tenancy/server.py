@@ -13,7 +13,6 @@ from mevaas_core.db import platform_transaction
 from mevaas_core.outbox import OutboxRelay
 from mevaas_core.runtime import ServiceRuntime, main
 from mevaas_core.service import ServiceSpec
-
 from mevaas_tenancy import store
 from mevaas_tenancy.api import AuthServicer, TenancyStore, TenantServicer
 from mevaas_tenancy.domain import api_keys, plans

@@ -8,6 +8,7 @@ from typing import Any
 
 import grpc
 from google.rpc import error_details_pb2, status_pb2
+
 from mevaas.common.v1 import common_pb2
 from mevaas.tenancy.v1 import tenancy_pb2
 from mevaas_sdk import MevaasClient

@@ -15,13 +15,13 @@ import nats
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from google.protobuf import field_mask_pb2
+
 from mevaas.common.v1 import common_pb2
 from mevaas.events.v1 import events_pb2
 from mevaas.tenancy.v1 import tenancy_pb2
 from mevaas_core.auth import Principal, Role, SigningKey, TokenIssuer
 from mevaas_core.runtime import ServiceRuntime
 from mevaas_sdk import MevaasClient
-
 from tests.integration.tenancy.helpers import create_tenant, field_violations
 
 pytestmark = pytest.mark.integration

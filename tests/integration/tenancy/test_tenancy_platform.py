@@ -3,6 +3,7 @@ own role, health checking, reflection and Prometheus metrics."""
 
 from __future__ import annotations
 
+import asyncio
 import urllib.request
 from typing import Any
 
@@ -11,10 +12,10 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
 from mevaas.tenancy.v1 import tenancy_pb2
 from mevaas_core.runtime import ServiceRuntime
 from mevaas_sdk import MevaasClient
-
 from tests.integration.tenancy.helpers import create_tenant
 
 pytestmark = pytest.mark.integration
@@ -71,10 +72,13 @@ async def test_health_reflection_and_metrics(
         } <= names
     finally:
         await channel.close(None)
-    with urllib.request.urlopen(
-        f"http://127.0.0.1:{tenancy_service.metrics_port}/metrics", timeout=5
-    ) as response:
-        text = response.read().decode()
+    url = f"http://127.0.0.1:{tenancy_service.metrics_port}/metrics"
+
+    def scrape() -> str:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return str(response.read().decode())
+
+    text = await asyncio.to_thread(scrape)
     assert 'mevaas_grpc_server_handled_total{code="OK",method="ListTenants",service="tenancy"}' in text
     assert (
         'mevaas_grpc_server_handling_seconds_bucket{le="0.005",method="ListTenants",service="tenancy"}'

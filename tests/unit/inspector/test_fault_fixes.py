@@ -7,8 +7,8 @@ from __future__ import annotations
 from types import ModuleType
 
 import pytest
-from mevaas_inspector import inspect_block
 
+from mevaas_inspector import inspect_block
 from tests.unit.inspector.synth import WETH, Block, addr, calldata, transfer, transfer_from
 
 EOA = addr(0xE0A)

@@ -10,10 +10,10 @@ from typing import Any
 import orjson
 import pytest
 from aiohttp import web
-from mevaas_inspector import inspect_block, inspect_rpc_block, parse_block
-from mevaas_inspector.cli import app
 from typer.testing import CliRunner
 
+from mevaas_inspector import inspect_block, inspect_rpc_block, parse_block
+from mevaas_inspector.cli import app
 from tests.unit.inspector.synth import MINER, Block, addr
 
 SANDWICH_BLOCK = 12775690

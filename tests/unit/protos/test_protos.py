@@ -12,6 +12,7 @@ from types import ModuleType
 import pytest
 from google.protobuf import timestamp_pb2
 from google.protobuf.descriptor import Descriptor, FieldDescriptor, FileDescriptor, ServiceDescriptor
+
 from mevaas.common.v1 import common_pb2
 
 ROOT = Path(__file__).resolve().parents[3]
