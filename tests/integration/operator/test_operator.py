@@ -148,7 +148,7 @@ async def test_create_tenant_provisions_its_namespace(operator: str, kube: KubeC
 
 
 async def test_tier_change_rerenders_and_prunes(operator: str, kube: KubeClient) -> None:
-    spec = {**ACME, "tier": "professional", "owners": ACME["owners"][:1], "network": {"egress": []}}
+    spec = {**ACME, "tier": "professional", "owners": list(ACME["owners"])[:1], "network": {"egress": []}}
     await kube.patch(TENANT_KIND, "acme", {"metadata": {"generation": 2}, "spec": spec})
     tenant = await eventually(lambda: ready_at(kube, "acme", 2), "acme Ready at generation 2")
 
