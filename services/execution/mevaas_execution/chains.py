@@ -27,6 +27,10 @@ class ChainUnavailable(Exception):
     """The chain is not configured here."""
 
 
+class InsufficientFunds(Exception):
+    """The wallet cannot pay for the transaction."""
+
+
 @dataclass
 class Chain:
     config: ChainConfig
@@ -117,13 +121,20 @@ class ChainGateway:
         data = artifact.bytecode + encode(["address", "address[]"], [owner, factories])
         block = await self.latest_block(chain_id)
         base_fee = int(block.get("baseFeePerGas") or "0x0", 16)
+        max_fee = 2 * base_fee + DEFAULT_PRIORITY_FEE_WEI
+        balance = int(await chain.rpc.request("eth_getBalance", [owner, "latest"]), 16)
+        if balance < DEPLOY_GAS * max_fee:
+            raise InsufficientFunds(
+                f"wallet {owner} holds {balance} wei on chain {chain_id}, "
+                f"the executor deployment needs up to {DEPLOY_GAS * max_fee}"
+            )
         async with self.wallet_lock(chain_id, owner), self.nonces.lease(chain_id, owner) as nonce:
             signed = sign_transaction(
                 DynamicFeeTransaction(
                     chain_id=chain_id,
                     nonce=nonce,
                     max_priority_fee_per_gas=DEFAULT_PRIORITY_FEE_WEI,
-                    max_fee_per_gas=2 * base_fee + DEFAULT_PRIORITY_FEE_WEI,
+                    max_fee_per_gas=max_fee,
                     gas=DEPLOY_GAS,
                     to=None,
                     data=data,

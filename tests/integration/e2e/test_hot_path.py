@@ -1,0 +1,184 @@
+"""End to end through the running fleet on the devnet (tenancy, strategy, risk, execution, each
+its own runtime talking only over NATS and gRPC): a tenant with a funded wallet starts a strategy,
+a test swap opens a price gap, and within a few blocks an arbitrage lands on chain with realised
+profit equal to the expected profit to the wei; risk releases the reservation; status counts it.
+Flash (capital-free) and own-capital (executor holds inventory) variants."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import asyncpg
+import pytest
+import pytest_asyncio
+
+from mevaas.common.v1 import common_pb2
+from mevaas.events.v1 import events_pb2
+from mevaas.execution.v1 import execution_pb2, execution_pb2_grpc
+from mevaas.risk.v1 import risk_pb2, risk_pb2_grpc
+from mevaas.strategy.v1 import strategy_pb2, strategy_pb2_grpc
+from mevaas.tenancy.v1 import tenancy_pb2
+from mevaas_core.bus import Bus
+from mevaas_local.devnet import Devnet
+from mevaas_local.devnet.deploy import mint_tokens
+from mevaas_sdk import MevaasClient
+from tests.fixtures.execution import block_production, fund, open_gap, wait_for
+from tests.fixtures.platform import BOOTSTRAP_ADMIN_KEY
+from tests.fixtures.strategy import strategy_config
+from tests.integration.execution.helpers import clients
+from tests.integration.tenancy.helpers import create_tenant
+
+pytestmark = pytest.mark.integration
+
+S = common_pb2
+LANDED = {S.EXECUTION_RESULT_STATUS_INCLUDED}
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def fleet_client(
+    tenancy_service: Any, strategy_service: Any, risk_service: Any, execution_service: Any
+) -> AsyncIterator[MevaasClient]:
+    make = clients(tenancy_service)
+    async with make(BOOTSTRAP_ADMIN_KEY) as admin:
+        tenant = await create_tenant(admin)
+    endpoints = {
+        name: f"127.0.0.1:{runtime.grpc_port}"
+        for name, runtime in (
+            ("strategy", strategy_service),
+            ("risk", risk_service),
+            ("execution", execution_service),
+        )
+    }
+    async with make(tenant.owner_key, **endpoints) as client:
+        yield client
+
+
+async def run_arbitrage(
+    client: MevaasClient, devnet: Devnet, bus: Bus, postgres_server: str, strategy_type: int
+) -> None:
+    chain = devnet.main
+    execution: execution_pb2_grpc.ExecutionServiceAsyncStub = client.stub(
+        "execution", execution_pb2_grpc.ExecutionServiceStub
+    )
+    strategies: strategy_pb2_grpc.StrategyServiceAsyncStub = client.stub(
+        "strategy", strategy_pb2_grpc.StrategyServiceStub
+    )
+    risk: risk_pb2_grpc.RiskServiceAsyncStub = client.stub("risk", risk_pb2_grpc.RiskServiceStub)
+    wallet = (
+        await execution.CreateWallet(
+            execution_pb2.CreateWalletRequest(idempotency_key=str(uuid.uuid4()), make_default=True)
+        )
+    ).wallet
+    tenant_id = (await client.auth.WhoAmI(tenancy_pb2.WhoAmIRequest())).tenant_id
+    for each in devnet.chains:
+        await fund(each, wallet.address)
+    config = strategy_config(
+        chain.config,
+        name=f"arb-{uuid.uuid4().hex[:8]}",
+        type_=strategy_type,
+        symbols=("WETH", "USDC", "USDT", "DAI"),
+    )
+    strategy = (
+        await strategies.CreateStrategy(
+            strategy_pb2.CreateStrategyRequest(idempotency_key=str(uuid.uuid4()), config=config)
+        )
+    ).strategy
+
+    opportunities: dict[str, events_pb2.Opportunity] = {}
+
+    async def collect(msg: Any) -> None:
+        opp = events_pb2.Opportunity.FromString(msg.data)
+        opportunities[opp.opportunity_id] = opp
+
+    subscription = await bus.nc.subscribe(f"opp.{tenant_id}.{strategy.strategy_id}", cb=collect)
+    try:
+        async with block_production(*devnet.chains, block_time_s=0.3):
+            started = await execution.StartExecution(
+                execution_pb2.StartExecutionRequest(
+                    idempotency_key=str(uuid.uuid4()), strategy_id=strategy.strategy_id
+                )
+            )
+            session_id = started.session.session_id
+
+            async def running() -> bool:
+                status = await execution.GetExecutionStatus(
+                    execution_pb2.GetExecutionStatusRequest(session_id=session_id)
+                )
+                assert status.session.state != S.EXECUTION_STATE_FAILED, status.last_error
+                return status.session.state == S.EXECUTION_STATE_RUNNING
+
+            await wait_for(running, timeout_s=60)
+            if strategy_type == S.STRATEGY_TYPE_DEX_ARBITRAGE:
+                conn = await asyncpg.connect(postgres_server)
+                try:
+                    executor = await conn.fetchval(
+                        "SELECT address FROM execution.executors WHERE tenant_id = $1 AND chain_id = $2",
+                        tenant_id,
+                        chain.spec.chain_id,
+                    )
+                finally:
+                    await conn.close()
+                await mint_tokens(
+                    chain.client,
+                    chain.transact,
+                    chain.deployment,
+                    deployer=chain.deployer,
+                    to=executor,
+                    amounts={"WETH": 50 * 10**18},
+                )
+            # The strategy engine learns the session is RUNNING from exec.<tenant>.session; give
+            # it a block to load it, then open the gap with a test swap.
+            loaded_from = await chain.client.block_number() + 2
+
+            async def next_blocks() -> bool:
+                return await chain.client.block_number() >= loaded_from
+
+            await wait_for(next_blocks)
+            await open_gap(chain, share=15)
+
+            async def landed() -> execution_pb2.Execution | None:
+                listed = await execution.ListExecutions(
+                    execution_pb2.ListExecutionsRequest(session_id=session_id)
+                )
+                return next((e for e in listed.executions if e.status in LANDED), None)
+
+            included: execution_pb2.Execution = await wait_for(landed, timeout_s=60)
+            opportunity = opportunities[included.opportunity_id]
+            realized = int(included.realized_profit)
+            assert realized > 0
+            # Gas is paid in ETH and the profit is WETH: gross realised == expected gross, to the wei.
+            assert realized + int(included.gas_cost) == int(opportunity.expected_profit)
+            receipt = await chain.client.get_receipt(included.tx_hashes[0])
+            assert receipt is not None and int(receipt["status"], 16) == 1
+            await execution.StopExecution(execution_pb2.StopExecutionRequest(session_id=session_id))
+
+            # Every other opportunity of the wave ends too (dropped or failed): nothing stays reserved.
+            async def released() -> bool:
+                exposure = await risk.GetExposure(risk_pb2.GetExposureRequest())
+                return exposure.concurrent_executions == 0 and all(
+                    e.open_reservations == 0 for e in exposure.exposures
+                )
+
+            await wait_for(released, timeout_s=30)
+    finally:
+        await subscription.unsubscribe()
+    status = await execution.GetExecutionStatus(
+        execution_pb2.GetExecutionStatusRequest(session_id=session_id)
+    )
+    assert status.counts.included >= 1 and status.counts.executed >= status.counts.included
+    assert status.counts.opportunities_received >= 1
+    assert int(status.realized_profit) >= realized
+
+
+async def test_flash_arbitrage_end_to_end(
+    fleet_client: MevaasClient, devnet: Devnet, bus: Bus, postgres_server: str
+) -> None:
+    await run_arbitrage(fleet_client, devnet, bus, postgres_server, S.STRATEGY_TYPE_FLASH_ARBITRAGE)
+
+
+async def test_dex_arbitrage_with_own_capital_end_to_end(
+    fleet_client: MevaasClient, devnet: Devnet, bus: Bus, postgres_server: str
+) -> None:
+    await run_arbitrage(fleet_client, devnet, bus, postgres_server, S.STRATEGY_TYPE_DEX_ARBITRAGE)
