@@ -66,7 +66,7 @@ class ExecutionRuntime(ServiceRuntime[ExecutionSettings]):
             execution_pb2_grpc.add_ExecutionServiceServicer_to_server,
             execution_pb2.DESCRIPTOR.services_by_name["ExecutionService"],
         )
-        await self.bus.subscribe(
+        kill_switches = await self.bus.subscribe(
             "RISK",
             "execution-killswitch",
             "risk.*.killswitch",
@@ -75,7 +75,7 @@ class ExecutionRuntime(ServiceRuntime[ExecutionSettings]):
             ack_sync=True,
             max_deliver=-1,
         )
-        await self.bus.subscribe(
+        decisions = await self.bus.subscribe(
             "RISK",
             "execution-decisions",
             "risk.*.decision",
@@ -86,6 +86,9 @@ class ExecutionRuntime(ServiceRuntime[ExecutionSettings]):
             ack_wait=settings.decision_ack_wait_seconds,
             ack_sync=True,
         )
+        # Closers run last-registered first: consumers drain before the engine and chains close.
+        self.on_stop(kill_switches.stop)
+        self.on_stop(decisions.stop)
 
 
 SERVICE = ServiceSpec(

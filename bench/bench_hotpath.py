@@ -1,0 +1,377 @@
+"""Hot-path benchmark: block-to-submission latency on the devnet, through the fleet vs in one process.
+
+* fleet: tenancy, strategy, risk and execution each run as their own runtime (own NATS connection,
+  own database role and schema), exactly as in production: the strategy engine publishes
+  ``opp.*`` on JetStream, risk consumes it and publishes ``risk.*.decision``, execution consumes
+  that, simulates, signs and sends the bundle to the relay;
+* in-process: the very same engines (strategy ``Engine``, risk ``RiskEngine``, execution
+  ``Engine``) on the same databases, wired by direct calls instead of NATS: the strategy's publish
+  of an opportunity calls ``RiskEngine.decide`` and then execution's decision handler.
+
+Each round a test swap opens a price gap on the devnet (one WETH pool skewed, then synced), the
+engine sees the block, and every opportunity it finds flows to a submission; then a block includes
+the arbitrage and the next round starts. Per submitted execution the hop timestamps recorded by
+execution give: block seen -> opportunity detected -> risk decided -> decision received ->
+submitted.
+
+    .venv/bin/python bench/bench_hotpath.py [--rounds 40]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import secrets
+import statistics
+import tempfile
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, cast
+
+import asyncpg
+from google.protobuf.message import Message
+
+from mevaas.common.v1 import common_pb2
+from mevaas.events.v1 import events_pb2
+from mevaas.execution.v1 import execution_pb2, execution_pb2_grpc
+from mevaas.strategy.v1 import strategy_pb2, strategy_pb2_grpc
+from mevaas.tenancy.v1 import tenancy_pb2
+from mevaas_chain import abi
+from mevaas_core.auth import SigningKey
+from mevaas_core.bus import Delivery
+from mevaas_core.db import create_pool, provision_service_database
+from mevaas_core.migrations import apply_migrations
+from mevaas_core.outbox import OutboxRelay
+from mevaas_core.runtime import ServiceRuntime
+from mevaas_core.service import ServiceSpec
+from mevaas_execution.chains import ChainGateway
+from mevaas_execution.engine import Engine as ExecutionEngine
+from mevaas_execution.wallets import WalletKeys, keyring_from_settings
+from mevaas_local.devnet import Devnet, DevnetChain
+from mevaas_local.devnet.deploy import mint_tokens
+from mevaas_local.embedded import EmbeddedNats, EmbeddedPostgres
+from mevaas_risk.engine import RiskEngine
+from mevaas_sdk import ClientConfig, MevaasClient
+from mevaas_strategy.engine import Engine as StrategyEngine
+
+KEK = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
+ADMIN_KEY = f"mvs_benchadmin_{secrets.token_urlsafe(24)}"
+HOPS = (
+    "block seen -> detected",
+    "detected -> risk decided",
+    "decided -> execution received",
+    "received -> submitted",
+)
+
+
+class Fleet:
+    def __init__(self, admin_dsn: str, nats_url: str, chains_file: Path) -> None:
+        self.admin_dsn = admin_dsn
+        self.nats_url = nats_url
+        self.chains_file = chains_file
+        self.key = SigningKey.generate()
+        self.dsns: dict[str, str] = {}
+        self.runtimes: dict[str, ServiceRuntime[Any]] = {}
+
+    async def start(
+        self, spec: ServiceSpec, runtime_cls: type[ServiceRuntime[Any]], settings_cls: type, **extra: Any
+    ) -> None:
+        assert spec.schema is not None and spec.migrations is not None
+        dsns = await provision_service_database(
+            self.admin_dsn, spec.schema, secrets.token_hex(8), secrets.token_hex(8)
+        )
+        await apply_migrations(dsns.owner_dsn, spec.schema, spec.migrations)
+        self.dsns[spec.name] = dsns.app_dsn
+        settings = settings_cls(
+            database_url=dsns.app_dsn,
+            nats_url=self.nats_url,
+            grpc_port=0,
+            metrics_port=0,
+            jwt_public_keys=self.key.public_pem(),
+            log_level="WARNING",
+            **extra,
+        )
+        runtime = runtime_cls(settings)
+        await runtime.start()
+        self.runtimes[spec.name] = runtime
+
+    def endpoint(self, name: str) -> str:
+        return f"127.0.0.1:{self.runtimes[name].grpc_port}"
+
+
+async def skew(chain: DevnetChain, pool: Any, token: str, share: int) -> None:
+    reserves = abi.decode_reserves(await chain.client.call(pool.address, abi.GET_RESERVES))
+    held = reserves[0] if pool.token0 == token else reserves[1]
+    await mint_tokens(
+        chain.client,
+        chain.transact,
+        chain.deployment,
+        deployer=chain.deployer,
+        to=pool.address,
+        amounts={"WETH": held // share},
+    )
+    await chain.transact(
+        [
+            {
+                "from": chain.deployer,
+                "to": pool.address,
+                "data": "0x" + abi.encode_call("sync()").hex(),
+                "gas": hex(200_000),
+            }
+        ]
+    )
+
+
+async def submitted_since(pool: asyncpg.Pool, since: datetime) -> list[events_pb2.HopTimestamps]:
+    rows = await pool.fetch(
+        "SELECT timestamps FROM execution.executions WHERE submitted_at IS NOT NULL AND created_at >= $1",
+        since,
+    )
+    return [events_pb2.HopTimestamps.FromString(bytes(r["timestamps"])) for r in rows]
+
+
+async def run_rounds(
+    chain: DevnetChain, exec_admin: asyncpg.Pool, rounds: int
+) -> list[events_pb2.HopTimestamps]:
+    """Open a gap per round, wait for its submissions, include them; return every submission's hops."""
+    weth = chain.deployment.token("WETH").address
+    pool = next(p for p in chain.deployment.pools if weth in (p.token0, p.token1))
+    since = datetime.now(UTC)
+    seen = 0
+    for _ in range(rounds):
+        await skew(chain, pool, weth, 40)
+        async with asyncio.timeout(20):
+            while len(await submitted_since(exec_admin, since)) <= seen:  # noqa: ASYNC110 - polls Postgres
+                await asyncio.sleep(0.01)
+        await asyncio.sleep(0.05)  # let the rest of the block's opportunities reach submission
+        seen = len(await submitted_since(exec_admin, since))
+        await chain.mine()
+    return await submitted_since(exec_admin, since)
+
+
+def breakdown(samples: list[events_pb2.HopTimestamps]) -> dict[str, list[float]]:
+    def ms(a: Any, b: Any) -> float:
+        return float(b.ToNanoseconds() - a.ToNanoseconds()) / 1e6
+
+    result: dict[str, list[float]] = {h: [] for h in (*HOPS, "block seen -> submitted")}
+    for s in samples:
+        points = [
+            s.block_seen_at,
+            s.opportunity_detected_at,
+            s.risk_decided_at,
+            s.decision_received_at,
+            s.submitted_at,
+        ]
+        for hop, a, b in zip(HOPS, points, points[1:], strict=False):
+            result[hop].append(ms(a, b))
+        result["block seen -> submitted"].append(ms(s.block_seen_at, s.submitted_at))
+    return result
+
+
+def pct(values: list[float], q: int) -> float:
+    if len(values) < 2:
+        return values[0] if values else float("nan")
+    return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
+
+
+class DirectBus:
+    """What the strategy engine publishes, handed straight to risk and execution (no NATS)."""
+
+    def __init__(self, risk: RiskEngine, execution: ExecutionEngine) -> None:
+        self.risk = risk
+        self.execution = execution
+
+    async def publish(self, subject: str, message: Message, *, msg_id: str, tenant_id: str, **_: Any) -> None:
+        if subject.startswith("opp."):
+            assert isinstance(message, events_pb2.Opportunity)
+            outcome = await self.risk.decide(message)
+            delivery = cast(Delivery, SimpleNamespace(tenant_id=tenant_id, msg_id=msg_id))
+            await self.execution.on_decision(outcome.decision, delivery)
+        elif subject.startswith("exec.") and subject.endswith(".result"):
+            assert isinstance(message, events_pb2.ExecutionResult)
+            await self.risk.apply_result(message)
+
+
+async def main(rounds: int) -> None:
+    from mevaas_execution.server import SERVICE as EXECUTION
+    from mevaas_execution.server import ExecutionRuntime, ExecutionSettings
+    from mevaas_risk.server import SERVICE as RISK
+    from mevaas_risk.server import RiskRuntime, RiskSettings
+    from mevaas_strategy.server import SERVICE as STRATEGY
+    from mevaas_strategy.server import StrategyRuntime, StrategySettings
+    from mevaas_tenancy.server import SERVICE as TENANCY
+    from mevaas_tenancy.server import TenancyRuntime, TenancySettings
+
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp)
+        async with (
+            EmbeddedNats(data / "nats") as nats,
+            EmbeddedPostgres(data / "pg", durable=False) as pg,
+            Devnet(block_time_s=None, data_dir=None, sim_swaps_per_block=0) as devnet,
+        ):
+            chain = devnet.main
+            chains_file = data / "chains.json"
+            devnet.registry.write(chains_file)
+            fleet = Fleet(pg.dsn, nats.url, chains_file)
+            await fleet.start(
+                TENANCY,
+                TenancyRuntime,
+                TenancySettings,
+                jwt_private_key=fleet.key.private_pem(),
+                bootstrap_admin_key=ADMIN_KEY,
+            )
+            await fleet.start(
+                STRATEGY,
+                StrategyRuntime,
+                StrategySettings,
+                chains_file=str(chains_file),
+                block_poll_interval_s=0.005,
+            )
+            await fleet.start(RISK, RiskRuntime, RiskSettings)
+            await fleet.start(
+                EXECUTION,
+                ExecutionRuntime,
+                ExecutionSettings,
+                execution_kek=KEK,
+                chains_file=str(chains_file),
+            )
+
+            admin = MevaasClient(
+                ClientConfig(endpoints={"default": fleet.endpoint("tenancy")}, api_key=ADMIN_KEY)
+            )
+            async with admin:
+                slug = f"bench-{uuid.uuid4().hex[:8]}"
+                tenant = await admin.tenants.CreateTenant(
+                    tenancy_pb2.CreateTenantRequest(
+                        idempotency_key=slug, slug=slug, display_name=slug, tier=common_pb2.TIER_ENTERPRISE
+                    )
+                )
+                key = await admin.tenants.CreateApiKey(
+                    tenancy_pb2.CreateApiKeyRequest(
+                        idempotency_key=slug,
+                        tenant_id=tenant.tenant.tenant_id,
+                        name="bench",
+                        roles=[common_pb2.ROLE_OWNER],
+                    )
+                )
+            endpoints = {
+                "default": fleet.endpoint("tenancy"),
+                "strategy": fleet.endpoint("strategy"),
+                "execution": fleet.endpoint("execution"),
+            }
+            async with MevaasClient(ClientConfig(endpoints=endpoints, api_key=key.secret)) as client:
+                execution: Any = client.stub("execution", execution_pb2_grpc.ExecutionServiceStub)
+                strategies: Any = client.stub("strategy", strategy_pb2_grpc.StrategyServiceStub)
+                wallet = (
+                    await execution.CreateWallet(
+                        execution_pb2.CreateWalletRequest(idempotency_key="w", make_default=True)
+                    )
+                ).wallet
+                await chain.client.request("anvil_setBalance", [wallet.address, hex(10**24)])
+                weth = chain.config.token("WETH")
+                config = strategy_pb2.StrategyConfig(
+                    name="bench-flash",
+                    type=common_pb2.STRATEGY_TYPE_FLASH_ARBITRAGE,
+                    parameters=strategy_pb2.StrategyParameters(
+                        chain_ids=[chain.spec.chain_id],
+                        tokens=[
+                            common_pb2.Token(
+                                chain_id=chain.spec.chain_id, address=chain.config.token(s).address
+                            )
+                            for s in ("WETH", "USDC", "USDT", "DAI")
+                        ],
+                        max_position=str(5 * 10**18),
+                        risk_tolerance=strategy_pb2.RISK_TOLERANCE_MODERATE,
+                        execution_settings=strategy_pb2.ExecutionSettings(
+                            max_slippage_bps=50,
+                            max_gas_price_wei=str(200 * 10**9),
+                            min_profit_threshold="0",
+                            retry_attempts=1,
+                            submission_mode=common_pb2.SUBMISSION_MODE_PRIVATE_BUNDLE,
+                        ),
+                    ),
+                    allocation=common_pb2.TokenAmount(
+                        token=common_pb2.Token(chain_id=chain.spec.chain_id, address=weth.address),
+                        amount=str(10 * 10**18),
+                    ),
+                )
+                strategy = (
+                    await strategies.CreateStrategy(
+                        strategy_pb2.CreateStrategyRequest(idempotency_key="s", config=config)
+                    )
+                ).strategy
+                session = (
+                    await execution.StartExecution(
+                        execution_pb2.StartExecutionRequest(
+                            idempotency_key="e", strategy_id=strategy.strategy_id
+                        )
+                    )
+                ).session
+                while session.state != common_pb2.EXECUTION_STATE_RUNNING:
+                    await chain.mine()
+                    session = (
+                        await execution.GetExecutionStatus(
+                            execution_pb2.GetExecutionStatusRequest(session_id=session.session_id)
+                        )
+                    ).session
+                for _ in range(3):  # the strategy engine loads the running session from exec.*.session
+                    await chain.mine()
+                    await asyncio.sleep(0.3)
+
+            exec_admin = await create_pool(pg.dsn, min_size=1, max_size=2)
+            fleet_samples = await run_rounds(chain, exec_admin, rounds)
+
+            # Stop the services' engines and consumers, then wire the same engines in one process.
+            for name in ("execution", "risk", "strategy"):
+                await fleet.runtimes.pop(name).stop()
+            pools = {
+                name: await create_pool(fleet.dsns[name], min_size=2, max_size=8)
+                for name in ("strategy", "risk", "execution")
+            }
+            registry = devnet.registry
+            gateway = ChainGateway(registry)
+            exec_engine = ExecutionEngine(
+                pools["execution"],
+                gateway,
+                WalletKeys(pools["execution"], keyring_from_settings(KEK, "kek-1")),
+            )
+            await exec_engine.start()
+            direct = DirectBus(RiskEngine(pools["risk"]), exec_engine)
+            relay = OutboxRelay(pools["execution"], "execution", direct)
+            await relay.start()
+            strategy_engine = StrategyEngine(
+                cast(Any, direct), pools["strategy"], registry, poll_interval_s=0.005
+            )
+            await strategy_engine.start()
+            await chain.mine()
+            local_samples = await run_rounds(chain, exec_admin, rounds)
+            await strategy_engine.stop()
+            await relay.stop()
+            await exec_engine.stop()
+            await gateway.close()
+            for p in (*pools.values(), exec_admin):
+                await p.close()
+            for runtime in fleet.runtimes.values():
+                await runtime.stop()
+
+    fleet_hops, local_hops = breakdown(fleet_samples), breakdown(local_samples)
+    print(
+        f"hot path on the devnet: {rounds} gaps per variant; submissions measured: fleet {len(fleet_samples)}, in-process {len(local_samples)}"
+    )
+    print(f"{'hop (ms)':34} {'fleet p50':>10} {'fleet p99':>10} {'1-proc p50':>11} {'1-proc p99':>11}")
+    for hop in (*HOPS, "block seen -> submitted"):
+        f, local = fleet_hops[hop], local_hops[hop]
+        print(f"{hop:34} {pct(f, 50):10.2f} {pct(f, 99):10.2f} {pct(local, 50):11.2f} {pct(local, 99):11.2f}")
+    total_f, total_l = fleet_hops["block seen -> submitted"], local_hops["block seen -> submitted"]
+    print(
+        f"block-to-submission ratio fleet / in-process: p50 {pct(total_f, 50) / pct(total_l, 50):.2f}x, "
+        f"p99 {pct(total_f, 99) / pct(total_l, 99):.2f}x"
+    )
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=40)
+    asyncio.run(main(parser.parse_args().rounds))
