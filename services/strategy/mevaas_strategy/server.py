@@ -76,7 +76,6 @@ SERVICE = ServiceSpec(
     schema=SCHEMA,
     migrations=Path(__file__).parent / "migrations",
     order=30,
-    needs=("CHAINS_FILE",),
 )
 
 
