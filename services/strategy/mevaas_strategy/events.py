@@ -30,9 +30,11 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from mevaas.common.v1 import common_pb2
 from mevaas.events.v1 import events_pb2
-from mevaas_core.bus import Delivery
+from mevaas.strategy.v1 import strategy_pb2
+from mevaas_core.bus import Delivery, RequestContext, ServiceError
 from mevaas_core.db import tenant_transaction
 from mevaas_strategy import store
+from mevaas_strategy.api import strategy_message
 from mevaas_strategy.domain.market import ChainMarket
 from mevaas_strategy.domain.model import StrategySpec
 from mevaas_strategy.domain.plugins import Candidate
@@ -45,6 +47,30 @@ def timestamp(value: datetime) -> Timestamp:
     ts = Timestamp()
     ts.FromDatetime(value)
     return ts
+
+
+LOOKUP_SUBJECT = "strategy.rpc.get_strategy"
+
+
+class StrategyLookup:
+    """Answers `strategy.rpc.get_strategy` for other services (execution reads a strategy's chains
+    and execution settings when a session starts). The tenant comes from the request's tenant-id
+    header, and row-level security scopes the read to it, so a request never sees another
+    tenant's strategy."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    async def answer(
+        self, request: strategy_pb2.GetStrategyRequest, context: RequestContext
+    ) -> strategy_pb2.GetStrategyResponse:
+        if not context.tenant_id or not request.strategy_id:
+            raise ServiceError(400, "a tenant-id header and strategy_id are required")
+        async with tenant_transaction(self._pool, context.tenant_id, readonly=True) as conn:
+            row = await store.get_strategy(conn, request.strategy_id, request.version)
+        if row is None or row["status"] != "active":
+            raise ServiceError(404, f"strategy {request.strategy_id} not found")
+        return strategy_pb2.GetStrategyResponse(strategy=strategy_message(row))
 
 
 class StateConsumers:

@@ -13,7 +13,13 @@ from mevaas_core.runtime import ServiceRuntime, main
 from mevaas_core.service import ServiceSpec
 from mevaas_strategy.api import SCHEMA, StrategyServicer
 from mevaas_strategy.engine import Engine
-from mevaas_strategy.events import SESSION_DURABLE, TENANT_DURABLE, StateConsumers
+from mevaas_strategy.events import (
+    LOOKUP_SUBJECT,
+    SESSION_DURABLE,
+    TENANT_DURABLE,
+    StateConsumers,
+    StrategyLookup,
+)
 
 
 class StrategySettings(ServiceSettings):
@@ -59,6 +65,13 @@ class StrategyRuntime(ServiceRuntime[StrategySettings]):
             strategy_pb2_grpc.add_StrategyServiceServicer_to_server,
             strategy_pb2.DESCRIPTOR.services_by_name["StrategyService"],
         )
+        lookup = await self.bus.serve(
+            LOOKUP_SUBJECT,
+            "strategy-lookup",
+            strategy_pb2.GetStrategyRequest,
+            StrategyLookup(self.pool).answer,
+        )
+        self.on_stop(lookup.stop)
         consumers = StateConsumers(self.pool)
         sessions = await self.bus.subscribe(
             "EXEC", SESSION_DURABLE, "exec.*.session", events_pb2.ExecutionSessionEvent, consumers.on_session

@@ -24,7 +24,8 @@ from mevaas_core.bus import Bus
 from mevaas_local.devnet import Devnet
 from mevaas_local.devnet.deploy import mint_tokens
 from mevaas_sdk import MevaasClient
-from tests.fixtures.execution import block_production, fund, open_gap, wait_for
+from mevaas_strategy.events import LOOKUP_SUBJECT
+from tests.fixtures.execution import ExecutionHarness, block_production, fund, open_gap, wait_for
 from tests.fixtures.platform import BOOTSTRAP_ADMIN_KEY
 from tests.fixtures.strategy import strategy_config
 from tests.integration.execution.helpers import clients
@@ -37,8 +38,16 @@ LANDED = {S.EXECUTION_RESULT_STATUS_INCLUDED}
 
 
 @pytest_asyncio.fixture(loop_scope="session")
+async def fleet_execution(execution_harness: ExecutionHarness) -> AsyncIterator[Any]:
+    """Execution wired to the real strategy lookup, so sessions carry the strategy's settings."""
+    runtime = await execution_harness.start(strategy_lookup_subject=LOOKUP_SUBJECT)
+    yield runtime
+    await execution_harness.stop(runtime)
+
+
+@pytest_asyncio.fixture(loop_scope="session")
 async def fleet_client(
-    tenancy_service: Any, strategy_service: Any, risk_service: Any, execution_service: Any
+    tenancy_service: Any, strategy_service: Any, risk_service: Any, fleet_execution: Any
 ) -> AsyncIterator[MevaasClient]:
     make = clients(tenancy_service)
     async with make(BOOTSTRAP_ADMIN_KEY) as admin:
@@ -48,7 +57,7 @@ async def fleet_client(
         for name, runtime in (
             ("strategy", strategy_service),
             ("risk", risk_service),
-            ("execution", execution_service),
+            ("execution", fleet_execution),
         )
     }
     async with make(tenant.owner_key, **endpoints) as client:

@@ -17,10 +17,11 @@ from mevaas.tenancy.v1 import tenancy_pb2
 from mevaas_chain import abi
 from mevaas_chain.amm.arbitrage import optimize
 from mevaas_chain.amm.v2 import SwapLeg, amounts_out
-from mevaas_core.bus import Bus, Delivery
+from mevaas_core.bus import Bus, Delivery, RemoteError
 from mevaas_core.runtime import ServiceRuntime
 from mevaas_local.devnet import Devnet
 from mevaas_sdk import MevaasClient
+from mevaas_strategy.events import LOOKUP_SUBJECT
 from mevaas_strategy.server import StrategyRuntime
 from tests.fixtures.devnet import skew_pool
 from tests.fixtures.strategy import strategy_config
@@ -300,3 +301,29 @@ async def test_engine_publishes_exact_opportunities_for_running_strategies_only(
         assert len(received) == count
     finally:
         await subscription.stop()
+
+
+async def test_other_services_read_a_strategy_over_nats_within_its_tenant(
+    strategy_service: ServiceRuntime[Any],
+    devnet: Devnet,
+    admin_client: MevaasClient,
+    client_for: Any,
+    bus: Bus,
+) -> None:
+    tenant_id, stub, client = await _client(admin_client, client_for, strategy_service)
+    other_tenant, _, other = await _client(admin_client, client_for, strategy_service)
+    async with client, other:
+        config = strategy_config(devnet.main.config, name="looked-up")
+        config.parameters.execution_settings.retry_attempts = 4
+        created = (await stub.CreateStrategy(_create(config))).strategy
+    request = strategy_pb2.GetStrategyRequest(strategy_id=created.strategy_id)
+    reply = await bus.request(LOOKUP_SUBJECT, request, strategy_pb2.GetStrategyResponse, tenant_id=tenant_id)
+    assert reply.strategy.strategy_id == created.strategy_id
+    assert reply.strategy.config.parameters.execution_settings.retry_attempts == 4
+    # Another tenant's header cannot read it; a request without a tenant is refused.
+    with pytest.raises(RemoteError) as hidden:
+        await bus.request(LOOKUP_SUBJECT, request, strategy_pb2.GetStrategyResponse, tenant_id=other_tenant)
+    assert hidden.value.code == 404
+    with pytest.raises(RemoteError) as anonymous:
+        await bus.request(LOOKUP_SUBJECT, request, strategy_pb2.GetStrategyResponse)
+    assert anonymous.value.code == 400

@@ -86,6 +86,8 @@ def test_merge_limits_takes_the_stricter_of_strategy_and_risk() -> None:
     bare = planning.merge_limits(None, decision(), common_pb2.SUBMISSION_MODE_UNSPECIFIED)
     assert bare.max_gas_price_wei is None and bare.max_slippage_bps == 0
     assert bare.submission_mode == common_pb2.SUBMISSION_MODE_PRIVATE_BUNDLE
+    # No strategy settings: resend missed bundles until the deadline, not zero times.
+    assert bare.retry_attempts == planning.RETRY_UNTIL_DEADLINE
 
 
 def test_staleness_and_gas_price() -> None:

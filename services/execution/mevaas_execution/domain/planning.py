@@ -38,6 +38,11 @@ class Limits:
     submission_mode: common_pb2.SubmissionMode.ValueType
 
 
+# Without a strategy's own settings a missed bundle is resent every block until the decision's
+# deadline (the deadline check in the tracker bounds it; the column is a 32-bit integer).
+RETRY_UNTIL_DEADLINE = 2**31 - 2
+
+
 def _int_or_none(text: str) -> int | None:
     return int(text) if text else None
 
@@ -69,7 +74,7 @@ def merge_limits(
             (_int_or_none(settings.min_profit_threshold) or 0) if settings else 0,
         ),
         execution_delay_ms=settings.execution_delay_ms if settings else 0,
-        retry_attempts=settings.retry_attempts if settings else 0,
+        retry_attempts=settings.retry_attempts if settings else RETRY_UNTIL_DEADLINE,
         submission_mode=common_pb2.SubmissionMode.ValueType(
             mode or common_pb2.SUBMISSION_MODE_PRIVATE_BUNDLE
         ),
