@@ -18,6 +18,11 @@ from typing import Any
 import grpc
 from google.rpc import error_details_pb2, status_pb2
 
+from mevaas.analytics.v1 import analytics_pb2_grpc
+from mevaas.execution.v1 import execution_pb2_grpc
+from mevaas.portfolio.v1 import portfolio_pb2_grpc
+from mevaas.risk.v1 import risk_pb2_grpc
+from mevaas.strategy.v1 import strategy_pb2_grpc
 from mevaas.tenancy.v1 import tenancy_pb2, tenancy_pb2_grpc
 
 SERVICES = ("tenancy", "strategy", "risk", "execution", "analytics")
@@ -120,6 +125,27 @@ class MevaasClient:
     @property
     def auth(self) -> tenancy_pb2_grpc.AuthServiceAsyncStub:
         return tenancy_pb2_grpc.AuthServiceStub(self.channel("tenancy"))
+
+    @property
+    def strategies(self) -> strategy_pb2_grpc.StrategyServiceAsyncStub:
+        return strategy_pb2_grpc.StrategyServiceStub(self.channel("strategy"))
+
+    @property
+    def execution(self) -> execution_pb2_grpc.ExecutionServiceAsyncStub:
+        return execution_pb2_grpc.ExecutionServiceStub(self.channel("execution"))
+
+    @property
+    def risk(self) -> risk_pb2_grpc.RiskServiceAsyncStub:
+        return risk_pb2_grpc.RiskServiceStub(self.channel("risk"))
+
+    @property
+    def analytics(self) -> analytics_pb2_grpc.AnalyticsServiceAsyncStub:
+        return analytics_pb2_grpc.AnalyticsServiceStub(self.channel("analytics"))
+
+    @property
+    def portfolio(self) -> portfolio_pb2_grpc.PortfolioServiceAsyncStub:
+        """PortfolioService is served by the analytics service."""
+        return portfolio_pb2_grpc.PortfolioServiceStub(self.channel("analytics"))
 
     def stub(self, service: str, stub_class: Callable[[grpc.aio.Channel], Any]) -> Any:
         """A stub of any service, e.g. `client.stub("strategy", StrategyServiceStub)`."""
