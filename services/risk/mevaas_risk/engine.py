@@ -1,9 +1,9 @@
 """The pre-trade check and the release, each one Postgres transaction per event.
 
-Decide: lock the tenant's risk-state row (every replica's decisions for that tenant queue on it),
-return the stored decision if this opportunity was decided before, else read limits, kill switches
-and open exposure, decide (domain.checks, pure), and write the decision, its reservation and any
-breach before committing. Because the exposure read and the reservation written happen under the
+Decide: in one round trip (risk.decision_context), lock the tenant's risk-state row (every
+replica's decisions for that tenant queue on it) and read the stored decision if this opportunity
+was decided before, else limits, kill switches and open exposure; decide (domain.checks, pure);
+write the decision with its reservation in one statement (and any breach) before committing. Because the exposure read and the reservation written happen under the
 same lock, concurrent opportunities can never together exceed a limit.
 
 Release: on a final ExecutionResult, release the reservation (once: only an unreleased row is
@@ -12,9 +12,11 @@ updated) and book the realised PnL (once: unique per execution), in one transact
 
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 import asyncpg
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -68,7 +70,7 @@ def _limits(raw: bytes | None) -> Limits:
     return Limits.from_proto(common_pb2.RiskLimits.FromString(bytes(raw)))
 
 
-def _context(inputs: asyncpg.Record, aggregates: list[asyncpg.Record], strategy_id: str) -> RiskContext:
+def _context(inputs: asyncpg.Record, aggregates: list[dict[str, Any]], strategy_id: str) -> RiskContext:
     tenant_limits = _limits(inputs["tenant_limits"])
     strategy_limits = _limits(inputs["strategy_limits"])
     plan_cap = (
@@ -119,37 +121,30 @@ class RiskEngine:
 
     async def serialise(self, conn: asyncpg.Connection, tenant_id: str) -> None:
         """Queue this transaction behind the tenant's other decisions, releases and limit changes
-        (bench/bench_risk.py replaces it to measure what the lock costs and what it prevents)."""
+        (bench/bench_risk.py replaces it to measure what the lock costs and what it prevents).
+        Unless replaced, `decide` takes the same lock inside its one context read instead."""
         await store.lock_risk_state(conn, tenant_id)
 
     async def decide(self, opp: events_pb2.Opportunity) -> DecisionOutcome:
         tenant_id = opp.tenant_id
+        # Round trips: BEGIN and tenant scope, the context read (lock included), one write, COMMIT.
+        own_lock = type(self).serialise is RiskEngine.serialise
         async with tenant_transaction(self.pool, tenant_id) as conn:
-            await self.serialise(conn, tenant_id)
-            previous = await store.get_decision_payload(conn, tenant_id, opp.opportunity_id)
-            if previous is not None:
-                return DecisionOutcome(events_pb2.RiskDecision.FromString(previous), duplicate=True)
-            facts = OpportunityFacts.from_proto(opp)
+            if not own_lock:
+                await self.serialise(conn, tenant_id)
             today = utc_today()
-            inputs = await store.decision_inputs(conn, tenant_id, opp.strategy_id)
-            aggregates = await store.open_exposure_and_pnl(conn, tenant_id, today)
-            context = _context(inputs, aggregates, opp.strategy_id)
+            inputs = await store.decision_context(
+                conn, tenant_id, opp.strategy_id, opp.opportunity_id, today, lock=own_lock
+            )
+            if inputs["previous"] is not None:
+                return DecisionOutcome(
+                    events_pb2.RiskDecision.FromString(bytes(inputs["previous"])), duplicate=True
+                )
+            facts = OpportunityFacts.from_proto(opp)
+            context = _context(inputs, json.loads(inputs["aggregates"]), opp.strategy_id)
             verdict = decide(facts, context)
             now = datetime.now(UTC)
             decision = self._decision(opp, verdict, context, now)
-            if verdict.approved:
-                await store.insert_reservation(
-                    conn,
-                    reservation_id=decision.reservation_id,
-                    tenant_id=tenant_id,
-                    strategy_id=opp.strategy_id,
-                    opportunity_id=opp.opportunity_id,
-                    chain_id=facts.input_token.chain_id,
-                    token=facts.input_token.address,
-                    amount=facts.amount_in,
-                    created_at=now,
-                    expires_at=now + self.reservation_ttl,
-                )
             await store.insert_decision(
                 conn,
                 decision_id=decision.event_id,
@@ -159,9 +154,17 @@ class RiskEngine:
                 approved=verdict.approved,
                 reason_code=events_pb2.RiskReasonCode.Name(verdict.reason_code),
                 reason=verdict.reason,
-                reservation_id=decision.reservation_id,
                 payload=decision.SerializeToString(deterministic=True),
                 decided_at=now,
+                reservation=store.Reservation(
+                    reservation_id=decision.reservation_id,
+                    chain_id=facts.input_token.chain_id,
+                    token=facts.input_token.address,
+                    amount=facts.amount_in,
+                    expires_at=now + self.reservation_ttl,
+                )
+                if verdict.approved
+                else None,
             )
             if verdict.breach is not None:
                 await self._record_breach(

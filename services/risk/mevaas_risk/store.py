@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 
@@ -72,60 +73,42 @@ async def lock_risk_state(conn: asyncpg.Connection, tenant_id: str) -> None:
     )
 
 
-async def get_decision_payload(conn: asyncpg.Connection, tenant_id: str, opportunity_id: str) -> bytes | None:
-    value = await conn.fetchval(
-        "SELECT payload FROM risk.decisions WHERE tenant_id = $1 AND opportunity_id = $2",
-        tenant_id,
-        opportunity_id,
-    )
-    return bytes(value) if value is not None else None
-
-
-async def decision_inputs(conn: asyncpg.Connection, tenant_id: str, strategy_id: str) -> asyncpg.Record:
-    """Limits, tenant status/plan and kill switches relevant to one decision, in one round trip."""
+async def decision_context(
+    conn: asyncpg.Connection,
+    tenant_id: str,
+    strategy_id: str,
+    opportunity_id: str,
+    today: date,
+    *,
+    lock: bool,
+) -> asyncpg.Record:
+    """One round trip (risk.decision_context, V002): take the tenant's risk-state lock when `lock`,
+    then `previous` (the stored decision payload of a redelivered opportunity; nothing else is read
+    then), limits, tenant status and plan, kill switches, and `aggregates`: open reservations and
+    today's realised PnL grouped by strategy and token, as a JSON list of objects with `kind`
+    ('reserved' or 'pnl'), strategy_id, chain_id, token, n and amount (a decimal string)."""
     row = await conn.fetchrow(
-        """
-        SELECT
-            (SELECT limits FROM risk.limits WHERE tenant_id = $1 AND strategy_id = '') AS tenant_limits,
-            (SELECT limits FROM risk.limits WHERE tenant_id = $1 AND strategy_id = $2 AND $2 <> '')
-                AS strategy_limits,
-            (SELECT status FROM risk.tenants WHERE tenant_id = $1) AS tenant_status,
-            (SELECT plan FROM risk.tenants WHERE tenant_id = $1) AS plan,
-            coalesce((SELECT engaged FROM risk.kill_switches WHERE tenant_id = $1 AND strategy_id = ''), false)
-                AS tenant_kill,
-            coalesce((SELECT engaged FROM risk.kill_switches
-                      WHERE tenant_id = $1 AND strategy_id = $2 AND $2 <> ''), false) AS strategy_kill,
-            coalesce((SELECT engaged FROM risk.kill_switches
-                      WHERE tenant_id = $3 AND strategy_id = ''), false) AS platform_kill
-        """,
+        "SELECT * FROM risk.decision_context($1, $2, $3, $4, $5, $6)",
         tenant_id,
         strategy_id,
+        opportunity_id,
         PLATFORM_SWITCH_TENANT,
+        today,
+        lock,
     )
     assert row is not None
     return row
 
 
-async def open_exposure_and_pnl(
-    conn: asyncpg.Connection, tenant_id: str, today: date
-) -> list[asyncpg.Record]:
-    """Open (unreleased, unexpired) reservations and today's realised PnL of the tenant, grouped by
-    strategy and token; `kind` is 'reserved' or 'pnl'."""
-    return await conn.fetch(
-        """
-        SELECT 'reserved' AS kind, strategy_id, chain_id, token, count(*) AS n, sum(amount) AS amount
-          FROM risk.reservations
-         WHERE tenant_id = $1 AND released_at IS NULL AND expires_at > now()
-         GROUP BY strategy_id, chain_id, token
-        UNION ALL
-        SELECT 'pnl', strategy_id, chain_id, token, count(*), sum(amount)
-          FROM risk.pnl_entries
-         WHERE tenant_id = $1 AND day = $2
-         GROUP BY strategy_id, chain_id, token
-        """,
-        tenant_id,
-        today,
-    )
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    """The exposure an approved decision reserves."""
+
+    reservation_id: str
+    chain_id: int
+    token: str
+    amount: int
+    expires_at: datetime
 
 
 async def insert_decision(
@@ -138,14 +121,22 @@ async def insert_decision(
     approved: bool,
     reason_code: str,
     reason: str,
-    reservation_id: str,
     payload: bytes,
     decided_at: datetime,
+    reservation: Reservation | None,
 ) -> None:
+    """The decision and, when approved, its reservation, in one statement."""
     await conn.execute(
-        "INSERT INTO risk.decisions (decision_id, tenant_id, opportunity_id, strategy_id, approved, "
-        "reason_code, reason, reservation_id, payload, decided_at) "
-        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        """
+        WITH reserved AS (
+            INSERT INTO risk.reservations (reservation_id, tenant_id, strategy_id, opportunity_id,
+                                           chain_id, token, amount, created_at, expires_at)
+            SELECT $8, $2, $4, $3, $11, $12, $13, $10, $14 WHERE $15
+        )
+        INSERT INTO risk.decisions (decision_id, tenant_id, opportunity_id, strategy_id, approved,
+                                    reason_code, reason, reservation_id, payload, decided_at)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+        """,
         decision_id,
         tenant_id,
         opportunity_id,
@@ -153,37 +144,14 @@ async def insert_decision(
         approved,
         reason_code,
         reason,
-        reservation_id,
+        reservation.reservation_id if reservation else "",
         payload,
         decided_at,
-    )
-
-
-async def insert_reservation(
-    conn: asyncpg.Connection,
-    *,
-    reservation_id: str,
-    tenant_id: str,
-    strategy_id: str,
-    opportunity_id: str,
-    chain_id: int,
-    token: str,
-    amount: int,
-    created_at: datetime,
-    expires_at: datetime,
-) -> None:
-    await conn.execute(
-        "INSERT INTO risk.reservations (reservation_id, tenant_id, strategy_id, opportunity_id, chain_id, "
-        "token, amount, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        reservation_id,
-        tenant_id,
-        strategy_id,
-        opportunity_id,
-        chain_id,
-        token,
-        Decimal(amount),
-        created_at,
-        expires_at,
+        reservation.chain_id if reservation else 0,
+        reservation.token if reservation else "",
+        Decimal(reservation.amount if reservation else 0),
+        reservation.expires_at if reservation else decided_at,
+        reservation is not None,
     )
 
 
