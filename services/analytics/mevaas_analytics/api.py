@@ -9,6 +9,7 @@ import io
 import json
 import uuid
 from collections import defaultdict
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from fractions import Fraction
@@ -25,10 +26,11 @@ from mevaas_analytics import store
 from mevaas_analytics.domain import fees, reports
 from mevaas_analytics.domain.compliance import RetentionSettings, SanctionsList
 from mevaas_analytics.domain.valuation import Valuer
+from mevaas_analytics.inspection import inspect_chain_block
+from mevaas_chain.registry import ChainRegistry
 from mevaas_core.auth import Role
 from mevaas_core.db import tenant_transaction
 from mevaas_core.errors import (
-    FailedPrecondition,
     FieldViolation,
     InvalidArgument,
     NotFound,
@@ -127,8 +129,10 @@ class AnalyticsServicer(analytics_pb2_grpc.AnalyticsServiceServicer):
         retention: RetentionSettings,
         *,
         tax_percent: Decimal = Decimal(0),
+        chains: Callable[[], ChainRegistry] = ChainRegistry,
     ) -> None:
         self.pool = pool
+        self.chains = chains
         self.valuer = valuer
         self.sanctions = sanctions
         self.retention = retention
@@ -512,8 +516,12 @@ class AnalyticsServicer(analytics_pb2_grpc.AnalyticsServiceServicer):
         v = Validator()
         v.check(request.chain_id > 0, "chain_id", "is required")
         v.check(request.block_number > 0, "block_number", "is required")
+        chain = next((c for c in self.chains() if c.chain_id == request.chain_id), None)
+        if chain is None and request.chain_id > 0:
+            v.fail("chain_id", f"chain {request.chain_id} is not configured")
         v.raise_if_any()
-        raise FailedPrecondition(f"chain {request.chain_id} has no trace API configured for analytics")
+        assert chain is not None
+        return await inspect_chain_block(chain.chain_id, chain.rpc_url, request.block_number)
 
 
 def _flat(document: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -16,6 +16,7 @@ from mevaas_analytics.domain.compliance import RetentionSettings, SanctionsList
 from mevaas_analytics.domain.valuation import OraclePrices, PoolPrices, PoolReserves, Valuer
 from mevaas_analytics.events import BatchWriter, subscribe_all
 from mevaas_analytics.portfolio import PortfolioServicer
+from mevaas_chain.registry import ChainRegistry, load_registry
 from mevaas_core.config import ServiceSettings
 from mevaas_core.db import platform_transaction
 from mevaas_core.outbox import OutboxRelay
@@ -45,6 +46,9 @@ class AnalyticsSettings(ServiceSettings):
     # Blocks per history file.
     market_history_blocks: int = 1000
     durable_prefix: str = "analytics"
+    # Chain registry file (JSON/YAML) for InspectBlock's RPC nodes; empty = MEVAAS_CHAINS /
+    # MEVAAS_CHAINS_FILE / the devnet's.
+    chains_file: str = ""
 
 
 def parse_decimals(text: str) -> dict[str, int]:
@@ -54,6 +58,10 @@ def parse_decimals(text: str) -> dict[str, int]:
 
 class AnalyticsRuntime(ServiceRuntime[AnalyticsSettings]):
     name = "analytics"
+
+    def chains(self) -> ChainRegistry:
+        """Read per inspection (a small file): a restarted devnet's new RPC URLs apply at once."""
+        return load_registry(self.settings.chains_file or None)
 
     async def setup(self) -> None:
         s = self.settings
@@ -128,6 +136,7 @@ class AnalyticsRuntime(ServiceRuntime[AnalyticsSettings]):
                     s.legal_hold,
                 ),
                 tax_percent=s.tax_percent,
+                chains=self.chains,
             ),
             analytics_pb2_grpc.add_AnalyticsServiceServicer_to_server,
             analytics_pb2.DESCRIPTOR.services_by_name["AnalyticsService"],
