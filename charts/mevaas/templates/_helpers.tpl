@@ -82,40 +82,74 @@ app.kubernetes.io/component: {{ .component }}
 {{- end }}
 {{- end -}}
 
-{{/* The environment every service container gets. */}}
+{{/* The Secret holding one service's database credentials (see values database.*). */}}
+{{- define "mevaas.databaseSecret" -}}
+{{- printf "%s-%s" .root.Values.database.secretPrefix .component -}}
+{{- end -}}
+
+{{/* The chains as the chain registry reads them (mevaas_chain.registry: snake_case keys). */}}
+{{- define "mevaas.chainRegistry" -}}
+{{- $chains := list }}
+{{- range . }}
+{{- $chain := dict }}
+{{- range $key, $value := . }}
+{{- $_ := set $chain ($key | snakecase) $value }}
+{{- end }}
+{{- $chains = append $chains $chain }}
+{{- end }}
+{{- toYaml (dict "chains" $chains) }}
+{{- end -}}
+
+{{/* The environment every service container gets: only names its settings class
+(mevaas_core.config.ServiceSettings and the service's subclass) or the code reads. */}}
 {{- define "mevaas.commonEnv" -}}
 - {name: SERVICE_NAME, value: {{ .component }}}
+# Listen on every interface of the pod (the settings default to loopback for local runs).
+- {name: GRPC_HOST, value: 0.0.0.0}
 - {name: GRPC_PORT, value: {{ .root.Values.grpcPort | quote }}}
+- {name: METRICS_HOST, value: 0.0.0.0}
 - {name: METRICS_PORT, value: {{ .root.Values.metricsPort | quote }}}
 - {name: NATS_URL, value: {{ .root.Values.nats.url | quote }}}
 - name: DATABASE_URL
   valueFrom:
-    secretKeyRef: {name: {{ .root.Values.database.existingSecret }}, key: {{ .root.Values.database.secretKey }}}
-- {name: JWT_PUBLIC_KEY_FILE, value: /etc/mevaas/jwt/public.pem}
-- {name: CHAIN_REGISTRY_FILE, value: /etc/mevaas/chains/chains.yaml}
+    secretKeyRef: {name: {{ include "mevaas.databaseSecret" . }}, key: {{ .root.Values.database.appUrlKey }}}
+- {name: JWT_PUBLIC_KEYS, value: /etc/mevaas/jwt/public.pem}
 - {name: LOG_LEVEL, value: {{ .root.Values.logLevel | quote }}}
-- {name: LOG_FORMAT, value: json}
-- name: POD_NAME
-  valueFrom: {fieldRef: {fieldPath: metadata.name}}
 {{- with .root.Values.otlpEndpoint }}
+# Read by mevaas_core.telemetry and the OpenTelemetry SDK.
+- {name: OTEL_TRACES_EXPORTER, value: otlp}
 - {name: OTEL_EXPORTER_OTLP_ENDPOINT, value: {{ . | quote }}}
 - {name: OTEL_SERVICE_NAME, value: {{ printf "mevaas-%s" $.component }}}
 {{- end }}
 {{- end -}}
 
+{{/* `mevaas-migrate --service NAME` (mevaas_core.migrate_cli): DATABASE_URL is the schema owner's
+DSN, or with database.provision an admin DSN plus the passwords the roles are (re)set to. */}}
 {{- define "mevaas.migrationContainer" -}}
+{{- $db := .root.Values.database }}
+{{- $secret := include "mevaas.databaseSecret" . -}}
 - name: migrate-{{ .component }}
   image: {{ include "mevaas.image" . }}
   imagePullPolicy: {{ .root.Values.image.pullPolicy }}
   command:
     {{- toYaml .root.Values.migrations.command | nindent 4 }}
-  args: [--service, {{ .component }}]
+  args: [--service, {{ .component }}{{ if $db.provision.enabled }}, --provision{{ end }}]
   env:
-    - {name: SERVICE_NAME, value: {{ .component }}}
+    {{- if $db.provision.enabled }}
     - name: DATABASE_URL
       valueFrom:
-        secretKeyRef: {name: {{ .root.Values.database.existingSecret }}, key: {{ .root.Values.database.secretKey }}}
-    - {name: LOG_FORMAT, value: json}
+        secretKeyRef: {name: {{ $db.provision.adminSecret.name }}, key: {{ $db.provision.adminSecret.key }}}
+    - name: DB_APP_PASSWORD
+      valueFrom:
+        secretKeyRef: {name: {{ $secret }}, key: {{ $db.provision.appPasswordKey }}}
+    - name: DB_OWNER_PASSWORD
+      valueFrom:
+        secretKeyRef: {name: {{ $secret }}, key: {{ $db.provision.ownerPasswordKey }}}
+    {{- else }}
+    - name: DATABASE_URL
+      valueFrom:
+        secretKeyRef: {name: {{ $secret }}, key: {{ $db.ownerUrlKey }}}
+    {{- end }}
   resources:
     {{- toYaml .root.Values.migrations.resources | nindent 4 }}
   securityContext:

@@ -152,8 +152,9 @@ def test_platform_services_ports_probes_and_policies() -> None:
             "metrics": 9090,
         }
         env = {e["name"] for e in container["env"]}
-        assert {"NATS_URL", "DATABASE_URL", "JWT_PUBLIC_KEY_FILE", "CHAIN_REGISTRY_FILE"} <= env
-        assert ("KEK_FILE" in env) == (svc == "execution")
+        assert {"NATS_URL", "DATABASE_URL", "JWT_PUBLIC_KEYS", "GRPC_HOST", "METRICS_HOST"} <= env
+        assert ("CHAINS_FILE" in env) == (svc in ("strategy", "execution"))
+        assert ("EXECUTION_KEK" in env) == (svc == "execution")
     assert set(by_kind(objs, "PodDisruptionBudget")) == {f"mevaas-{s}" for s in SERVICES}
     assert set(by_kind(objs, "HorizontalPodAutoscaler")) == {
         f"mevaas-{s}" for s in SERVICES if s != "execution"
@@ -239,8 +240,7 @@ def test_dedicated_tier_gets_its_own_workers_and_branding() -> None:
     for name, deployment in deployments.items():
         assert deployment["metadata"]["namespace"] == "tenant-ci"
         container = deployment["spec"]["template"]["spec"]["containers"][0]
-        env = {e["name"]: e.get("value") for e in container["env"]}
-        assert env["TENANT_ID"] == "initech"
+        assert deployment["spec"]["template"]["metadata"]["annotations"]["mevaas.io/tenant-id"] == "initech"
         assert container["image"] == f"registry.example.com/mevaas/mevaas-{name}:0.1.0"
         assert container["readinessProbe"]["grpc"]["port"] == 50051
     branding = by_kind(objs, "ConfigMap")["tenant-branding"]["data"]
