@@ -15,7 +15,7 @@ from typing import Annotated, Any
 import typer
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.field_mask_pb2 import FieldMask
-from google.protobuf.json_format import ParseDict, ParseError
+from google.protobuf.json_format import MessageToDict, ParseDict, ParseError
 from google.protobuf.message import Message
 from rich.table import Table
 
@@ -185,14 +185,15 @@ def strategy_list(
 def strategy_get(
     strategy_id: str,
     version: Annotated[int, typer.Option(help="A past version; the current one if omitted.")] = 0,
+    as_json: JsonOption = True,
 ) -> None:
-    """Show a strategy with its full config (JSON)."""
+    """Show a strategy with its full config (always JSON)."""
     response = run_call(
         lambda c: c.strategies.GetStrategy(
             strategy_pb2.GetStrategyRequest(strategy_id=strategy_id, version=version)
         )
     )
-    emit(response.strategy, True)
+    emit(response.strategy, as_json or True)
 
 
 @strategy_app.command("update")
@@ -370,10 +371,11 @@ def risk_limits(
     ] = None,
     strategy: Annotated[str, typer.Option(help="A strategy's limits; the tenant's if omitted.")] = "",
     expected_version: Annotated[int, typer.Option(help="With --set-file: refuse unless current.")] = 0,
+    as_json: JsonOption = False,
 ) -> None:
     """Show (or with --set-file, change) the risk limits; prints the record and the effective limits."""
     if set_file is None:
-        response: Message = run_call(
+        response: risk_pb2.GetLimitsResponse | risk_pb2.UpdateLimitsResponse = run_call(
             lambda c: c.risk.GetLimits(risk_pb2.GetLimitsRequest(strategy_id=strategy))
         )
     else:
@@ -387,7 +389,11 @@ def risk_limits(
             expected_version=expected_version,
         )
         response = run_call(lambda c: c.risk.UpdateLimits(request))
-    emit(response, True)
+    if as_json:
+        emit(response, True)
+        return
+    effective = MessageToDict(response.effective, preserving_proto_field_name=True)
+    show_fields(f"effective limits (record version {response.record.version})", effective)
 
 
 @risk_app.command("exposure")
