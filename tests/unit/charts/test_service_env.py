@@ -68,7 +68,7 @@ def required_env(settings_cls: type[BaseSettings]) -> set[str]:
 
 def service_containers(objs: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
     """(service, container, pod spec) of every Deployment running a MEVaaS service."""
-    found = []
+    found: list[tuple[str, dict[str, Any], dict[str, Any]]] = []
     for obj in objs:
         if obj["kind"] != "Deployment":
             continue
@@ -210,8 +210,8 @@ def test_each_service_connects_with_its_own_role() -> None:
 def test_the_check_catches_names_no_settings_class_reads() -> None:
     """A chart setting the operator's old guesses (…_FILE names) and missing tenancy's signing key
     fails the check."""
-    pod = {"volumes": [{"name": "jwt", "secret": {"secretName": "mevaas-jwt"}}]}
-    container = {
+    pod: dict[str, Any] = {"volumes": [{"name": "jwt", "secret": {"secretName": "mevaas-jwt"}}]}
+    container: dict[str, Any] = {
         "name": "tenancy",
         "env": [
             {"name": "GRPC_HOST", "value": "0.0.0.0"},
