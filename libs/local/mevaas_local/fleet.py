@@ -22,19 +22,26 @@ import signal
 import subprocess
 import sys
 import time
-from collections import Counter, defaultdict
+from collections import Counter, defaultdict, deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import grpc
 import nats
+from google.protobuf.message import DecodeError
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from rich.console import Console
+from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
+from rich.text import Text
 
+from mevaas.common.v1 import common_pb2
+from mevaas.events.v1 import events_pb2
 from mevaas_core.auth import SigningKey
+from mevaas_core.bus import HEADER_MSG_ID
 from mevaas_core.db import provision_service_database
 from mevaas_core.migrations import apply_migrations
 from mevaas_core.service import ServiceSpec, discover_services
@@ -42,6 +49,7 @@ from mevaas_local.embedded import EmbeddedNats, EmbeddedPostgres, child_dies_wit
 
 console = Console()
 HEALTH_TIMEOUT_SECONDS = 60.0
+LIVE_SUBJECTS = ("opp.>", "risk.*.decision", "exec.*.result", "chain.*.block")
 
 
 @dataclass
@@ -108,26 +116,148 @@ def stop_processes(services: list[RunningService], grace_seconds: float = 10.0) 
             service.process.wait()
 
 
+@dataclass
+class TenantActivity:
+    """What one tenant's hot path did since the view started."""
+
+    opportunities: int = 0
+    approved: int = 0
+    rejected: int = 0
+    # The latest status of each execution (a submitted one later becomes included, reverted...).
+    execution_status: dict[str, str] = field(default_factory=dict)
+    # Realised profit per profit token (base units), booked once per finished execution.
+    pnl: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    decimals: dict[str, int] = field(default_factory=dict)
+    booked: set[str] = field(default_factory=set)
+
+    def executions(self) -> Counter[str]:
+        return Counter(self.execution_status.values())
+
+
+def _token_label(token: common_pb2.Token) -> str:
+    return f"{token.symbol or token.address[:10]}@{token.chain_id}"
+
+
+def _amount(value: int, decimals: int) -> str:
+    """Human units for display only (amounts stay integers everywhere else)."""
+    if not decimals:
+        return str(value)
+    return f"{Decimal(value).scaleb(-decimals).normalize():f}"
+
+
 class LiveView:
-    """Counts of what flows through the hot path, per tenant, from core NATS subscriptions
-    (observers only: they do not consume from the durable consumers the services use)."""
+    """What flows through the hot path, per tenant, decoded from core NATS subscriptions.
+
+    It is an observer: plain subscriptions see every message published on the subjects without
+    consuming from the durable consumers the services use. JetStream drops a republished event
+    (same Nats-Msg-Id) from the stream, but core subscribers still receive it, so the view
+    skips ids it has already counted.
+    """
+
+    RECENT_EVENTS = 6
+    REMEMBERED_IDS = 50_000
 
     def __init__(self) -> None:
-        self.counts: dict[str, Counter[str]] = defaultdict(Counter)
-        self.last: list[str] = []
-
-    def table(self) -> Table:
-        table = Table(title="MEVaaS fleet: live (Ctrl-C to stop)")
-        for column in ("tenant", "opportunities", "decisions", "results", "blocks"):
-            table.add_column(column)
-        for tenant, counts in sorted(self.counts.items()):
-            table.add_row(tenant, *(str(counts[k]) for k in ("opp", "risk", "exec", "chain")))
-        return table
+        self.tenants: dict[str, TenantActivity] = defaultdict(TenantActivity)
+        self.blocks: dict[int, int] = {}
+        self.recent: deque[str] = deque(maxlen=self.RECENT_EVENTS)
+        self.unreadable = 0
+        self._seen_ids: set[str] = set()
+        self._seen_order: deque[str] = deque()
 
     async def on_message(self, msg: Any) -> None:
-        parts = msg.subject.split(".")
-        domain, scope = parts[0], parts[1] if len(parts) > 1 else "?"
-        self.counts["market" if domain == "chain" else scope][domain] += 1
+        self.observe(msg.subject, msg.data, msg.headers or {})
+
+    def observe(self, subject: str, data: bytes, headers: Mapping[str, str]) -> None:
+        msg_id = headers.get(HEADER_MSG_ID, "")
+        if msg_id and not self._remember(f"{subject}|{msg_id}"):
+            return
+        domain, _, rest = subject.partition(".")
+        try:
+            if domain == "opp":
+                self._opportunity(events_pb2.Opportunity.FromString(data))
+            elif domain == "risk" and rest.endswith(".decision"):
+                self._decision(events_pb2.RiskDecision.FromString(data))
+            elif domain == "exec" and rest.endswith(".result"):
+                self._result(events_pb2.ExecutionResult.FromString(data))
+            elif domain == "chain" and rest.endswith(".block"):
+                update = events_pb2.MarketUpdate.FromString(data)
+                self.blocks[update.chain_id] = max(self.blocks.get(update.chain_id, 0), update.block_number)
+        except DecodeError:
+            self.unreadable += 1
+
+    def _remember(self, key: str) -> bool:
+        if key in self._seen_ids:
+            return False
+        self._seen_ids.add(key)
+        self._seen_order.append(key)
+        if len(self._seen_order) > self.REMEMBERED_IDS:
+            self._seen_ids.discard(self._seen_order.popleft())
+        return True
+
+    def _event(self, tenant_id: str, text: str) -> None:
+        self.recent.append(f"{time.strftime('%H:%M:%S')} {tenant_id[:8]} {text}")
+
+    def _opportunity(self, opp: events_pb2.Opportunity) -> None:
+        self.tenants[opp.tenant_id].opportunities += 1
+        profit = _amount(int(opp.expected_profit_net_of_gas or 0), opp.profit_token.decimals)
+        self._event(
+            opp.tenant_id,
+            f"opportunity {opp.opportunity_id[:8]}: {len(opp.hops)} hops on chain {opp.chain_id}, "
+            f"net {profit} {_token_label(opp.profit_token)}",
+        )
+
+    def _decision(self, decision: events_pb2.RiskDecision) -> None:
+        activity = self.tenants[decision.tenant_id]
+        approved = decision.outcome == events_pb2.RISK_DECISION_OUTCOME_APPROVED
+        if approved:
+            activity.approved += 1
+        else:
+            activity.rejected += 1
+        reason = events_pb2.RiskReasonCode.Name(decision.reason_code).removeprefix("RISK_REASON_CODE_")
+        self._event(
+            decision.tenant_id,
+            f"risk {'approved' if approved else 'rejected'} {decision.opportunity_id[:8]} ({reason.lower()})",
+        )
+
+    def _result(self, result: events_pb2.ExecutionResult) -> None:
+        activity = self.tenants[result.tenant_id]
+        status = common_pb2.ExecutionResultStatus.Name(result.status).removeprefix("EXECUTION_RESULT_STATUS_")
+        activity.execution_status[result.execution_id] = status.lower()
+        text = f"execution {result.execution_id[:8]} {status.lower()}"
+        finished = result.status != common_pb2.EXECUTION_RESULT_STATUS_SUBMITTED
+        if finished and result.execution_id not in activity.booked:
+            activity.booked.add(result.execution_id)
+            label = _token_label(result.profit_token)
+            profit = int(result.realized_profit or 0)
+            activity.pnl[label] += profit
+            activity.decimals[label] = result.profit_token.decimals
+            text += f", realised {_amount(profit, result.profit_token.decimals)} {label}"
+        self._event(result.tenant_id, text)
+
+    def render(self) -> Group:
+        heads = ", ".join(f"chain {c}: block {n}" for c, n in sorted(self.blocks.items())) or "no blocks yet"
+        table = Table(title=f"MEVaaS fleet: live ({heads}; Ctrl-C to stop)")
+        for column in ("tenant", "opportunities", "approved", "rejected", "executions", "realised PnL"):
+            table.add_column(column)
+        for tenant_id, activity in sorted(self.tenants.items()):
+            executions = activity.executions()
+            table.add_row(
+                tenant_id,
+                str(activity.opportunities),
+                str(activity.approved),
+                str(activity.rejected),
+                ", ".join(f"{status} {n}" for status, n in sorted(executions.items())) or "-",
+                ", ".join(
+                    f"{_amount(value, activity.decimals[label])} {label}"
+                    for label, value in sorted(activity.pnl.items())
+                )
+                or "-",
+            )
+        recent = "\n".join(self.recent) or "waiting for opportunities..."
+        if self.unreadable:
+            recent += f"\n({self.unreadable} messages could not be decoded)"
+        return Group(table, Text(recent, style="dim"))
 
 
 async def run_fleet(stop: asyncio.Event, *, with_devnet: bool = True, data_dir: Path = Path(".data")) -> None:
@@ -227,15 +357,16 @@ async def start_service(
 
 
 async def watch(nats_url: str, stop: asyncio.Event) -> None:
+    """Show the live view, refreshed twice a second, until ``stop`` is set."""
     view = LiveView()
     nc = await nats.connect(nats_url, name="mevaas-up-live-view")
     try:
-        for subject in ("opp.>", "risk.>", "exec.>", "chain.>"):
+        for subject in LIVE_SUBJECTS:
             await nc.subscribe(subject, cb=view.on_message)
-        with Live(view.table(), console=console, refresh_per_second=2) as live:
+        with Live(view.render(), console=console, refresh_per_second=2) as live:
             while not stop.is_set():
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), 0.5)
-                live.update(view.table())
+                live.update(view.render())
     finally:
         await nc.close()
