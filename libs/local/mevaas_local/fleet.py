@@ -33,6 +33,7 @@ import grpc
 import nats
 from google.protobuf.message import DecodeError
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from nats.aio.client import Client as NatsClient
 from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
@@ -164,6 +165,11 @@ class LiveView:
         self.unreadable = 0
         self._seen_ids: set[str] = set()
         self._seen_order: deque[str] = deque()
+
+    async def attach(self, nc: NatsClient) -> None:
+        """Subscribe to the hot path's subjects on ``nc`` (core NATS, observer only)."""
+        for subject in LIVE_SUBJECTS:
+            await nc.subscribe(subject, cb=self.on_message)
 
     async def on_message(self, msg: Any) -> None:
         self.observe(msg.subject, msg.data, msg.headers or {})
@@ -361,8 +367,7 @@ async def watch(nats_url: str, stop: asyncio.Event) -> None:
     view = LiveView()
     nc = await nats.connect(nats_url, name="mevaas-up-live-view")
     try:
-        for subject in LIVE_SUBJECTS:
-            await nc.subscribe(subject, cb=view.on_message)
+        await view.attach(nc)
         with Live(view.render(), console=console, refresh_per_second=2) as live:
             while not stop.is_set():
                 with contextlib.suppress(TimeoutError):
