@@ -141,7 +141,7 @@ async def test_rekey_moves_every_wallet_to_the_new_kek(
             # Deploying the session's executors signs transactions with the default wallet's key.
             session = await start_running(
                 TenantSession(tenant_id, tenant.owner_key, client, stub, generated.address),
-                [devnet.main],
+                devnet.chains,
                 str(uuid.uuid4()),
             )
             assert session.state == common_pb2.EXECUTION_STATE_RUNNING
