@@ -80,19 +80,20 @@ def _expand_enums(descriptor: Any, data: Any) -> Any:
 
 def read_document(path: Path) -> dict[str, Any]:
     text = path.read_text()
-    try:
-        if path.suffix in (".yaml", ".yml"):
-            try:
-                import yaml
-            except ModuleNotFoundError:
-                raise fail(f"{path}: reading YAML needs PyYAML (pip install pyyaml); or use JSON") from None
+    if path.suffix in (".yaml", ".yml"):
+        try:
+            import yaml
+        except ModuleNotFoundError:
+            raise fail(f"{path}: reading YAML needs PyYAML (pip install pyyaml); or use JSON") from None
+        try:
             data = yaml.safe_load(text)
-        else:
+        except yaml.YAMLError as exc:
+            raise fail(f"{path}: not valid YAML: {exc}".replace("\n", " ")) from None
+    else:
+        try:
             data = json.loads(text)
-    except (ValueError, ImportError) as exc:
-        raise fail(
-            f"{path}: not valid {path.suffix.lstrip('.') or 'JSON'}: {exc}".replace("\n", " ")
-        ) from None
+        except ValueError as exc:
+            raise fail(f"{path}: not valid JSON: {exc}") from None
     if not isinstance(data, dict):
         raise fail(f"{path}: expected an object at the top level")
     return data

@@ -145,7 +145,7 @@ async def test_invalid_config_is_one_line_naming_the_field(
     assert unknown_field.exit_code == 2 and "nmae" in one_line_error(unknown_field)
     not_json = tmp_path / "broken.json"
     not_json.write_text("{")
-    assert "not valid json" in one_line_error(await tenant_cli("strategy", "create", "-f", str(not_json)))
+    assert "not valid JSON" in one_line_error(await tenant_cli("strategy", "create", "-f", str(not_json)))
 
 
 async def test_exec_start_pause_resume_stop(
