@@ -11,7 +11,7 @@ from mevaas.events.v1 import events_pb2
 from mevaas.portfolio.v1 import portfolio_pb2, portfolio_pb2_grpc
 from mevaas_analytics import store
 from mevaas_analytics.api import AnalyticsServicer
-from mevaas_analytics.domain.backtest import MarketRecorder, PoolInfo
+from mevaas_analytics.backtests import Backtests, MarketHistory
 from mevaas_analytics.domain.compliance import RetentionSettings, SanctionsList
 from mevaas_analytics.domain.valuation import OraclePrices, PoolPrices, PoolReserves, Valuer
 from mevaas_analytics.events import BatchWriter, subscribe_all
@@ -46,7 +46,7 @@ class AnalyticsSettings(ServiceSettings):
     # Blocks per history file.
     market_history_blocks: int = 1000
     durable_prefix: str = "analytics"
-    # Chain registry file (JSON/YAML) for InspectBlock's RPC nodes; empty = MEVAAS_CHAINS /
+    # Chain registry file (JSON/YAML) for InspectBlock's RPC nodes and backtests' tokens; empty = MEVAAS_CHAINS /
     # MEVAAS_CHAINS_FILE / the devnet's.
     chains_file: str = ""
 
@@ -80,8 +80,9 @@ class AnalyticsRuntime(ServiceRuntime[AnalyticsSettings]):
             )
         valuer = Valuer(OraclePrices.parse(s.price_table), pools)
 
-        recorders: dict[int, MarketRecorder] = {}
-        history = Path(s.market_history_dir) if s.market_history_dir else None
+        history = MarketHistory(
+            Path(s.market_history_dir) if s.market_history_dir else None, s.market_history_blocks
+        )
 
         async def on_market(update: events_pb2.MarketUpdate) -> None:
             pools.update(
@@ -90,28 +91,10 @@ class AnalyticsRuntime(ServiceRuntime[AnalyticsSettings]):
                 )
                 for p in update.pools
             )
-            if history is None:
-                return
-            recorder = recorders.setdefault(update.chain_id, MarketRecorder(update.chain_id))
-            recorder.add(
-                update.block_number,
-                update.block_timestamp.seconds,
-                (
-                    (
-                        PoolInfo(p.address, p.dex, p.token0, p.token1, p.fee_bps),
-                        int(p.reserve0 or 0),
-                        int(p.reserve1 or 0),
-                    )
-                    for p in update.pools
-                ),
-            )
-            if len(recorder.blocks) >= s.market_history_blocks:
-                recorder.write(history / str(update.chain_id))
+            history.record(update)
 
         async def flush_history() -> None:
-            if history is not None:
-                for chain_id, recorder in recorders.items():
-                    recorder.write(history / str(chain_id))
+            history.flush()
 
         self.writer = BatchWriter(self.pool)
         subscriptions = await subscribe_all(
@@ -146,6 +129,8 @@ class AnalyticsRuntime(ServiceRuntime[AnalyticsSettings]):
             portfolio_pb2_grpc.add_PortfolioServiceServicer_to_server,
             portfolio_pb2.DESCRIPTOR.services_by_name["PortfolioService"],
         )
+        for service in await Backtests(self.pool, self.bus, history, self.chains).serve():
+            self.on_stop(service.stop)
         relay = OutboxRelay(self.pool, store.SCHEMA, self.bus)
         await relay.start()
         self.on_stop(relay.stop)

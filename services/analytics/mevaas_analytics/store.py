@@ -409,3 +409,56 @@ async def current_plan(conn: asyncpg.Connection, tenant_id: str) -> bytes | None
 
 async def pool_reserves(conn: asyncpg.Connection) -> list[asyncpg.Record]:
     return list(await conn.fetch("SELECT * FROM analytics.pool_reserves"))
+
+
+async def insert_backtest(
+    conn: asyncpg.Connection,
+    tenant_id: str,
+    backtest_id: str,
+    strategy_id: str,
+    span: tuple[int, int, int],
+    created_at: datetime,
+    payload: bytes,
+    executions: str,
+) -> None:
+    """`span` is (chain id, from block, to block); `executions` a JSON array. A second run of the
+    same backtest id keeps the first result."""
+    await conn.execute(
+        "INSERT INTO analytics.backtests (tenant_id, backtest_id, strategy_id, chain_id, from_block, to_block,"
+        " created_at, payload, executions) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb)"
+        " ON CONFLICT (tenant_id, backtest_id) DO NOTHING",
+        tenant_id,
+        backtest_id,
+        strategy_id,
+        *span,
+        created_at,
+        payload,
+        executions,
+    )
+
+
+async def get_backtest(conn: asyncpg.Connection, backtest_id: str) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        "SELECT backtest_id, strategy_id, chain_id, from_block, to_block, payload, executions::text AS executions"
+        " FROM analytics.backtests WHERE backtest_id = $1",
+        backtest_id,
+    )
+
+
+async def live_executions(
+    conn: asyncpg.Connection, strategy_id: str, chain_id: int, from_block: int, to_block: int
+) -> list[asyncpg.Record]:
+    """Final results (included or reverted) of the strategy's opportunities detected in the block
+    range, each with its opportunity."""
+    return await conn.fetch(
+        "SELECT e.status, e.block_number, e.realized_profit, e.gas_cost, e.occurred_at, o.detected_block,"
+        " o.payload AS opportunity FROM analytics.execution_results e JOIN analytics.opportunities o"
+        " ON o.tenant_id = e.tenant_id AND o.opportunity_id = e.opportunity_id"
+        " WHERE e.strategy_id = $1 AND e.chain_id = $2 AND e.status = ANY($5::int[])"
+        " AND o.detected_block BETWEEN $3 AND $4 ORDER BY o.detected_block, e.occurred_at",
+        strategy_id,
+        chain_id,
+        from_block,
+        to_block,
+        [2, 3],
+    )

@@ -18,6 +18,7 @@ from mevaas.strategy.v1 import strategy_pb2, strategy_pb2_grpc
 from mevaas_chain.registry import ChainRegistry
 from mevaas_core import idempotency
 from mevaas_core.auth import Principal, Role
+from mevaas_core.bus import Bus
 from mevaas_core.db import tenant_transaction
 from mevaas_core.errors import (
     AlreadyExists,
@@ -31,6 +32,14 @@ from mevaas_core.grpckit import ALL_TENANT_ROLES, current_principal, rpc
 from mevaas_core.pagination import decode_page_token, encode_page_token
 from mevaas_core.validation import Validator
 from mevaas_strategy import store
+from mevaas_strategy.backtests import (
+    BACKTEST_SUBJECT,
+    BACKTEST_TIMEOUT_S,
+    COMPARE_SUBJECT,
+    GET_BACKTEST_SUBJECT,
+    ask_analytics,
+    backtest_id,
+)
 from mevaas_strategy.domain.plans import PlanLimits, limits_for_tier
 from mevaas_strategy.domain.plugins import Violation
 from mevaas_strategy.domain.validation import UsdPrice, validate_config
@@ -41,7 +50,9 @@ WRITERS = (Role.OWNER, Role.ADMIN, Role.TRADER)
 READERS = tuple(ALL_TENANT_ROLES)
 # Session states in which a strategy may be deleted (or has no session at all).
 DELETABLE_SESSION_STATES = frozenset({common_pb2.EXECUTION_STATE_STOPPED, common_pb2.EXECUTION_STATE_FAILED})
-BACKTEST_UNAVAILABLE = "backtesting not available yet"
+BACKTEST_UNAVAILABLE = "backtesting needs the message bus (analytics runs the replays)"
+MAX_BACKTEST_BLOCKS = 100_000
+MAX_LATENCY_BLOCKS = 10
 
 
 def _timestamp(value: datetime) -> Timestamp:
@@ -76,10 +87,17 @@ def _invalid(violations: list[Violation], prefix: str = "config.") -> InvalidArg
 
 
 class StrategyServicer(strategy_pb2_grpc.StrategyServiceServicer):
-    def __init__(self, pool: asyncpg.Pool, chains: Callable[[], ChainRegistry], usd_price: UsdPrice) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        chains: Callable[[], ChainRegistry],
+        usd_price: UsdPrice,
+        bus: Bus | None = None,
+    ) -> None:
         self._pool = pool
         self._chains = chains
         self._usd_price = usd_price
+        self._bus = bus
 
     # helpers --------------------------------------------------------------------------------------
 
@@ -399,20 +417,112 @@ class StrategyServicer(strategy_pb2_grpc.StrategyServiceServicer):
             ],
         )
 
+    def _backtest_bus(self) -> Bus:
+        if self._bus is None:
+            raise FailedPrecondition(BACKTEST_UNAVAILABLE, subject="backtests", violation_type="FEATURE")
+        return self._bus
+
     @rpc(*WRITERS)
     async def Backtest(
         self, request: strategy_pb2.BacktestRequest, context: Ctx
     ) -> strategy_pb2.BacktestResponse:
-        raise FailedPrecondition(BACKTEST_UNAVAILABLE, subject="backtests", violation_type="FEATURE")
+        """Runs within the call (analytics replays the recorded history) and answers the finished
+        backtest; the same idempotency key answers the stored one."""
+        principal = current_principal()
+        bus = self._backtest_bus()
+        v = Validator()
+        v.idempotency_key(request.idempotency_key)
+        v.required(request.strategy_id, "strategy_id")
+        span = request.block_range
+        if request.HasField("time_range"):
+            v.fail("time_range", "is not supported: market history is indexed by block, give block_range")
+        elif not request.HasField("block_range"):
+            v.fail("block_range", "is required")
+        else:
+            v.check(span.chain_id > 0, "block_range.chain_id", "is required")
+            v.check(span.from_block > 0, "block_range.from_block", "is required")
+            if v.check(span.to_block >= span.from_block, "block_range.to_block", "must be >= from_block"):
+                v.check(
+                    span.to_block - span.from_block < MAX_BACKTEST_BLOCKS,
+                    "block_range",
+                    f"must span at most {MAX_BACKTEST_BLOCKS} blocks",
+                )
+        a = request.assumptions
+        if a.gas_price_wei:
+            v.integer_amount(a.gas_price_wei, "assumptions.gas_price_wei")
+        if a.priority_fee_wei:
+            v.integer_amount(a.priority_fee_wei, "assumptions.priority_fee_wei")
+        if a.HasField("inclusion_probability_percent"):
+            v.decimal(
+                a.inclusion_probability_percent.value,
+                "assumptions.inclusion_probability_percent",
+                low=Decimal(0),
+                high=Decimal(100),
+            )
+        v.check(
+            a.latency_blocks <= MAX_LATENCY_BLOCKS,
+            "assumptions.latency_blocks",
+            f"must be at most {MAX_LATENCY_BLOCKS}",
+        )
+        v.raise_if_any()
+        async with tenant_transaction(self._pool, principal.tenant_id, readonly=True) as conn:
+            row = await store.get_strategy(conn, request.strategy_id, request.strategy_version)
+        if row is None or row["status"] != "active":
+            raise NotFound("strategy", request.strategy_id)
+        backtest = strategy_pb2.Backtest(
+            backtest_id=backtest_id(principal.tenant_id, request.idempotency_key),
+            strategy_id=request.strategy_id,
+            strategy_version=row["version"],
+            status=strategy_pb2.BACKTEST_STATUS_PENDING,
+            block_range=span,
+            assumptions=a,
+        )
+        done = await ask_analytics(
+            bus,
+            BACKTEST_SUBJECT,
+            backtest,
+            strategy_pb2.Backtest,
+            tenant_id=principal.tenant_id,
+            resource="strategy",
+            name=request.strategy_id,
+            timeout=BACKTEST_TIMEOUT_S,
+        )
+        return strategy_pb2.BacktestResponse(backtest=done)
 
     @rpc(*READERS)
     async def GetBacktest(
         self, request: strategy_pb2.GetBacktestRequest, context: Ctx
     ) -> strategy_pb2.GetBacktestResponse:
-        raise FailedPrecondition(BACKTEST_UNAVAILABLE, subject="backtests", violation_type="FEATURE")
+        principal = current_principal()
+        bus = self._backtest_bus()
+        v = Validator()
+        v.required(request.backtest_id, "backtest_id")
+        v.raise_if_any()
+        return await ask_analytics(
+            bus,
+            GET_BACKTEST_SUBJECT,
+            request,
+            strategy_pb2.GetBacktestResponse,
+            tenant_id=principal.tenant_id,
+            resource="backtest",
+            name=request.backtest_id,
+        )
 
     @rpc(*READERS)
     async def CompareBacktestToLive(
         self, request: strategy_pb2.CompareBacktestToLiveRequest, context: Ctx
     ) -> strategy_pb2.CompareBacktestToLiveResponse:
-        raise FailedPrecondition(BACKTEST_UNAVAILABLE, subject="backtests", violation_type="FEATURE")
+        principal = current_principal()
+        bus = self._backtest_bus()
+        v = Validator()
+        v.required(request.backtest_id, "backtest_id")
+        v.raise_if_any()
+        return await ask_analytics(
+            bus,
+            COMPARE_SUBJECT,
+            request,
+            strategy_pb2.CompareBacktestToLiveResponse,
+            tenant_id=principal.tenant_id,
+            resource="backtest",
+            name=request.backtest_id,
+        )

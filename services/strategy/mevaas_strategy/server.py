@@ -61,7 +61,7 @@ class StrategyRuntime(ServiceRuntime[StrategySettings]):
             self.on_stop(engine.stop)
         self.engine = engine
         self.add_servicer(
-            StrategyServicer(self.pool, lambda: self.chains, engine.usd_price),
+            StrategyServicer(self.pool, lambda: self.chains, engine.usd_price, self.bus),
             strategy_pb2_grpc.add_StrategyServiceServicer_to_server,
             strategy_pb2.DESCRIPTOR.services_by_name["StrategyService"],
         )

@@ -50,6 +50,8 @@ class BlockChanges:
     timestamp: int
     # pool address -> (reserve0, reserve1)
     reserves: dict[str, tuple[int, int]] = field(default_factory=dict)
+    # EIP-1559 base fee of the block, wei (0 in files recorded without it).
+    base_fee: int = 0
 
 
 class MarketRecorder:
@@ -60,8 +62,15 @@ class MarketRecorder:
         self.pools: dict[str, PoolInfo] = {}
         self.blocks: dict[int, BlockChanges] = {}
 
-    def add(self, block_number: int, timestamp: int, pools: Iterable[tuple[PoolInfo, int, int]]) -> None:
+    def add(
+        self,
+        block_number: int,
+        timestamp: int,
+        pools: Iterable[tuple[PoolInfo, int, int]],
+        base_fee: int = 0,
+    ) -> None:
         block = self.blocks.setdefault(block_number, BlockChanges(block_number, timestamp))
+        block.base_fee = base_fee
         for info, reserve0, reserve1 in pools:
             address = info.address.lower()
             self.pools.setdefault(address, info)
@@ -90,6 +99,7 @@ class MarketRecorder:
             reserve1_lo=np.array([r[3] & MASK64 for r in rows], dtype=np.uint64),
             block_numbers=np.array(sorted(self.blocks), dtype=np.uint64),
             block_times=np.array([self.blocks[b].timestamp for b in sorted(self.blocks)], dtype=np.int64),
+            block_base_fees=np.array([self.blocks[b].base_fee for b in sorted(self.blocks)], dtype=np.uint64),
             pool_address=np.array([p.address.lower() for p in infos]),
             pool_dex=np.array([p.dex for p in infos]),
             pool_token0=np.array([p.token0.lower() for p in infos]),
@@ -121,7 +131,13 @@ def load_history(
             ]
             for info in infos:
                 pools.setdefault(info.address, info)
-            times = dict(zip(data["block_numbers"].tolist(), data["block_times"].tolist(), strict=True))
+            numbers = data["block_numbers"].tolist()
+            times = dict(zip(numbers, data["block_times"].tolist(), strict=True))
+            fees = (
+                dict(zip(numbers, data["block_base_fees"].tolist(), strict=True))
+                if "block_base_fees" in data.files
+                else {}
+            )
             r0 = [
                 (hi << 64) | lo
                 for hi, lo in zip(data["reserve0_hi"].tolist(), data["reserve0_lo"].tolist(), strict=True)
@@ -132,7 +148,9 @@ def load_history(
             ]
             for block, pool, a, b in zip(data["block"].tolist(), data["pool"].tolist(), r0, r1, strict=True):
                 if from_block <= block <= to_block:
-                    changes = blocks.setdefault(block, BlockChanges(block, times[block]))
+                    changes = blocks.setdefault(
+                        block, BlockChanges(block, times[block], base_fee=fees.get(block, 0))
+                    )
                     changes.reserves[infos[pool].address] = (a, b)
     return pools, [blocks[b] for b in sorted(blocks)]
 
@@ -181,6 +199,10 @@ class BacktestResult:
     performance: reports.Performance
     pool_updates: int
     assumptions: str
+    # (execution block, the plugin's candidate) of each execution, in `executed` order.
+    candidates: list[tuple[int, Any]] = field(default_factory=list)
+    opportunities_found: int = 0
+    blocks_replayed: int = 0
 
 
 def replay(
@@ -193,19 +215,29 @@ def replay(
     assumptions: Assumptions = Assumptions(),
     *,
     incremental: bool = True,
+    evaluate_from: int = 0,
 ) -> BacktestResult:
+    """Blocks before `evaluate_from` only build the pool state (history records changed pools
+    only, so a range's first block needs everything recorded before it); the plugin first sees the
+    block at `evaluate_from` with everything changed."""
     state: dict[str, tuple[PoolInfo, int, int]] = {}
     executed: list[tuple[int, str, int]] = []
+    chosen: list[tuple[int, Any]] = []
+    found = evaluated = 0
     series: list[tuple[int, int, int]] = []
     trades: list[reports.Trade] = []
     cumulative = updates = 0
     won = lost = 0
-    for index, block in enumerate(blocks):
+    for block in blocks:
         for address, (r0, r1) in block.reserves.items():
             state[address] = (pools[address], r0, r1)
+        if block.block_number < evaluate_from:
+            continue
         updates += len(block.reserves)
-        changed = {chain_id: frozenset(block.reserves)} if incremental and index else None
+        changed = {chain_id: frozenset(block.reserves)} if incremental and evaluated else None
+        evaluated += 1
         candidates = plugin.on_market_update(build_market(chain_id, block.block_number, state), changed)
+        found += len(candidates)
         taken: set[str] = set()
         pnl = 0
         at = datetime.fromtimestamp(block.timestamp, UTC) + timedelta(seconds=12)
@@ -221,10 +253,20 @@ def replay(
             won += 1
             pnl += candidate.net_profit
             executed.append((block.block_number + 1, candidate.route_key, candidate.net_profit))
+            chosen.append((block.block_number + 1, candidate))
             trades.append(reports.Trade(at, candidate.net_profit, 0))
         cumulative += pnl
         series.append((block.block_number, pnl, cumulative))
-    return BacktestResult(executed, series, reports.performance(trades), updates, assumptions.describe())
+    return BacktestResult(
+        executed,
+        series,
+        reports.performance(trades),
+        updates,
+        assumptions.describe(),
+        chosen,
+        found,
+        evaluated,
+    )
 
 
 def compare_with_live(backtest: BacktestResult, live: Iterable[tuple[int, str, int]]) -> dict[str, Any]:
