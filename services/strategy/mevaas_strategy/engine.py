@@ -1,9 +1,13 @@
 """The strategy engine: follow every configured chain block by block, keep the pool state, publish
 market updates, evaluate every running strategy incrementally and publish its opportunities.
 
-Per chain: poll ``eth_blockNumber`` every ``poll_interval_s`` (a few ms on a local node); on a new
-head, ``PoolIndex.sync()`` applies the new blocks from their ``Sync``/``PairCreated`` logs, fetched
-by block hash, and rolls back reorged blocks. Each applied block yields the pools it changed; the
+Per chain: new heads arrive over WebSocket (``eth_subscribe`` ``newHeads`` on the chain's
+``ws_url``), which costs no polling and brings the header (base fee, timestamp) along; while
+subscribed, a head unannounced for ``heads_fallback_s`` makes the engine ask the node itself (a
+missed notification, a reverted chain). Without ``ws_url``, or while the subscription is down,
+``eth_blockNumber`` is polled every ``poll_interval_s``. On a new head, ``PoolIndex.sync()``
+applies the new blocks from their ``Sync``/``PairCreated`` logs, fetched by block hash, and rolls
+back reorged blocks. Each applied block yields the pools it changed; the
 engine publishes a ``MarketUpdate`` (``chain.<id>.block``) and hands exactly those pools to every
 running strategy on that chain (a strategy that just started, and every strategy after a reload of
 the pool set, evaluates everything once). Plugins are pure (see ``domain.plugins``); route optima
@@ -27,14 +31,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import json
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from fractions import Fraction
 from typing import Any
 
+import aiohttp
 import asyncpg
 from eth_utils.address import is_address, to_checksum_address
 from prometheus_client import Histogram
@@ -67,6 +74,8 @@ BLOCK_TO_OPPORTUNITY_SECONDS = Histogram(
     ["chain_id"],
     buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0),
 )
+# Headers from the subscription kept for the blocks the index has yet to apply.
+_KEPT_HEADERS = 64
 NOT_EVALUATED_TENANT_STATUSES = [common_pb2.TENANT_STATUS_SUSPENDED, common_pb2.TENANT_STATUS_DELETED]
 
 
@@ -93,6 +102,13 @@ class _Feed:
     # Pools rolled back by a reorg, evaluated with the next block.
     pending_reorg: Reorg | None = None
     stats: dict[str, int] = field(default_factory=lambda: {"blocks": 0, "opportunities": 0})
+    heads_task: asyncio.Task[None] | None = None
+    # Set while the newHeads subscription is live; then `head` is the last head it announced.
+    subscribed: bool = False
+    head: int = -1
+    head_seen_at: datetime | None = None
+    new_head: asyncio.Event = field(default_factory=asyncio.Event)
+    headers: OrderedDict[str, dict[str, Any]] = field(default_factory=OrderedDict)
 
 
 def market_pool_state(pool: Pool) -> events_pb2.PoolState:
@@ -118,6 +134,7 @@ class Engine:
         replicas: int = 1,
         priority_fee_wei: int = 1_000_000_000,
         poll_interval_s: float = 0.02,
+        heads_fallback_s: float = 1.0,
         reload_interval_s: float = 5.0,
     ) -> None:
         if not 0 <= replica_index < replicas:
@@ -129,6 +146,7 @@ class Engine:
         self.replicas = replicas
         self.priority_fee_wei = priority_fee_wei
         self.poll_interval_s = poll_interval_s
+        self.heads_fallback_s = heads_fallback_s
         self.reload_interval_s = reload_interval_s
         self.view = MarketView(chains={})
         self.running: dict[str, RunningStrategy] = {}
@@ -148,6 +166,10 @@ class Engine:
             with contextlib.suppress(Exception):
                 # A chain that is down at start is loaded by its follow loop once it answers.
                 await self._load(feed)
+            if config.ws_url:
+                feed.heads_task = asyncio.create_task(
+                    self._subscribe_heads(feed, config.ws_url), name=f"engine-heads-{config.chain_id}"
+                )
             feed.task = asyncio.create_task(self._follow(feed), name=f"engine-chain-{config.chain_id}")
         self._listener = await self.pool.acquire()
         await self._listener.add_listener(store.SESSIONS_CHANNEL, self._on_notify)
@@ -155,7 +177,10 @@ class Engine:
         self._tasks.append(asyncio.create_task(self._reload_loop(), name="engine-reload"))
 
     async def stop(self) -> None:
-        tasks = [*self._tasks, *(f.task for f in self._feeds.values() if f.task is not None)]
+        tasks = [
+            *self._tasks,
+            *(t for f in self._feeds.values() for t in (f.task, f.heads_task) if t is not None),
+        ]
         for task in tasks:
             task.cancel()
         for task in tasks:
@@ -241,15 +266,62 @@ class Engine:
         self.view.chains[config.chain_id] = feed.market
         self.view.memo.clear()
 
+    async def _subscribe_heads(self, feed: _Feed, ws_url: str) -> None:
+        """Keep a newHeads subscription open, reconnecting after a second when it drops."""
+        chain_id = feed.config.chain_id
+        while True:
+            try:
+                async with (
+                    aiohttp.ClientSession() as session,
+                    session.ws_connect(ws_url, heartbeat=10.0) as ws,
+                ):
+                    await ws.send_str(
+                        json.dumps(
+                            {"jsonrpc": "2.0", "id": 1, "method": "eth_subscribe", "params": ["newHeads"]}
+                        )
+                    )
+                    async for frame in ws:
+                        if frame.type != aiohttp.WSMsgType.TEXT:
+                            break
+                        self._on_heads_frame(feed, json.loads(frame.data))
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("chain %s: newHeads subscription failed (%r); polling meanwhile", chain_id, exc)
+            feed.subscribed = False
+            feed.new_head.set()  # the follow loop falls back to polling now
+            await asyncio.sleep(1.0)
+
+    def _on_heads_frame(self, feed: _Feed, frame: dict[str, Any]) -> None:
+        if frame.get("id") == 1:
+            feed.subscribed = "result" in frame
+            if not feed.subscribed:
+                raise ConnectionError(f"eth_subscribe refused: {frame.get('error')}")
+            return
+        header = (frame.get("params") or {}).get("result")
+        if frame.get("method") != "eth_subscription" or not isinstance(header, dict):
+            return
+        feed.head_seen_at = datetime.now(UTC)
+        feed.head = int(header["number"], 16)
+        feed.headers[header["hash"]] = header
+        while len(feed.headers) > _KEPT_HEADERS:
+            feed.headers.popitem(last=False)
+        feed.new_head.set()
+
     async def _follow(self, feed: _Feed) -> None:
         last = -1
+        ask_node = True
         while True:
+            feed.new_head.clear()
             try:
                 if feed.market is None:
                     await self._load(feed)
-                head = await feed.client.block_number()
+                if ask_node or not feed.subscribed or feed.head_seen_at is None:
+                    head, seen_at = await feed.client.block_number(), datetime.now(UTC)
+                else:
+                    # When this engine first knew of the block: the notification's arrival.
+                    head, seen_at = feed.head, feed.head_seen_at
                 if head != last:
-                    seen_at = datetime.now(UTC)
                     last = head
                     # One block per sync, so the index state is exactly each block's when evaluated.
                     while events := await feed.index.sync():
@@ -268,13 +340,21 @@ class Engine:
             except Exception:
                 log.exception("chain %s: following blocks failed; retrying", feed.config.chain_id)
                 await asyncio.sleep(1.0)
-            await asyncio.sleep(self.poll_interval_s)
+            # Subscribed: wait for the next head, asking the node itself when none came for a while
+            # (a head the subscription missed); otherwise poll.
+            try:
+                await asyncio.wait_for(
+                    feed.new_head.wait(), self.heads_fallback_s if feed.subscribed else self.poll_interval_s
+                )
+                ask_node = False
+            except TimeoutError:
+                ask_node = True
 
     async def _on_block(self, feed: _Feed, update: BlockUpdate, seen_at: datetime) -> None:
         market = feed.market
         assert market is not None
         started = time.perf_counter()
-        header = await feed.client.get_block(update.number)
+        header = feed.headers.pop(update.hash, None) or await feed.client.get_block(update.number)
         base_fee = int(header.get("baseFeePerGas", "0x0"), 16) if header else market.base_fee
         block_time = int(header["timestamp"], 16) if header else int(seen_at.timestamp())
         market.block_number, market.block_hash, market.base_fee = update.number, update.hash, base_fee
