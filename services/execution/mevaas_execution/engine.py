@@ -183,14 +183,21 @@ class Engine:
             )
             return
         async with tenant_transaction(self.pool, tenant_id, readonly=True) as conn:
-            seen = await conn.fetchval(
-                "SELECT 1 FROM execution.executions WHERE tenant_id = $1 AND opportunity_id = $2",
+            # One round trip: is this a redelivery, and the strategy's live session if any.
+            found = await conn.fetchrow(
+                f"SELECT EXISTS (SELECT 1 FROM execution.executions WHERE tenant_id = $1 "
+                f"AND opportunity_id = $2) AS seen, s.* FROM (SELECT) AS one LEFT JOIN LATERAL "
+                f"(SELECT {store.SESSION_COLUMNS} FROM execution.sessions WHERE tenant_id = $1 "
+                f"AND strategy_id = $3 AND state IN ('starting', 'running', 'paused', 'stopping')) AS s "
+                f"ON true",
                 tenant_id,
                 opportunity_id,
+                decision.strategy_id,
             )
-            session = await store.live_session_for_strategy(conn, tenant_id, decision.strategy_id)
-        if seen:
+        assert found is not None
+        if found["seen"]:
             return
+        session = found if found["session_id"] is not None else None
         stamps = events_pb2.HopTimestamps(decision_received_at=received)
         if opportunity.HasField("block_seen_at"):
             stamps.block_seen_at.CopyFrom(opportunity.block_seen_at)
@@ -387,6 +394,19 @@ class Engine:
         tenant_id = row["tenant_id"]
         values = {**row, "timestamps": stamps.SerializeToString(deterministic=True)}
         async with tenant_transaction(self.pool, tenant_id) as conn:
+            # The usual case in one statement: insert while the session, locked FOR SHARE, is running.
+            inserted = await conn.fetchrow(
+                f"WITH live AS (SELECT 1 FROM execution.sessions WHERE tenant_id = $1 AND session_id = $2 "
+                f"AND state = '{RUNNING}' FOR SHARE) "
+                f"INSERT INTO execution.executions ({', '.join(values)}) "
+                f"SELECT {', '.join(f'${i}' for i in range(3, len(values) + 3))} WHERE EXISTS (SELECT 1 FROM live) "
+                f"ON CONFLICT (tenant_id, opportunity_id) DO NOTHING RETURNING {store.EXECUTION_COLUMNS}",
+                tenant_id,
+                row["session_id"],
+                *values.values(),
+            )
+            if inserted is not None:
+                return inserted
             session = await store.get_session(conn, tenant_id, row["session_id"], lock="SHARE")
             if session is None or not accepts_decisions(session["state"]):
                 state = session["state"] if session else "gone"
