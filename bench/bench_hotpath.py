@@ -134,21 +134,29 @@ async def submitted_since(pool: asyncpg.Pool, since: datetime) -> list[events_pb
 
 async def run_rounds(
     chain: DevnetChain, exec_admin: asyncpg.Pool, rounds: int
-) -> list[events_pb2.HopTimestamps]:
-    """Open a gap per round, wait for its submissions, include them; return every submission's hops."""
+) -> tuple[list[events_pb2.HopTimestamps], list[float]]:
+    """Open a gap per round, wait for its submissions, include them; return every submission's hops
+    and, per submission, milliseconds from the gap's block being mined (as this bench saw the node
+    answer, an outside clock independent of how the engine stamps "block seen") to its submission."""
     weth = chain.deployment.token("WETH").address
     pool = next(p for p in chain.deployment.pools if weth in (p.token0, p.token1))
     since = datetime.now(UTC)
     seen = 0
+    mined_to_submitted: list[float] = []
     for _ in range(rounds):
         await skew(chain, pool, weth, 40)
+        mined_at = datetime.now(UTC)
         async with asyncio.timeout(20):
             while len(await submitted_since(exec_admin, since)) <= seen:  # noqa: ASYNC110 - polls Postgres
                 await asyncio.sleep(0.01)
         await asyncio.sleep(0.05)  # let the rest of the block's opportunities reach submission
+        mined_to_submitted += [
+            (s.submitted_at.ToDatetime(UTC) - mined_at).total_seconds() * 1000
+            for s in await submitted_since(exec_admin, mined_at)
+        ]
         seen = len(await submitted_since(exec_admin, since))
         await chain.mine()
-    return await submitted_since(exec_admin, since)
+    return await submitted_since(exec_admin, since), mined_to_submitted
 
 
 def breakdown(samples: list[events_pb2.HopTimestamps]) -> dict[str, list[float]]:
@@ -321,7 +329,7 @@ async def main(rounds: int) -> None:
                     await asyncio.sleep(0.3)
 
             exec_admin = await create_pool(pg.dsn, min_size=1, max_size=2)
-            fleet_samples = await run_rounds(chain, exec_admin, rounds)
+            fleet_samples, fleet_mined = await run_rounds(chain, exec_admin, rounds)
 
             # Stop the services' engines and consumers, then wire the same engines in one process.
             for name in ("execution", "risk", "strategy"):
@@ -346,7 +354,7 @@ async def main(rounds: int) -> None:
             )
             await strategy_engine.start()
             await chain.mine()
-            local_samples = await run_rounds(chain, exec_admin, rounds)
+            local_samples, local_mined = await run_rounds(chain, exec_admin, rounds)
             await strategy_engine.stop()
             await relay.stop()
             await exec_engine.stop()
@@ -364,6 +372,10 @@ async def main(rounds: int) -> None:
     for hop in (*HOPS, "block seen -> submitted"):
         f, local = fleet_hops[hop], local_hops[hop]
         print(f"{hop:34} {pct(f, 50):10.2f} {pct(f, 99):10.2f} {pct(local, 50):11.2f} {pct(local, 99):11.2f}")
+    print(
+        f"{'gap block mined -> submitted':34} {pct(fleet_mined, 50):10.2f} {pct(fleet_mined, 99):10.2f} "
+        f"{pct(local_mined, 50):11.2f} {pct(local_mined, 99):11.2f}"
+    )
     total_f, total_l = fleet_hops["block seen -> submitted"], local_hops["block seen -> submitted"]
     print(
         f"block-to-submission ratio fleet / in-process: p50 {pct(total_f, 50) / pct(total_l, 50):.2f}x, "
