@@ -20,8 +20,10 @@ from mevaas.execution.v1 import execution_pb2, execution_pb2_grpc
 from mevaas.risk.v1 import risk_pb2, risk_pb2_grpc
 from mevaas.strategy.v1 import strategy_pb2, strategy_pb2_grpc
 from mevaas.tenancy.v1 import tenancy_pb2
+from mevaas_chain import abi
+from mevaas_chain.amm.v2 import SwapLeg, amounts_out
 from mevaas_core.bus import Bus
-from mevaas_local.devnet import Devnet
+from mevaas_local.devnet import Devnet, DevnetChain
 from mevaas_local.devnet.deploy import mint_tokens
 from mevaas_sdk import MevaasClient
 from mevaas_strategy.events import LOOKUP_SUBJECT
@@ -64,6 +66,20 @@ async def fleet_client(
         yield client
 
 
+async def gross_profit_at(chain: DevnetChain, opportunity: events_pb2.Opportunity, block: int) -> int:
+    """The cycle's gross profit for the opportunity's input on the pools as they were after `block`,
+    with the contracts' integer math."""
+    legs = []
+    for hop in opportunity.hops:
+        r0, r1 = abi.decode_reserves(await chain.client.call(hop.pool, abi.GET_RESERVES, block))
+        token0 = min(hop.token_in.lower(), hop.token_out.lower())
+        legs.append(
+            SwapLeg(r0, r1, hop.fee_bps) if hop.token_in.lower() == token0 else SwapLeg(r1, r0, hop.fee_bps)
+        )
+    amount_in = int(opportunity.amount_in)
+    return amounts_out(amount_in, legs)[-1] - amount_in
+
+
 async def run_arbitrage(
     client: MevaasClient, devnet: Devnet, bus: Bus, postgres_server: str, strategy_type: int
 ) -> None:
@@ -102,6 +118,8 @@ async def run_arbitrage(
         opportunities[opp.opportunity_id] = opp
 
     subscription = await bus.nc.subscribe(f"opp.{tenant_id}.{strategy.strategy_id}", cb=collect)
+    session_id = ""
+    stopped = False
     try:
         async with block_production(*devnet.chains, block_time_s=0.3):
             started = await execution.StartExecution(
@@ -157,11 +175,19 @@ async def run_arbitrage(
             opportunity = opportunities[included.opportunity_id]
             realized = int(included.realized_profit)
             assert realized > 0
-            # Gas is paid in ETH and the profit is WETH: gross realised == expected gross, to the wei.
-            assert realized + int(included.gas_cost) == int(opportunity.expected_profit)
+            # Gas is paid in ETH and the profit is WETH. The strategy's expected profit is exact on
+            # the pools at detection, and the bundle runs first in its block, so the realised gross
+            # profit is exact on the pools after the previous block. Both hold to the wei; when the
+            # pools did not move in between (the usual case) they are the same figure, otherwise the
+            # difference is exactly that state change.
+            detected_gross = await gross_profit_at(chain, opportunity, opportunity.detected_block)
+            assert detected_gross == int(opportunity.expected_profit)
+            on_chain_gross = await gross_profit_at(chain, opportunity, included.block_number - 1)
+            assert realized + int(included.gas_cost) == on_chain_gross
             receipt = await chain.client.get_receipt(included.tx_hashes[0])
             assert receipt is not None and int(receipt["status"], 16) == 1
             await execution.StopExecution(execution_pb2.StopExecutionRequest(session_id=session_id))
+            stopped = True
 
             # Every other opportunity of the wave ends too (dropped or failed): nothing stays reserved.
             async def released() -> bool:
@@ -173,6 +199,9 @@ async def run_arbitrage(
             await wait_for(released, timeout_s=30)
     finally:
         await subscription.unsubscribe()
+        if session_id and not stopped:
+            # A failed run must not leave a session trading on the shared devnet for later tests.
+            await execution.StopExecution(execution_pb2.StopExecutionRequest(session_id=session_id))
     status = await execution.GetExecutionStatus(
         execution_pb2.GetExecutionStatusRequest(session_id=session_id)
     )

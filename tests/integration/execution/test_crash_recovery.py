@@ -110,35 +110,38 @@ async def test_sigkill_mid_stream_loses_and_duplicates_nothing(
     assert recorded_at_kill >= 2  # killed mid-stream, after some intents were written
 
     restarted = await execution_harness.start(**ack_wait)
-    async with clients(tenancy_service)(
-        tenant.owner_key, execution=f"127.0.0.1:{restarted.grpc_port}"
-    ) as client:
-        stub = execution_stub(client)
+    # Stopped however the test ends: a runtime left behind would trade on the shared devnet.
+    try:
+        async with clients(tenancy_service)(
+            tenant.owner_key, execution=f"127.0.0.1:{restarted.grpc_port}"
+        ) as client:
+            stub = execution_stub(client)
 
-        async def all_final() -> list[execution_pb2.Execution] | None:
-            listed = await stub.ListExecutions(
-                execution_pb2.ListExecutionsRequest(
-                    session_id=session.session_id, page=common_pb2.PageRequest(page_size=1000)
+            async def all_final() -> list[execution_pb2.Execution] | None:
+                listed = await stub.ListExecutions(
+                    execution_pb2.ListExecutionsRequest(
+                        session_id=session.session_id, page=common_pb2.PageRequest(page_size=1000)
+                    )
                 )
-            )
-            mine = [e for e in listed.executions if e.opportunity_id in ids]
-            return mine if len(mine) == DECISIONS and all(e.status in FINAL for e in mine) else None
+                mine = [e for e in listed.executions if e.opportunity_id in ids]
+                return mine if len(mine) == DECISIONS and all(e.status in FINAL for e in mine) else None
 
-        async with block_production(devnet.main, block_time_s=0.3):
-            executions = await wait_for(all_final, timeout_s=90)
-    assert sorted(e.opportunity_id for e in executions) == sorted(ids)
-    on_chain = [
-        e
-        for e in executions
-        if e.status
-        in (common_pb2.EXECUTION_RESULT_STATUS_INCLUDED, common_pb2.EXECUTION_RESULT_STATUS_REVERTED)
-    ]
-    # Every slice is profitable in turn, so each one lands exactly once.
-    assert len(on_chain) == DECISIONS, [f"{e.status} {e.error}" for e in executions]
-    hashes = [e.tx_hashes[0] for e in on_chain]
-    assert len(set(hashes)) == len(hashes)
-    nonce_after = int(
-        await devnet.main.client.request("eth_getTransactionCount", [tenant.wallet, "latest"]), 16
-    )
-    assert nonce_after - nonce_before == len(on_chain)
-    await execution_harness.stop(restarted)
+            async with block_production(devnet.main, block_time_s=0.3):
+                executions = await wait_for(all_final, timeout_s=90)
+        assert sorted(e.opportunity_id for e in executions) == sorted(ids)
+        on_chain = [
+            e
+            for e in executions
+            if e.status
+            in (common_pb2.EXECUTION_RESULT_STATUS_INCLUDED, common_pb2.EXECUTION_RESULT_STATUS_REVERTED)
+        ]
+        # Every slice is profitable in turn, so each one lands exactly once.
+        assert len(on_chain) == DECISIONS, [f"{e.status} {e.error}" for e in executions]
+        hashes = [e.tx_hashes[0] for e in on_chain]
+        assert len(set(hashes)) == len(hashes)
+        nonce_after = int(
+            await devnet.main.client.request("eth_getTransactionCount", [tenant.wallet, "latest"]), 16
+        )
+        assert nonce_after - nonce_before == len(on_chain)
+    finally:
+        await execution_harness.stop(restarted)

@@ -178,8 +178,8 @@ async def test_dedicated_tier_gets_workers(operator: str, kube: KubeClient) -> N
     await eventually(lambda: ready_at(kube, "acme", 3), "acme Ready at generation 3")
     deployments = {d["metadata"]["name"]: d for d in await kube.list(KINDS["Deployment"], "tenant-acme")}
     assert set(deployments) == {"strategy", "execution"}
-    env = deployments["execution"]["spec"]["template"]["spec"]["containers"][0]["env"]
-    assert {"name": "TENANT_ID", "value": "acme-id"} in env
+    template = deployments["execution"]["spec"]["template"]
+    assert template["metadata"]["annotations"]["mevaas.io/tenant-id"] == "acme-id"
     branding = await kube.get(KINDS["ConfigMap"], "tenant-branding", "tenant-acme")
     assert branding["data"]["primaryColor"] == "#112233"
 
