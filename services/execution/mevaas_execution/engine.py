@@ -248,6 +248,12 @@ class Engine:
         limits = planning.merge_limits(settings, decision, session["submission_mode"])
         row.update(submission_mode=limits.submission_mode, max_attempts=1 + limits.retry_attempts)
         try:
+            legs_on = {hop.chain_id for hop in opportunity.hops if hop.chain_id} | {chain_id}
+            if len(legs_on) > 1:
+                # The executor runs one chain's cycle; cross-chain legs are not executable yet.
+                raise planning.PlanError(
+                    f"cross-chain execution (legs on chains {sorted(legs_on)}) is not supported"
+                )
             chain = self.gateway.chain(chain_id)
             executor = await self.executor_for(tenant_id, wallet, chain_id)
             if executor is None:
@@ -516,27 +522,31 @@ class Engine:
         )
 
     async def _missed(self, row: asyncpg.Record, head: int) -> None:
-        """The target block was mined without the transaction: resubmit the same signed bundle for
-        the next block while attempts and the deadline allow, otherwise drop it."""
+        """The target block was mined without the transaction: resubmit the same signed transaction
+        while attempts and the deadline allow, otherwise drop it. A row still "signed" was recorded
+        but its send never confirmed (a crash or a lost reply): it gets its send now. Resending is
+        safe either way: one signed transaction, one nonce, at most one inclusion."""
         chain_id, wallet = row["chain_id"], row["wallet_address"]
         within_deadline = not planning.is_stale(row["deadline_block"], head)
         bundle = row["submission_mode"] == BUNDLE
-        if row["status"] == "submitted" and within_deadline:
-            if not bundle and row["deadline_block"]:
+        unsent = row["status"] == "signed"
+        if row["status"] in ("signed", "submitted") and within_deadline:
+            if not bundle and not unsent and row["deadline_block"]:
                 return  # public: it may still be mined before the deadline
-            if bundle and row["attempts"] < row["max_attempts"]:
+            if unsent or (bundle and row["attempts"] < row["max_attempts"]):
                 try:
-                    await self.gateway.send_bundle(chain_id, [bytes(row["raw_tx"])], head + 1)
+                    if bundle:
+                        await self.gateway.send_bundle(chain_id, [bytes(row["raw_tx"])], head + 1)
+                    else:
+                        await self.gateway.send_raw(chain_id, bytes(row["raw_tx"]))
                 except RpcError as exc:
                     log.info("resubmission refused: %s", exc.message, extra={"tenant_id": row["tenant_id"]})
                 else:
+                    changes: dict[str, Any] = {"target_block": head + 1, "attempts": row["attempts"] + 1}
+                    if unsent:
+                        changes.update(status="submitted", submitted_at=datetime.now(UTC))
                     async with tenant_transaction(self.pool, row["tenant_id"]) as conn:
-                        await store.update_execution(
-                            conn,
-                            row["tenant_id"],
-                            row["execution_id"],
-                            {"target_block": head + 1, "attempts": row["attempts"] + 1},
-                        )
+                        await store.update_execution(conn, row["tenant_id"], row["execution_id"], changes)
                     return
         await self._finish(
             row,
