@@ -92,3 +92,39 @@ async def remember(
         request_fingerprint(request),
         response.SerializeToString(deterministic=True),
     )
+
+
+class IdempotentCall:
+    """One mutation's idempotency scope (tenant, RPC, the request's `idempotency_key`), so a handler
+    says `replay` and `remember` without repeating the scope at each step."""
+
+    def __init__(
+        self, schema: str, *, tenant_id: str, method: str, request: Message, key: str | None = None
+    ) -> None:
+        self.schema = schema
+        self.tenant_id = tenant_id
+        self.method = method
+        self.request = request
+        self.key = key if key is not None else str(getattr(request, "idempotency_key", ""))
+
+    async def replay(self, conn: asyncpg.Connection, response_type: type[ResponseT]) -> ResponseT | None:
+        return await replay_or_none(
+            conn,
+            self.schema,
+            tenant_id=self.tenant_id,
+            method=self.method,
+            key=self.key,
+            request=self.request,
+            response_type=response_type,
+        )
+
+    async def remember(self, conn: asyncpg.Connection, response: Message) -> None:
+        await remember(
+            conn,
+            self.schema,
+            tenant_id=self.tenant_id,
+            method=self.method,
+            key=self.key,
+            request=self.request,
+            response=response,
+        )

@@ -25,10 +25,11 @@ from mevaas.portfolio.v1 import portfolio_pb2, portfolio_pb2_grpc
 from mevaas_analytics import store
 from mevaas_analytics.api import FINAL, READERS, TRADERS, page_size, timeframe_bounds, ts
 from mevaas_analytics.domain import reports
-from mevaas_core import idempotency, outbox
+from mevaas_core import outbox
 from mevaas_core.db import tenant_transaction
 from mevaas_core.errors import FailedPrecondition, NotFound
 from mevaas_core.grpckit import current_principal, require_tenant_scope, rpc
+from mevaas_core.idempotency import IdempotentCall
 from mevaas_core.pagination import decode_page_token, encode_page_token
 from mevaas_core.validation import Validator
 
@@ -224,15 +225,8 @@ class PortfolioServicer(portfolio_pb2_grpc.PortfolioServiceServicer):
         v.raise_if_any()
         method = "/mevaas.portfolio.v1.PortfolioService/Rebalance"
         async with tenant_transaction(self.pool, tenant) as conn:
-            replay = await idempotency.replay_or_none(
-                conn,
-                store.SCHEMA,
-                tenant_id=tenant,
-                method=method,
-                key=request.idempotency_key,
-                request=request,
-                response_type=portfolio_pb2.RebalanceResponse,
-            )
+            call = IdempotentCall(store.SCHEMA, tenant_id=tenant, method=method, request=request)
+            replay = await call.replay(conn, portfolio_pb2.RebalanceResponse)
             if replay is not None:
                 return replay
             if await kill_switch_engaged(conn, tenant):
@@ -275,15 +269,7 @@ class PortfolioServicer(portfolio_pb2_grpc.PortfolioServiceServicer):
                 result.SerializeToString(deterministic=True),
             )
             response = portfolio_pb2.RebalanceResponse(result=result)
-            await idempotency.remember(
-                conn,
-                store.SCHEMA,
-                tenant_id=tenant,
-                method=method,
-                key=request.idempotency_key,
-                request=request,
-                response=response,
-            )
+            await call.remember(conn, response)
         return response
 
     @rpc(*READERS)

@@ -15,7 +15,6 @@ from mevaas.common.v1 import common_pb2
 from mevaas.execution.v1 import execution_pb2, execution_pb2_grpc
 from mevaas.strategy.v1 import strategy_pb2
 from mevaas_chain.keystore import SecretKey, encrypt_private_key, generate_wallet
-from mevaas_core import idempotency
 from mevaas_core.auth import Role
 from mevaas_core.bus import PLATFORM_TENANT, Bus, BusError, NoRespondersError, RemoteError
 from mevaas_core.db import platform_transaction, tenant_transaction
@@ -28,6 +27,7 @@ from mevaas_core.errors import (
     Unavailable,
 )
 from mevaas_core.grpckit import ALL_TENANT_ROLES, current_principal, rpc
+from mevaas_core.idempotency import IdempotentCall
 from mevaas_core.pagination import decode_page_token, encode_page_token
 from mevaas_core.validation import Validator
 from mevaas_execution import convert, store
@@ -145,15 +145,8 @@ class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
         tenant_id = principal.tenant_id
         method = "StartExecution"
         async with tenant_transaction(self._pool, tenant_id) as conn:
-            replay = await idempotency.replay_or_none(
-                conn,
-                SCHEMA,
-                tenant_id=tenant_id,
-                method=method,
-                key=request.idempotency_key,
-                request=request,
-                response_type=execution_pb2.StartExecutionResponse,
-            )
+            call = IdempotentCall(SCHEMA, tenant_id=tenant_id, method=method, request=request)
+            replay = await call.replay(conn, execution_pb2.StartExecutionResponse)
         if replay is not None:
             return replay
         reason = await self._kill_switch_reason(tenant_id, request.strategy_id)
@@ -167,15 +160,7 @@ class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
             raise FailedPrecondition(f"chains {unknown} are not configured for execution", subject="chains")
         wanted_wallet = request.wallet_address or (settings.wallet_address if settings else "")
         async with tenant_transaction(self._pool, tenant_id) as conn:
-            replay = await idempotency.replay_or_none(
-                conn,
-                SCHEMA,
-                tenant_id=tenant_id,
-                method=method,
-                key=request.idempotency_key,
-                request=request,
-                response_type=execution_pb2.StartExecutionResponse,
-            )
+            replay = await call.replay(conn, execution_pb2.StartExecutionResponse)
             if replay is not None:
                 return replay
             wallet = (
@@ -215,15 +200,7 @@ class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
                 )
             await publish_session_event(conn, row, "", actor_of(principal))
             response = execution_pb2.StartExecutionResponse(session=convert.session(row))
-            await idempotency.remember(
-                conn,
-                SCHEMA,
-                tenant_id=tenant_id,
-                method=method,
-                key=request.idempotency_key,
-                request=request,
-                response=response,
-            )
+            await call.remember(conn, response)
         if state == states.STARTING:
             self._engine.activate_soon(tenant_id, row["session_id"])
         return response
@@ -412,15 +389,8 @@ class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
             else execution_pb2.ImportWalletResponse
         )
         async with tenant_transaction(self._pool, tenant_id) as conn:
-            replay = await idempotency.replay_or_none(
-                conn,
-                SCHEMA,
-                tenant_id=tenant_id,
-                method=method,
-                key=request.idempotency_key,
-                request=request,
-                response_type=response_type,
-            )
+            call = IdempotentCall(SCHEMA, tenant_id=tenant_id, method=method, request=request)
+            replay = await call.replay(conn, response_type)
             if replay is not None:
                 replayed: execution_pb2.Wallet = getattr(replay, "wallet")  # noqa: B009 - both response types
                 return replayed
@@ -445,15 +415,7 @@ class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
                 raise AlreadyExists(f"{record.address} is already a wallet of this tenant")
             wallet = convert.wallet(row)
             # Idempotency stores the response only: the request would hold an imported key.
-            await idempotency.remember(
-                conn,
-                SCHEMA,
-                tenant_id=tenant_id,
-                method=method,
-                key=request.idempotency_key,
-                request=request,
-                response=response_type(wallet=wallet),
-            )
+            await call.remember(conn, response_type(wallet=wallet))
             return wallet
 
     @rpc(*WALLET_ADMINS)
@@ -544,15 +506,8 @@ class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
         tenant_id = current_principal().tenant_id
         method = "SubmitProtectedTransaction"
         async with tenant_transaction(self._pool, tenant_id) as conn:
-            replay = await idempotency.replay_or_none(
-                conn,
-                SCHEMA,
-                tenant_id=tenant_id,
-                method=method,
-                key=request.idempotency_key,
-                request=request,
-                response_type=execution_pb2.SubmitProtectedTransactionResponse,
-            )
+            call = IdempotentCall(SCHEMA, tenant_id=tenant_id, method=method, request=request)
+            replay = await call.replay(conn, execution_pb2.SubmitProtectedTransactionResponse)
             if replay is not None:
                 return replay
             row = await store.insert_protected(
@@ -574,15 +529,7 @@ class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
                 row = await store.get_protected(conn, tenant_id, tx_hash=decoded.tx_hash)
                 assert row is not None
             response = execution_pb2.SubmitProtectedTransactionResponse(transaction=convert.protected(row))
-            await idempotency.remember(
-                conn,
-                SCHEMA,
-                tenant_id=tenant_id,
-                method=method,
-                key=request.idempotency_key,
-                request=request,
-                response=response,
-            )
+            await call.remember(conn, response)
         if row["status"] == "received":
             await self._engine.submit_protected(row, head)
         return response

@@ -16,7 +16,6 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from mevaas.common.v1 import common_pb2
 from mevaas.events.v1 import events_pb2
 from mevaas.tenancy.v1 import tenancy_pb2, tenancy_pb2_grpc
-from mevaas_core import idempotency
 from mevaas_core.auth import (
     ALGORITHM,
     PLATFORM_TENANT_ID,
@@ -37,6 +36,7 @@ from mevaas_core.errors import (
     Unauthenticated,
 )
 from mevaas_core.grpckit import ALL_TENANT_ROLES, current_principal, require_tenant_scope, rpc
+from mevaas_core.idempotency import IdempotentCall
 from mevaas_core.pagination import decode_page_token, encode_page_token
 from mevaas_core.validation import EMAIL, HEX_COLOUR, HOSTNAME, Validator
 from mevaas_tenancy import convert, store
@@ -135,15 +135,10 @@ class TenantServicer(tenancy_pb2_grpc.TenantServiceServicer):
         v.raise_if_any()
         principal = current_principal()
         async with self._db.platform() as conn:
-            replay = await idempotency.replay_or_none(
-                conn,
-                SCHEMA,
-                tenant_id=principal.tenant_id,
-                method="CreateTenant",
-                key=request.idempotency_key,
-                request=request,
-                response_type=tenancy_pb2.CreateTenantResponse,
+            call = IdempotentCall(
+                SCHEMA, tenant_id=principal.tenant_id, method="CreateTenant", request=request
             )
+            replay = await call.replay(conn, tenancy_pb2.CreateTenantResponse)
             if replay is not None:
                 return replay
             plan = request.plan if request.HasField("plan") else plans.standard_plan(request.tier)
@@ -182,15 +177,7 @@ class TenantServicer(tenancy_pb2_grpc.TenantServiceServicer):
                 idempotency_key=request.idempotency_key,
             )
             await publish_tenant_event(conn, principal, events_pb2.TENANT_EVENT_KIND_CREATED, row)
-            await idempotency.remember(
-                conn,
-                SCHEMA,
-                tenant_id=principal.tenant_id,
-                method="CreateTenant",
-                key=request.idempotency_key,
-                request=request,
-                response=response,
-            )
+            await call.remember(conn, response)
             return response
 
     @rpc(*READERS)
@@ -528,15 +515,8 @@ class TenantServicer(tenancy_pb2_grpc.TenantServiceServicer):
         v.raise_if_any()
         _check_may_grant(principal, roles)
         async with self._db.tenant(tenant_id) as conn:
-            replay = await idempotency.replay_or_none(
-                conn,
-                SCHEMA,
-                tenant_id=tenant_id,
-                method="CreateUser",
-                key=request.idempotency_key,
-                request=request,
-                response_type=tenancy_pb2.CreateUserResponse,
-            )
+            call = IdempotentCall(SCHEMA, tenant_id=tenant_id, method="CreateUser", request=request)
+            replay = await call.replay(conn, tenancy_pb2.CreateUserResponse)
             if replay is not None:
                 return replay
             await _live_tenant(conn, tenant_id)
@@ -560,15 +540,7 @@ class TenantServicer(tenancy_pb2_grpc.TenantServiceServicer):
                 idempotency_key=request.idempotency_key,
             )
             response = tenancy_pb2.CreateUserResponse(user=convert.user(row))
-            await idempotency.remember(
-                conn,
-                SCHEMA,
-                tenant_id=tenant_id,
-                method="CreateUser",
-                key=request.idempotency_key,
-                request=request,
-                response=response,
-            )
+            await call.remember(conn, response)
             return response
 
     @rpc(Role.OWNER, Role.ADMIN, Role.COMPLIANCE, Role.VIEWER)
@@ -667,15 +639,8 @@ class TenantServicer(tenancy_pb2_grpc.TenantServiceServicer):
         _check_may_grant(principal, roles)
         async with self._db.tenant(tenant_id) as conn:
             # The secret is shown once: a replay returns the key's metadata, never the secret again.
-            replay = await idempotency.replay_or_none(
-                conn,
-                SCHEMA,
-                tenant_id=tenant_id,
-                method="CreateApiKey",
-                key=request.idempotency_key,
-                request=request,
-                response_type=tenancy_pb2.CreateApiKeyResponse,
-            )
+            call = IdempotentCall(SCHEMA, tenant_id=tenant_id, method="CreateApiKey", request=request)
+            replay = await call.replay(conn, tenancy_pb2.CreateApiKeyResponse)
             if replay is not None:
                 return replay
             await _live_tenant(conn, tenant_id)
@@ -703,15 +668,7 @@ class TenantServicer(tenancy_pb2_grpc.TenantServiceServicer):
                 idempotency_key=request.idempotency_key,
             )
             metadata_only = tenancy_pb2.CreateApiKeyResponse(api_key=convert.api_key(row))
-            await idempotency.remember(
-                conn,
-                SCHEMA,
-                tenant_id=tenant_id,
-                method="CreateApiKey",
-                key=request.idempotency_key,
-                request=request,
-                response=metadata_only,
-            )
+            await call.remember(conn, metadata_only)
             return tenancy_pb2.CreateApiKeyResponse(api_key=convert.api_key(row), secret=new_key.plaintext)
 
     @rpc(Role.OWNER, Role.ADMIN, Role.COMPLIANCE)
