@@ -1,9 +1,9 @@
 """Hot-path benchmark: block-to-submission latency on the devnet, through the fleet vs in one process.
 
-* fleet: tenancy, strategy, risk and execution each run as their own runtime (own NATS connection,
-  own database role and schema), exactly as in production: the strategy engine publishes
-  ``opp.*`` on JetStream, risk consumes it and publishes ``risk.*.decision``, execution consumes
-  that, simulates, signs and sends the bundle to the relay;
+* fleet: tenancy, strategy, risk and execution each run as their own process (``python -m``, own
+  NATS connection, own database role and schema), exactly as in production: the strategy engine
+  publishes ``opp.*`` on JetStream, risk consumes it and publishes ``risk.*.decision``, execution
+  consumes that, simulates, signs and sends the bundle to the relay;
 * in-process: the very same engines (strategy ``Engine``, risk ``RiskEngine``, execution
   ``Engine``) on the same databases, wired by direct calls instead of NATS: the strategy's publish
   of an opportunity calls ``RiskEngine.decide`` and then execution's decision handler.
@@ -21,8 +21,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import secrets
+import signal
+import socket
 import statistics
+import sys
 import tempfile
 import uuid
 from datetime import UTC, datetime
@@ -44,7 +48,6 @@ from mevaas_core.bus import Delivery
 from mevaas_core.db import create_pool, provision_service_database
 from mevaas_core.migrations import apply_migrations
 from mevaas_core.outbox import OutboxRelay
-from mevaas_core.runtime import ServiceRuntime
 from mevaas_core.service import ServiceSpec
 from mevaas_execution.chains import ChainGateway
 from mevaas_execution.engine import Engine as ExecutionEngine
@@ -66,39 +69,71 @@ HOPS = (
 )
 
 
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
 class Fleet:
-    def __init__(self, admin_dsn: str, nats_url: str, chains_file: Path) -> None:
+    """Each service in its own process (``python -m mevaas_<name>``, configured by environment), as
+    deployed: its own interpreter and event loop, so the services run in parallel on the cores."""
+
+    def __init__(self, admin_dsn: str, nats_url: str) -> None:
         self.admin_dsn = admin_dsn
         self.nats_url = nats_url
-        self.chains_file = chains_file
         self.key = SigningKey.generate()
         self.dsns: dict[str, str] = {}
-        self.runtimes: dict[str, ServiceRuntime[Any]] = {}
+        self.ports: dict[str, int] = {}
+        self.processes: dict[str, asyncio.subprocess.Process] = {}
 
-    async def start(
-        self, spec: ServiceSpec, runtime_cls: type[ServiceRuntime[Any]], settings_cls: type, **extra: Any
-    ) -> None:
+    async def start(self, spec: ServiceSpec, **extra: Any) -> None:
         assert spec.schema is not None and spec.migrations is not None
         dsns = await provision_service_database(
             self.admin_dsn, spec.schema, secrets.token_hex(8), secrets.token_hex(8)
         )
         await apply_migrations(dsns.owner_dsn, spec.schema, spec.migrations)
         self.dsns[spec.name] = dsns.app_dsn
-        settings = settings_cls(
-            database_url=dsns.app_dsn,
-            nats_url=self.nats_url,
-            grpc_port=0,
-            metrics_port=0,
-            jwt_public_keys=self.key.public_pem(),
-            log_level="WARNING",
+        port = free_port()
+        settings = {
+            "database_url": dsns.app_dsn,
+            "nats_url": self.nats_url,
+            "grpc_port": port,
+            "metrics_port": free_port(),
+            "jwt_public_keys": self.key.public_pem(),
+            "log_level": "WARNING",
             **extra,
-        )
-        runtime = runtime_cls(settings)
-        await runtime.start()
-        self.runtimes[spec.name] = runtime
+        }
+        env = {**os.environ, **{name.upper(): str(value) for name, value in settings.items()}}
+        process = await asyncio.create_subprocess_exec(sys.executable, "-m", spec.module, env=env)
+        self.processes[spec.name] = process
+        self.ports[spec.name] = port
+        async with asyncio.timeout(60):
+            while True:  # serving gRPC once setup (migrations, consumers) is done
+                if process.returncode is not None:
+                    raise RuntimeError(f"{spec.name} exited with {process.returncode}")
+                try:
+                    _, writer = await asyncio.open_connection("127.0.0.1", port)
+                except OSError:
+                    await asyncio.sleep(0.1)
+                    continue
+                writer.close()
+                await writer.wait_closed()
+                return
+
+    async def stop(self, name: str) -> None:
+        process = self.processes.pop(name)
+        if process.returncode is None:
+            process.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(process.wait(), 30)
+        except TimeoutError:
+            process.kill()
+            await process.wait()
 
     def endpoint(self, name: str) -> str:
-        return f"127.0.0.1:{self.runtimes[name].grpc_port}"
+        return f"127.0.0.1:{self.ports[name]}"
 
 
 async def skew(chain: DevnetChain, pool: Any, token: str, share: int) -> None:
@@ -204,13 +239,9 @@ class DirectBus:
 
 async def main(rounds: int) -> None:
     from mevaas_execution.server import SERVICE as EXECUTION
-    from mevaas_execution.server import ExecutionRuntime, ExecutionSettings
     from mevaas_risk.server import SERVICE as RISK
-    from mevaas_risk.server import RiskRuntime, RiskSettings
     from mevaas_strategy.server import SERVICE as STRATEGY
-    from mevaas_strategy.server import StrategyRuntime, StrategySettings
     from mevaas_tenancy.server import SERVICE as TENANCY
-    from mevaas_tenancy.server import TenancyRuntime, TenancySettings
 
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp)
@@ -222,29 +253,11 @@ async def main(rounds: int) -> None:
             chain = devnet.main
             chains_file = data / "chains.json"
             devnet.registry.write(chains_file)
-            fleet = Fleet(pg.dsn, nats.url, chains_file)
-            await fleet.start(
-                TENANCY,
-                TenancyRuntime,
-                TenancySettings,
-                jwt_private_key=fleet.key.private_pem(),
-                bootstrap_admin_key=ADMIN_KEY,
-            )
-            await fleet.start(
-                STRATEGY,
-                StrategyRuntime,
-                StrategySettings,
-                chains_file=str(chains_file),
-                block_poll_interval_s=0.005,
-            )
-            await fleet.start(RISK, RiskRuntime, RiskSettings)
-            await fleet.start(
-                EXECUTION,
-                ExecutionRuntime,
-                ExecutionSettings,
-                execution_kek=KEK,
-                chains_file=str(chains_file),
-            )
+            fleet = Fleet(pg.dsn, nats.url)
+            await fleet.start(TENANCY, jwt_private_key=fleet.key.private_pem(), bootstrap_admin_key=ADMIN_KEY)
+            await fleet.start(STRATEGY, chains_file=chains_file, block_poll_interval_s=0.005)
+            await fleet.start(RISK)
+            await fleet.start(EXECUTION, execution_kek=KEK, chains_file=chains_file)
 
             admin = MevaasClient(
                 ClientConfig(endpoints={"default": fleet.endpoint("tenancy")}, api_key=ADMIN_KEY)
@@ -331,9 +344,9 @@ async def main(rounds: int) -> None:
             exec_admin = await create_pool(pg.dsn, min_size=1, max_size=2)
             fleet_samples, fleet_mined = await run_rounds(chain, exec_admin, rounds)
 
-            # Stop the services' engines and consumers, then wire the same engines in one process.
+            # Stop the services, then wire the same engines in one process.
             for name in ("execution", "risk", "strategy"):
-                await fleet.runtimes.pop(name).stop()
+                await fleet.stop(name)
             pools = {
                 name: await create_pool(fleet.dsns[name], min_size=2, max_size=8)
                 for name in ("strategy", "risk", "execution")
@@ -361,8 +374,7 @@ async def main(rounds: int) -> None:
             await gateway.close()
             for p in (*pools.values(), exec_admin):
                 await p.close()
-            for runtime in fleet.runtimes.values():
-                await runtime.stop()
+            await fleet.stop("tenancy")
 
     fleet_hops, local_hops = breakdown(fleet_samples), breakdown(local_samples)
     print(
