@@ -107,8 +107,8 @@ class MarketHistory:
 
 
 class ReplayMarket:
-    """The plugin's MarketView of a replayed block, built like the live engine's: pools keyed by
-    checksummed address, token symbols and decimals from the chain registry, the block's base fee."""
+    """The plugin's MarketView of a replayed block, built like the live engine's: pools (keyed by
+    checksummed address), token symbols and decimals from the chain registry, the block's base fee."""
 
     def __init__(
         self, chain: ChainConfig, base_fees: Mapping[int, int], priority_fee: int, gas_price: int | None
@@ -134,17 +134,10 @@ class ReplayMarket:
         self, chain_id: int, block_number: int, state: Mapping[str, tuple[PoolInfo, int, int]]
     ) -> MarketView:
         grown = False
-        for info, reserve0, reserve1 in state.values():
-            address = to_checksum_address(info.address)
+        for address, (info, reserve0, reserve1) in state.items():
             grown = grown or address not in self.pools
             self.pools[address] = Pool(
-                address,
-                info.dex,
-                to_checksum_address(info.token0),
-                to_checksum_address(info.token1),
-                info.fee_bps,
-                reserve0,
-                reserve1,
+                address, info.dex, info.token0, info.token1, info.fee_bps, reserve0, reserve1
             )
         if grown:
             self.market.epoch += 1
@@ -193,7 +186,20 @@ def run_replay(
     cls = plugin_for(spec.type_name if spec.type_name != "custom" else spec.plugin)
     if cls is None:
         raise ServiceError(412, f"no strategy plugin for type {spec.type_name or spec.type}")
-    pools, blocks = load_history(paths, 0, to_block)
+    recorded, lowered = load_history(paths, 0, to_block)
+    # The plugin knows pools and tokens by checksummed address (as the live pool index keys them),
+    # also in the changed-pool sets the replay hands it.
+    address: dict[str, str] = {a: str(to_checksum_address(a)) for a in recorded}
+    pools = {
+        address[a]: PoolInfo(
+            address[a], p.dex, to_checksum_address(p.token0), to_checksum_address(p.token1), p.fee_bps
+        )
+        for a, p in recorded.items()
+    }
+    blocks = [
+        BlockChanges(b.block_number, b.timestamp, {address[a]: r for a, r in b.reserves.items()}, b.base_fee)
+        for b in lowered
+    ]
     market = ReplayMarket(
         chain, {b.block_number: b.base_fee for b in blocks}, settings.priority_fee, settings.gas_price
     )

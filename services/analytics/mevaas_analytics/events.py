@@ -109,9 +109,10 @@ async def subscribe_all(
     for name, feed in FEEDS.items():
 
         async def handle(message: Any, _delivery: Delivery, feed: Feed = feed, name: str = name) -> None:
-            await writer.write(feed.rows(message))
+            # Market state first: once a block's row is committed, its pools are recorded too.
             if name == "market" and on_market is not None:
                 await on_market(message)
+            await writer.write(feed.rows(message))
 
         subscriptions.append(
             await bus.subscribe(

@@ -146,6 +146,10 @@ def load_history(
                 (hi << 64) | lo
                 for hi, lo in zip(data["reserve1_hi"].tolist(), data["reserve1_lo"].tolist(), strict=True)
             ]
+            # Blocks without pool changes still count (the plugin sees them, with nothing changed).
+            for block in numbers:
+                if from_block <= block <= to_block:
+                    blocks.setdefault(block, BlockChanges(block, times[block], base_fee=fees.get(block, 0)))
             for block, pool, a, b in zip(data["block"].tolist(), data["pool"].tolist(), r0, r1, strict=True):
                 if from_block <= block <= to_block:
                     changes = blocks.setdefault(
