@@ -1,17 +1,41 @@
-"""Backtest replay speed in pool updates per second: the incremental replay (the plugin re-evaluates
-only cycles touching pools changed in the block) against a naive baseline that re-evaluates every
-two-pool cycle from scratch after every block. Same synthetic history, same results checked."""
+"""Analytics benchmarks, each against a baseline in the same run.
+
+* Backtest replay speed in pool updates per second: the incremental replay (the plugin re-evaluates
+  only cycles touching pools changed in the block) against a naive baseline that re-evaluates every
+  two-pool cycle from scratch after every block. Same synthetic history, same results checked.
+* Read-model ingest rate in events per second into an embedded PostgreSQL (durable=False, the
+  analytics schema migrated, RLS on): the service's `BatchWriter` (the rows of every handler in
+  flight in one transaction, `executemany` per statement) against one transaction per event, both
+  with the same number of concurrent handlers and connections. Set DATABASE_URL to use a server.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import os
 import random
+import secrets
+import tempfile
 import time
+import uuid
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from mevaas.common.v1 import common_pb2
+from mevaas.events.v1 import events_pb2
+from mevaas_analytics import store
 from mevaas_analytics.domain.backtest import BlockChanges, PoolInfo, replay
+from mevaas_analytics.events import BatchWriter
+from mevaas_analytics.server import SERVICE
+from mevaas_core.db import create_pool, platform_transaction, provision_service_database
+from mevaas_core.migrations import apply_migrations
+from mevaas_local.embedded import EmbeddedPostgres
 
 CHAIN = 31337
 TOKENS = [f"0x{i:040x}" for i in range(1, 61)]
@@ -100,7 +124,7 @@ def run(incremental: bool, pools: dict[str, PoolInfo], blocks: list[BlockChanges
     return time.perf_counter() - start, result
 
 
-def main() -> None:
+def bench_replay() -> None:
     pools, blocks = history(pool_count=300, blocks=3000, per_block=4)
     updates = sum(len(b.reserves) for b in blocks)
     fast_s, fast = run(True, pools, blocks)
@@ -112,6 +136,106 @@ def main() -> None:
     print(f"  incremental: {updates / fast_s:,.0f} pool updates/s ({fast_s:.3f} s)")
     print(f"  naive (every cycle per block): {updates / slow_s:,.0f} pool updates/s ({slow_s:.3f} s)")
     print(f"  ratio: {slow_s / fast_s:.1f}x")
+
+
+INGEST_EVENTS = 4000
+INGEST_CONCURRENCY = 64
+INGEST_CONNECTIONS = 8
+STAMP = Timestamp(seconds=1_700_000_000)
+
+
+def ingest_events(count: int) -> list[store.Statement]:
+    """Rows of `count` opportunities of 8 tenants (what the OPP consumer writes per event)."""
+    token = common_pb2.Token(chain_id=CHAIN, address="0x" + "ee" * 20, symbol="WETH", decimals=18)
+    out = []
+    for i in range(count):
+        opp_id = str(uuid.uuid4())
+        opp = events_pb2.Opportunity(
+            event_id=opp_id,
+            tenant_id=f"tenant-{i % 8}",
+            occurred_at=STAMP,
+            opportunity_id=opp_id,
+            strategy_id="s1",
+            strategy_version=1,
+            type=common_pb2.STRATEGY_TYPE_DEX_ARBITRAGE,
+            chain_id=CHAIN,
+            chain_ids=[CHAIN],
+            hops=[events_pb2.RouteHop(chain_id=CHAIN, pool="0x" + "aa" * 20, dex="uniswap_v2")],
+            amount_in=str(10**18),
+            expected_profit=str(10**15 + i),
+            expected_profit_net_of_gas=str(10**15),
+            profit_token=token,
+            detected_block=100 + i // 50,
+        )
+        out.extend(store.opportunity_rows(opp))
+    return out
+
+
+async def one_transaction_each(pool: Any, statement: store.Statement) -> None:
+    async with platform_transaction(pool) as conn:
+        await conn.execute(statement[0], *statement[1])
+
+
+async def drive(write: Callable[[store.Statement], Awaitable[None]], rows: list[store.Statement]) -> float:
+    """Events handled by INGEST_CONCURRENCY concurrent handlers, as the consumer runs them."""
+    queue = list(reversed(rows))
+
+    async def handler() -> None:
+        while queue:
+            await write(queue.pop())
+
+    start = time.perf_counter()
+    await asyncio.gather(*(handler() for _ in range(INGEST_CONCURRENCY)))
+    return time.perf_counter() - start
+
+
+@asynccontextmanager
+async def postgres() -> AsyncIterator[str]:
+    external = os.environ.get("DATABASE_URL")
+    if external:
+        yield external
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        async with EmbeddedPostgres(Path(tmp) / "pg", durable=False) as pg:
+            yield pg.dsn
+
+
+async def bench_ingest() -> None:
+    async with postgres() as admin_dsn:
+        dsns = await provision_service_database(
+            admin_dsn, "analytics", secrets.token_hex(8), secrets.token_hex(8)
+        )
+        assert SERVICE.migrations is not None
+        await apply_migrations(dsns.owner_dsn, "analytics", SERVICE.migrations)
+        pool = await create_pool(dsns.app_dsn, min_size=INGEST_CONNECTIONS, max_size=INGEST_CONNECTIONS)
+        try:
+            writer = BatchWriter(pool)
+            await drive(lambda row: writer.write([row]), ingest_events(200))  # warm-up
+            batched_rows, single_rows = ingest_events(INGEST_EVENTS), ingest_events(INGEST_EVENTS)
+            before = writer.transactions
+            batched_s = await drive(lambda row: writer.write([row]), batched_rows)
+            transactions = writer.transactions - before
+            single_s = await drive(lambda row: one_transaction_each(pool, row), single_rows)
+            async with platform_transaction(pool) as conn:
+                stored = await conn.fetchval("SELECT count(*) FROM analytics.opportunities")
+            assert stored == 200 + 2 * INGEST_EVENTS, stored
+        finally:
+            await pool.close()
+    print(
+        f"read-model ingest: {INGEST_EVENTS} opportunity events per run, {INGEST_CONCURRENCY} concurrent handlers, "
+        f"{INGEST_CONNECTIONS} connections, embedded PostgreSQL (durable=False)"
+    )
+    print(
+        f"  batched (BatchWriter): {INGEST_EVENTS / batched_s:,.0f} events/s ({batched_s:.3f} s, "
+        f"{transactions} transactions, {INGEST_EVENTS / max(transactions, 1):.1f} events each)"
+    )
+    print(f"  one transaction per event: {INGEST_EVENTS / single_s:,.0f} events/s ({single_s:.3f} s)")
+    print(f"  ratio: {single_s / batched_s:.1f}x")
+
+
+def main() -> None:
+    bench_replay()
+    asyncio.run(bench_ingest())
 
 
 if __name__ == "__main__":
