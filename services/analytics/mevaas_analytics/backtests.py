@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -305,7 +305,9 @@ def correlation(xs: Sequence[int], ys: Sequence[int]) -> float:
 class Backtests:
     """The request handlers; `chains` is read per backtest (tokens and wrapped native of a chain)."""
 
-    def __init__(self, pool: asyncpg.Pool, bus: Bus, history: MarketHistory, chains: Any) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, bus: Bus, history: MarketHistory, chains: Callable[[], ChainRegistry]
+    ) -> None:
         self.pool = pool
         self.bus = bus
         self.history = history
@@ -327,8 +329,7 @@ class Backtests:
         if stored is not None:
             return strategy_pb2.Backtest.FromString(bytes(stored["payload"]))
         span = request.block_range
-        registry: ChainRegistry = self.chains()
-        chain = next((c for c in registry if c.chain_id == span.chain_id), None)
+        chain = next((c for c in self.chains() if c.chain_id == span.chain_id), None)
         if chain is None:
             raise ServiceError(400, f"block_range.chain_id: chain {span.chain_id} is not configured")
         try:
