@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -116,6 +117,7 @@ class ReplayMarket:
         self.base_fees = base_fees
         self.gas_price = gas_price
         self.pools: dict[str, Pool] = {}
+        self.seen: dict[str, tuple[PoolInfo, int, int]] = {}
         self.market = ChainMarket(
             chain_id=chain.chain_id,
             block_number=0,
@@ -134,8 +136,13 @@ class ReplayMarket:
         self, chain_id: int, block_number: int, state: Mapping[str, tuple[PoolInfo, int, int]]
     ) -> MarketView:
         grown = False
-        for address, (info, reserve0, reserve1) in state.items():
+        for address, entry in state.items():
+            # The replay replaces an entry when the pool changes: rebuild only those.
+            if self.seen.get(address) is entry:
+                continue
             grown = grown or address not in self.pools
+            self.seen[address] = entry
+            info, reserve0, reserve1 = entry
             self.pools[address] = Pool(
                 address, info.dex, info.token0, info.token1, info.fee_bps, reserve0, reserve1
             )
@@ -259,13 +266,14 @@ def backtest_message(
                     pools=pools,
                 )
             )
+    trades_by_block = Counter(e["detected_block"] for e in executions)
     series = [
         common_pb2.PnlPoint(
             time=ts(datetime.fromtimestamp(times.get(block, 0), UTC)),
             block_number=block,
             pnl=str(pnl),
             cumulative_pnl=str(cumulative),
-            trade_count=sum(1 for e in executions if e["detected_block"] == block),
+            trade_count=trades_by_block[block],
         )
         for block, pnl, cumulative in result.pnl_by_block
         if pnl
