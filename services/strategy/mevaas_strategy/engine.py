@@ -267,8 +267,10 @@ class Engine:
         self.view.memo.clear()
 
     async def _subscribe_heads(self, feed: _Feed, ws_url: str) -> None:
-        """Keep a newHeads subscription open, reconnecting after a second when it drops."""
+        """Keep a newHeads subscription open, reconnecting when it drops (after 1 s, doubling up to
+        30 s while the node refuses; meanwhile the follow loop polls)."""
         chain_id = feed.config.chain_id
+        retry_s = 1.0
         while True:
             try:
                 async with (
@@ -284,13 +286,15 @@ class Engine:
                         if frame.type != aiohttp.WSMsgType.TEXT:
                             break
                         self._on_heads_frame(feed, json.loads(frame.data))
+                        retry_s = 1.0
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 log.warning("chain %s: newHeads subscription failed (%r); polling meanwhile", chain_id, exc)
             feed.subscribed = False
             feed.new_head.set()  # the follow loop falls back to polling now
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(retry_s)
+            retry_s = min(30.0, retry_s * 2)
 
     def _on_heads_frame(self, feed: _Feed, frame: dict[str, Any]) -> None:
         if frame.get("id") == 1:

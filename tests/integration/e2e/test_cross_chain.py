@@ -36,7 +36,8 @@ from mevaas_core.bus import Bus
 from mevaas_local.devnet import Devnet, DevnetChain
 from mevaas_sdk import MevaasClient
 from mevaas_strategy.events import LOOKUP_SUBJECT
-from tests.fixtures.execution import ExecutionHarness, block_production, fund, open_gap, wait_for
+from tests.fixtures.devnet import reserves, skew_pool
+from tests.fixtures.execution import ExecutionHarness, block_production, fund, wait_for
 from tests.fixtures.platform import BOOTSTRAP_ADMIN_KEY
 from tests.fixtures.strategy import strategy_config
 from tests.integration.execution.helpers import clients
@@ -166,11 +167,15 @@ async def run_cross_chain(client: MevaasClient, devnet: Devnet, bus: Bus) -> Cro
                 return await first.client.block_number() >= loaded_from
 
             await wait_for(next_blocks)
-            # Only the first chain moves: the same pair is now priced differently on the two chains.
+            # Only the second chain moves: the same pair is now priced differently on the two chains.
             # (Earlier tests may have left differences too, found when the strategy first ran; only
-            # what the gap opened counts here.)
+            # what the gap opened counts here.) Not the first chain: nothing closes this gap, and
+            # the single-chain tests trade there with exact-profit checks.
             gap_from = datetime.now(UTC)
-            await open_gap(first, share=15)
+            weth = second.deployment.token("WETH").address
+            pool = next(p for p in second.deployment.pools if weth in (p.token0, p.token1))
+            r0, r1 = await reserves(second, pool.address)
+            await skew_pool(second, pool.address, "WETH", (r0 if pool.token0 == weth else r1) // 15)
             # Nothing changes either chain's pools from here until something lands.
             state_at = {c.spec.chain_id: await c.client.block_number() for c in devnet.chains}
 
