@@ -16,7 +16,6 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from mevaas.common.v1 import common_pb2
 from mevaas.strategy.v1 import strategy_pb2, strategy_pb2_grpc
 from mevaas_chain.registry import ChainRegistry
-from mevaas_core import idempotency
 from mevaas_core.auth import Principal, Role
 from mevaas_core.bus import Bus
 from mevaas_core.db import tenant_transaction
@@ -29,6 +28,7 @@ from mevaas_core.errors import (
     ResourceExhausted,
 )
 from mevaas_core.grpckit import ALL_TENANT_ROLES, current_principal, rpc
+from mevaas_core.idempotency import IdempotentCall
 from mevaas_core.pagination import decode_page_token, encode_page_token
 from mevaas_core.validation import Validator
 from mevaas_strategy import store
@@ -162,15 +162,8 @@ class StrategyServicer(strategy_pb2_grpc.StrategyServiceServicer):
         principal = current_principal()
         tenant_id = principal.tenant_id
         async with tenant_transaction(self._pool, tenant_id) as conn:
-            replay = await idempotency.replay_or_none(
-                conn,
-                SCHEMA,
-                tenant_id=tenant_id,
-                method="CreateStrategy",
-                key=request.idempotency_key,
-                request=request,
-                response_type=strategy_pb2.CreateStrategyResponse,
-            )
+            call = IdempotentCall(SCHEMA, tenant_id=tenant_id, method="CreateStrategy", request=request)
+            replay = await call.replay(conn, strategy_pb2.CreateStrategyResponse)
             if replay is not None:
                 return replay
             violations = await self._violations(conn, principal, request.config)
@@ -205,15 +198,7 @@ class StrategyServicer(strategy_pb2_grpc.StrategyServiceServicer):
             row = await store.get_strategy(conn, strategy_id)
             assert row is not None
             response = strategy_pb2.CreateStrategyResponse(strategy=strategy_message(row))
-            await idempotency.remember(
-                conn,
-                SCHEMA,
-                tenant_id=tenant_id,
-                method="CreateStrategy",
-                key=request.idempotency_key,
-                request=request,
-                response=response,
-            )
+            await call.remember(conn, response)
             return response
 
     @rpc(*READERS)
@@ -274,15 +259,8 @@ class StrategyServicer(strategy_pb2_grpc.StrategyServiceServicer):
         principal = current_principal()
         tenant_id = principal.tenant_id
         async with tenant_transaction(self._pool, tenant_id) as conn:
-            replay = await idempotency.replay_or_none(
-                conn,
-                SCHEMA,
-                tenant_id=tenant_id,
-                method="UpdateStrategy",
-                key=request.idempotency_key,
-                request=request,
-                response_type=strategy_pb2.UpdateStrategyResponse,
-            )
+            call = IdempotentCall(SCHEMA, tenant_id=tenant_id, method="UpdateStrategy", request=request)
+            replay = await call.replay(conn, strategy_pb2.UpdateStrategyResponse)
             if replay is not None:
                 return replay
             current = self._live(
@@ -327,15 +305,7 @@ class StrategyServicer(strategy_pb2_grpc.StrategyServiceServicer):
             row = await store.get_strategy(conn, request.strategy_id)
             assert row is not None
             response = strategy_pb2.UpdateStrategyResponse(strategy=strategy_message(row))
-            await idempotency.remember(
-                conn,
-                SCHEMA,
-                tenant_id=tenant_id,
-                method="UpdateStrategy",
-                key=request.idempotency_key,
-                request=request,
-                response=response,
-            )
+            await call.remember(conn, response)
             return response
 
     @rpc(*READERS)
