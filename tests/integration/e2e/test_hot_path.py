@@ -66,18 +66,49 @@ async def fleet_client(
         yield client
 
 
+def _oriented(hop: events_pb2.RouteHop, r0: int, r1: int) -> SwapLeg:
+    token0 = min(hop.token_in.lower(), hop.token_out.lower())
+    return SwapLeg(r0, r1, hop.fee_bps) if hop.token_in.lower() == token0 else SwapLeg(r1, r0, hop.fee_bps)
+
+
+def _gross(opportunity: events_pb2.Opportunity, legs: list[SwapLeg]) -> int:
+    amount_in = int(opportunity.amount_in)
+    return amounts_out(amount_in, legs)[-1] - amount_in
+
+
 async def gross_profit_at(chain: DevnetChain, opportunity: events_pb2.Opportunity, block: int) -> int:
     """The cycle's gross profit for the opportunity's input on the pools as they were after `block`,
     with the contracts' integer math."""
     legs = []
     for hop in opportunity.hops:
         r0, r1 = abi.decode_reserves(await chain.client.call(hop.pool, abi.GET_RESERVES, block))
-        token0 = min(hop.token_in.lower(), hop.token_out.lower())
-        legs.append(
-            SwapLeg(r0, r1, hop.fee_bps) if hop.token_in.lower() == token0 else SwapLeg(r1, r0, hop.fee_bps)
-        )
-    amount_in = int(opportunity.amount_in)
-    return amounts_out(amount_in, legs)[-1] - amount_in
+        legs.append(_oriented(hop, r0, r1))
+    return _gross(opportunity, legs)
+
+
+async def gross_profit_on_met_state(
+    chain: DevnetChain, opportunity: events_pb2.Opportunity, tx_hash: str
+) -> int:
+    """The same math on the reserves the transaction actually met, rebuilt from its own logs: each
+    pool's Sync (reserves after the swap) minus what its Swap took in plus what it paid out."""
+    receipt = await chain.client.get_receipt(tx_hash)
+    assert receipt is not None
+    synced: dict[str, tuple[int, int]] = {}
+    swapped: dict[str, tuple[int, int, int, int]] = {}
+    for entry in receipt["logs"]:
+        pool, topic, data = entry["address"].lower(), entry["topics"][0], bytes.fromhex(entry["data"][2:])
+        if topic == abi.SYNC_TOPIC:
+            synced[pool] = abi.decode_sync(data)
+        elif topic == abi.SWAP_TOPIC:
+            a0_in, a1_in, a0_out, a1_out = (
+                int.from_bytes(data[i : i + 32], "big") for i in range(0, 128, 32)
+            )
+            swapped[pool] = (a0_in, a1_in, a0_out, a1_out)
+    legs = []
+    for hop in opportunity.hops:
+        (post0, post1), (a0_in, a1_in, a0_out, a1_out) = synced[hop.pool.lower()], swapped[hop.pool.lower()]
+        legs.append(_oriented(hop, post0 - a0_in + a0_out, post1 - a1_in + a1_out))
+    return _gross(opportunity, legs)
 
 
 async def run_arbitrage(
@@ -176,14 +207,13 @@ async def run_arbitrage(
             realized = int(included.realized_profit)
             assert realized > 0
             # Gas is paid in ETH and the profit is WETH. The strategy's expected profit is exact on
-            # the pools at detection, and the bundle runs first in its block, so the realised gross
-            # profit is exact on the pools after the previous block. Both hold to the wei; when the
-            # pools did not move in between (the usual case) they are the same figure, otherwise the
-            # difference is exactly that state change.
+            # the pools at detection; the realised gross profit is exact on the reserves the
+            # transaction met. When nothing traded in between (the usual case) the two are the same
+            # figure; otherwise their difference is exactly that state change.
             detected_gross = await gross_profit_at(chain, opportunity, opportunity.detected_block)
             assert detected_gross == int(opportunity.expected_profit)
-            on_chain_gross = await gross_profit_at(chain, opportunity, included.block_number - 1)
-            assert realized + int(included.gas_cost) == on_chain_gross
+            met_gross = await gross_profit_on_met_state(chain, opportunity, included.tx_hashes[0])
+            assert realized + int(included.gas_cost) == met_gross
             receipt = await chain.client.get_receipt(included.tx_hashes[0])
             assert receipt is not None and int(receipt["status"], 16) == 1
             await execution.StopExecution(execution_pb2.StopExecutionRequest(session_id=session_id))
