@@ -12,6 +12,7 @@ import enum
 import hashlib
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -22,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from mevaas_core.errors import Unauthenticated
 
 PLATFORM_TENANT_ID = "_platform"
+VERIFIED_CACHE_SIZE = 10_000
 ALGORITHM = "EdDSA"
 
 
@@ -139,12 +141,27 @@ class TokenVerifier:
             self.add_key(pem)
         self._issuer = issuer
         self._audience = audience
+        # A token is immutable and its signature checked once: later calls with the same token
+        # reuse the result until it expires (bounded, oldest evicted first).
+        self._verified: OrderedDict[str, Principal] = OrderedDict()
 
     def add_key(self, pem: str) -> None:
         loaded = _load_public_pem(pem)
         self._keys[key_id_of(loaded)] = loaded
 
     def verify(self, token: str) -> Principal:
+        cached = self._verified.get(token)
+        if cached is not None:
+            if cached.expires_at > time.time():
+                return cached
+            del self._verified[token]
+        principal = self._verify_signature(token)
+        self._verified[token] = principal
+        if len(self._verified) > VERIFIED_CACHE_SIZE:
+            self._verified.popitem(last=False)
+        return principal
+
+    def _verify_signature(self, token: str) -> Principal:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
