@@ -58,6 +58,7 @@ from mevaas_strategy import store
 from mevaas_strategy.domain.market import ChainMarket, MarketView
 from mevaas_strategy.domain.model import TYPE_NAMES, StrategySpec
 from mevaas_strategy.domain.plugins import StrategyPlugin, plugin_for
+from mevaas_strategy.domain.selection import best_disjoint
 from mevaas_strategy.events import opportunity_message, timestamp
 
 log = logging.getLogger("mevaas.strategy.engine")
@@ -446,6 +447,6 @@ class Engine:
             detected_at = datetime.now(UTC)
             found += [
                 opportunity_message(running.spec, c, market, block_seen_at=seen_at, detected_at=detected_at)
-                for c in candidates
+                for c in best_disjoint(candidates)
             ]
         return found
