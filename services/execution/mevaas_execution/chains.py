@@ -157,12 +157,12 @@ class ChainGateway:
                 await asyncio.sleep(0.1)
 
 
-def sign_executor_call(
+def sign_call(
     *,
     chain_id: int,
     nonce: int,
     key: SecretKey,
-    executor: str,
+    to: str,
     data: bytes,
     gas: int,
     max_fee: int,
@@ -175,8 +175,31 @@ def sign_executor_call(
             max_priority_fee_per_gas=priority_fee,
             max_fee_per_gas=max_fee,
             gas=gas,
-            to=executor,
+            to=to,
             data=data,
         ),
         key,
+    )
+
+
+def sign_executor_call(
+    *,
+    chain_id: int,
+    nonce: int,
+    key: SecretKey,
+    executor: str,
+    data: bytes,
+    gas: int,
+    max_fee: int,
+    priority_fee: int,
+) -> SignedTransaction:
+    return sign_call(
+        chain_id=chain_id,
+        nonce=nonce,
+        key=key,
+        to=executor,
+        data=data,
+        gas=gas,
+        max_fee=max_fee,
+        priority_fee=priority_fee,
     )

@@ -94,6 +94,14 @@ def profit_token(row: asyncpg.Record) -> common_pb2.Token:
     return common_pb2.Token.FromString(bytes(row["profit_token"]))
 
 
+def tx_hashes(row: asyncpg.Record) -> list[str]:
+    """A cross-chain execution's leg transactions, or the single-chain transaction."""
+    legs = row.get("leg_tx_hashes")
+    if legs:
+        return list(legs)
+    return [row["tx_hash"]] if row["tx_hash"] else []
+
+
 def execution(row: asyncpg.Record) -> execution_pb2.Execution:
     final = row["status"] in ("included", "reverted", "dropped", "stale", "failed")
     return execution_pb2.Execution(
@@ -104,7 +112,7 @@ def execution(row: asyncpg.Record) -> execution_pb2.Execution:
         opportunity_id=row["opportunity_id"],
         chain_id=row["chain_id"],
         status=RESULT_STATUS[row["status"]],
-        tx_hashes=[row["tx_hash"]] if row["tx_hash"] else [],
+        tx_hashes=tx_hashes(row),
         bundle_hash=row["bundle_hash"],
         submission_mode=row["submission_mode"],
         block_number=row["block_number"],
@@ -137,7 +145,7 @@ def result_event(row: asyncpg.Record, event_id: str) -> events_pb2.ExecutionResu
         reservation_id=row["reservation_id"],
         chain_id=row["chain_id"],
         status=RESULT_STATUS[row["status"]],
-        tx_hashes=[row["tx_hash"]] if row["tx_hash"] else [],
+        tx_hashes=tx_hashes(row),
         bundle_hash=row["bundle_hash"],
         block_number=row["block_number"],
         gas_used=row["gas_used"],

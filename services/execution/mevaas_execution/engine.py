@@ -12,6 +12,12 @@ locked FOR SHARE (so a pause committed first wins). A redelivered decision finds
 nothing. After a crash, rows left ``signed``/``submitted`` are reconciled by the inclusion tracker
 from the chain (receipt of the recorded hash), never re-signed.
 
+Cross-chain opportunities (one hop per chain) are traded from the wallet's inventory on each
+chain: one Router02 swap per leg (domain/cross_chain.py), all legs signed and recorded in
+``execution_legs`` together with the execution before any is sent, then sent at once; each
+chain's tracker books its legs and the last one booked settles the execution (INCLUDED only when
+every leg landed; a leg that landed alone is a FAILED execution naming the stranded leg).
+
 The tracker polls each chain's head; on every new block it looks up receipts of the in-flight
 executions, books included/reverted ones with realised profit from the receipt, resubmits missed
 bundles while ``retry_attempts`` and the deadline allow, and drops the rest.
@@ -23,7 +29,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -34,12 +40,13 @@ from mevaas.common.v1 import common_pb2
 from mevaas.events.v1 import events_pb2
 from mevaas.strategy.v1 import strategy_pb2
 from mevaas_chain.client import RpcError
+from mevaas_chain.signer import SignedTransaction
 from mevaas_core.bus import PLATFORM_TENANT, Delivery
 from mevaas_core.db import platform_transaction, tenant_transaction
 from mevaas_execution import store
-from mevaas_execution.chains import ChainGateway, ChainUnavailable, sign_executor_call
+from mevaas_execution.chains import ChainGateway, ChainUnavailable, sign_call, sign_executor_call
 from mevaas_execution.convert import now_timestamp
-from mevaas_execution.domain import planning
+from mevaas_execution.domain import cross_chain, planning
 from mevaas_execution.domain.sessions import FAILED, RUNNING, STARTING, accepts_decisions
 from mevaas_execution.events import actor_of, publish_result, publish_session_event
 from mevaas_execution.wallets import WalletKeys
@@ -247,13 +254,10 @@ class Engine:
         )
         limits = planning.merge_limits(settings, decision, session["submission_mode"])
         row.update(submission_mode=limits.submission_mode, max_attempts=1 + limits.retry_attempts)
+        if cross_chain.is_cross_chain(opportunity):
+            await self._execute_cross_chain(opportunity, row, stamps, limits, settings is None)
+            return
         try:
-            legs_on = {hop.chain_id for hop in opportunity.hops if hop.chain_id} | {chain_id}
-            if len(legs_on) > 1:
-                # The executor runs one chain's cycle; cross-chain legs are not executable yet.
-                raise planning.PlanError(
-                    f"cross-chain execution (legs on chains {sorted(legs_on)}) is not supported"
-                )
             chain = self.gateway.chain(chain_id)
             executor = await self.executor_for(tenant_id, wallet, chain_id)
             if executor is None:
@@ -393,10 +397,14 @@ class Engine:
                 await store.set_session_error(conn, tenant_id, row["session_id"], row.get("error", ""))
 
     async def _record_intent(
-        self, row: Mapping[str, Any], stamps: events_pb2.HopTimestamps
+        self,
+        row: Mapping[str, Any],
+        stamps: events_pb2.HopTimestamps,
+        legs: Sequence[Mapping[str, Any]] = (),
     ) -> asyncpg.Record | None:
-        """Write the signed transaction before sending it. Returns the row (``signed``, or
-        ``dropped`` when the session stopped running meanwhile), or None for a duplicate."""
+        """Write the signed transaction (or a cross-chain execution's signed ``legs``) before
+        sending it. Returns the row (``signed``, or ``dropped`` when the session stopped running
+        meanwhile), or None for a duplicate."""
         tenant_id = row["tenant_id"]
         values = {**row, "timestamps": stamps.SerializeToString(deterministic=True)}
         async with tenant_transaction(self.pool, tenant_id) as conn:
@@ -412,6 +420,7 @@ class Engine:
                 *values.values(),
             )
             if inserted is not None:
+                await store.insert_legs(conn, legs)
                 return inserted
             session = await store.get_session(conn, tenant_id, row["session_id"], lock="SHARE")
             if session is None or not accepts_decisions(session["state"]):
@@ -422,19 +431,347 @@ class Engine:
                     raw_tx=None,
                     tx_hash="",
                     nonce=None,
+                    leg_tx_hashes=[],
                     finalized_at=datetime.now(UTC),
                 )
                 inserted = await store.insert_execution(conn, values)
                 if inserted is not None:
                     await publish_result(conn, inserted)
                 return inserted
-            return await store.insert_execution(conn, values)
+            inserted = await store.insert_execution(conn, values)
+            if inserted is not None:
+                await store.insert_legs(conn, legs)
+            return inserted
 
     async def _finish(self, row: asyncpg.Record, changes: Mapping[str, Any]) -> None:
         tenant_id = row["tenant_id"]
         async with tenant_transaction(self.pool, tenant_id) as conn:
             updated = await store.update_execution(
                 conn, tenant_id, row["execution_id"], {**changes, "finalized_at": datetime.now(UTC)}
+            )
+            if updated is not None:
+                await publish_result(conn, updated)
+                if updated["status"] == "failed" and updated["session_id"]:
+                    await store.set_session_error(conn, tenant_id, updated["session_id"], updated["error"])
+
+    # cross-chain execution ------------------------------------------------------------------------
+
+    async def _execute_cross_chain(
+        self,
+        opportunity: events_pb2.Opportunity,
+        row: dict[str, Any],
+        stamps: events_pb2.HopTimestamps,
+        limits: planning.Limits,
+        retry_until_deadline: bool,
+    ) -> None:
+        """Inventory on every chain: one router swap per leg from the tenant's wallet on the leg's
+        chain (after a router approval when the allowance is short). Every leg is signed and
+        recorded with the execution before any is sent; then all are sent at once. The tracker
+        books each leg on its chain; the execution is final when every leg is."""
+        tenant_id, wallet = row["tenant_id"], row["wallet_address"]
+        try:
+            plans = cross_chain.plan_legs(opportunity, limits.max_slippage_bps)
+            chains = {plan.chain_id: self.gateway.chain(plan.chain_id) for plan in plans}
+            routers: dict[int, str] = {}
+            for plan in plans:
+                router = chains[plan.chain_id].config.dex(plan.dex).router
+                if router is None:
+                    raise planning.PlanError(f"DEX {plan.dex} on chain {plan.chain_id} has no router")
+                routers[plan.index] = router
+            secret = await self.keys.key(tenant_id, wallet)
+        except (ChainUnavailable, planning.PlanError, LookupError) as exc:
+            await self._record_unsent(
+                {**row, "status": "failed", "error": str(exc)}, stamps, session_error=True
+            )
+            return
+        if limits.execution_delay_ms:
+            await asyncio.sleep(limits.execution_delay_ms / 1000)
+        try:
+            replies = await asyncio.gather(
+                *(
+                    chains[plan.chain_id].rpc.batch(
+                        [
+                            ("eth_getBlockByNumber", ["latest", False]),
+                            (
+                                "eth_call",
+                                [
+                                    {
+                                        "to": plan.token_in,
+                                        "data": "0x"
+                                        + cross_chain.allowance_call(wallet, routers[plan.index]).hex(),
+                                    },
+                                    "latest",
+                                ],
+                            ),
+                        ]
+                    )
+                    for plan in plans
+                )
+            )
+            for block, allowance in replies:
+                if not isinstance(block, dict) or isinstance(allowance, RpcError):
+                    raise RpcError(-32603, f"no head block or allowance: {block!r} {allowance!r}")
+        except Exception as exc:
+            await self._record_unsent(
+                {**row, "status": "failed", "error": f"RPC failed: {exc}"}, stamps, session_error=True
+            )
+            return
+        stamps.simulated_at.GetCurrentTime()
+        heads = {
+            plan.chain_id: int(block["number"], 16) for plan, (block, _) in zip(plans, replies, strict=True)
+        }
+        head = heads.get(row["chain_id"], heads[plans[0].chain_id])
+        if planning.is_stale(opportunity.deadline_block, head):
+            error = f"deadline block {opportunity.deadline_block} passed (head {head})"
+            await self._record_unsent({**row, "status": "stale", "error": error}, stamps)
+            return
+        fees: dict[int, tuple[int, int]] = {}
+        for plan, (block, _) in zip(plans, replies, strict=True):
+            base_fee = planning.next_base_fee(block)
+            refusal = planning.gas_price_refusal(base_fee, limits)
+            if refusal is not None:
+                error = f"chain {plan.chain_id}: {refusal}"
+                await self._record_unsent({**row, "status": "dropped", "error": error}, stamps)
+                return
+            fees[plan.chain_id] = planning.fee_caps(base_fee, limits)
+        # Each leg is resent (bundles) or awaited (public) for as many blocks of its own chain as
+        # the opportunity leaves before its deadline, or the strategy's retry attempts.
+        window = max(1, opportunity.deadline_block - head) if opportunity.deadline_block else 1
+        if not retry_until_deadline:
+            window = min(window, 1 + limits.retry_attempts)
+        row.update(target_block=head + 1, attempts=1, tx_hash="", nonce=None, raw_tx=None)
+        nonces = self.gateway.nonces
+        reserved: list[tuple[int, int]] = []
+        legs: list[dict[str, Any]] = []
+        async with contextlib.AsyncExitStack() as held:
+            for chain_id in sorted(chains):
+                await held.enter_async_context(self.gateway.wallet_lock(chain_id, wallet))
+            for plan, (block, allowance) in zip(plans, replies, strict=True):
+                max_fee, priority_fee = fees[plan.chain_id]
+                router = routers[plan.index]
+
+                approve: SignedTransaction | None = None
+                if int(allowance or "0x0", 16) < plan.amount_in:
+                    nonce = await nonces.reserve(plan.chain_id, wallet)
+                    reserved.append((plan.chain_id, nonce))
+                    approve = sign_call(
+                        chain_id=plan.chain_id,
+                        nonce=nonce,
+                        key=secret,
+                        to=plan.token_in,
+                        data=cross_chain.approve_calldata(router),
+                        gas=cross_chain.APPROVE_GAS,
+                        max_fee=max_fee,
+                        priority_fee=priority_fee,
+                    )
+                nonce = await nonces.reserve(plan.chain_id, wallet)
+                reserved.append((plan.chain_id, nonce))
+                deadline = int(block["timestamp"], 16) + cross_chain.ROUTER_DEADLINE_S
+                swap = sign_call(
+                    chain_id=plan.chain_id,
+                    nonce=nonce,
+                    key=secret,
+                    to=router,
+                    data=cross_chain.swap_calldata(plan, wallet, deadline),
+                    gas=cross_chain.SWAP_GAS,
+                    max_fee=max_fee,
+                    priority_fee=priority_fee,
+                )
+                rate = cross_chain.leg_gas_rate(opportunity, plan, chains[plan.chain_id].config)
+                target = heads[plan.chain_id] + 1
+                legs.append(
+                    {
+                        "tenant_id": tenant_id,
+                        "execution_id": row["execution_id"],
+                        "opportunity_id": row["opportunity_id"],
+                        "leg_index": plan.index,
+                        "chain_id": plan.chain_id,
+                        "wallet_address": wallet,
+                        "status": "signed",
+                        "submission_mode": limits.submission_mode,
+                        "router_address": router,
+                        "token_in": plan.token_in,
+                        "token_out": plan.token_out,
+                        "amount_in": plan.amount_in,
+                        "amount_out_min": plan.amount_out_min,
+                        "approve_tx_hash": "0x" + approve.hash.hex() if approve else "",
+                        "approve_raw_tx": approve.raw if approve else None,
+                        "nonce": nonce,
+                        "tx_hash": "0x" + swap.hash.hex(),
+                        "raw_tx": swap.raw,
+                        "target_block": target,
+                        "last_block": target + window - 1,
+                        "attempts": 1,
+                        "gas_rate_num": rate[0],
+                        "gas_rate_den": rate[1],
+                    }
+                )
+            stamps.signed_at.GetCurrentTime()
+            row.update(
+                gas_rate_num=legs[0]["gas_rate_num"],
+                gas_rate_den=legs[0]["gas_rate_den"],
+                leg_tx_hashes=[leg["tx_hash"] for leg in legs],
+            )
+            intent = await self._record_intent({**row, "status": "signed"}, stamps, legs)
+            if intent is None or intent["status"] != "signed":
+                for chain_id, nonce in reversed(reserved):
+                    await nonces.release(chain_id, wallet, nonce)
+                return
+            outcomes = await asyncio.gather(*(self._send_leg(leg, leg["target_block"]) for leg in legs))
+            for leg, outcome in zip(legs, outcomes, strict=True):
+                leg_nonces = [n for c, n in reserved if c == leg["chain_id"]]
+                for nonce in reversed(leg_nonces):
+                    if outcome is None:
+                        await nonces.confirm(leg["chain_id"], wallet, nonce)
+                    else:
+                        # A refused public swap may follow an approval that did go out.
+                        maybe_sent = not isinstance(outcome, RpcError) or leg["approve_raw_tx"] is not None
+                        await nonces.release(leg["chain_id"], wallet, nonce, maybe_sent=maybe_sent)
+        submitted = now_timestamp()
+        stamps.submitted_at.CopyFrom(submitted)
+        async with tenant_transaction(self.pool, tenant_id) as conn:
+            for leg, outcome in zip(legs, outcomes, strict=True):
+                if outcome is None:
+                    await store.update_leg(
+                        conn, tenant_id, leg["execution_id"], leg["leg_index"], {"status": "submitted"}
+                    )
+            updated = await store.update_execution(
+                conn,
+                tenant_id,
+                intent["execution_id"],
+                {
+                    "status": "submitted",
+                    "submitted_at": submitted.ToDatetime(UTC),
+                    "timestamps": stamps.SerializeToString(deterministic=True),
+                    "block_to_submission_ms": _ms_between(stamps.block_seen_at, submitted),
+                },
+            )
+            if updated is not None:
+                await publish_result(conn, updated)
+        for leg, outcome in zip(legs, outcomes, strict=True):
+            if isinstance(outcome, RpcError):
+                await self._finish_leg(
+                    leg, {"status": "dropped", "error": f"submission refused: {outcome.message}"}
+                )
+            elif outcome is not None:
+                # The request may have reached the chain: the tracker settles the leg from it.
+                log.warning("leg submission outcome unknown: %r", outcome, extra={"tenant_id": tenant_id})
+
+    async def _send_leg(
+        self, leg: Mapping[str, Any] | asyncpg.Record, target: int, *, approved: bool = False
+    ) -> Exception | None:
+        """Send a leg's transactions (its approval first unless ``approved``); the error, if any."""
+        raws = [bytes(leg["raw_tx"])]
+        if leg["approve_raw_tx"] is not None and not approved:
+            raws.insert(0, bytes(leg["approve_raw_tx"]))
+        try:
+            if leg["submission_mode"] == BUNDLE:
+                await self.gateway.send_bundle(leg["chain_id"], raws, target)
+            else:
+                for raw in raws:
+                    await self.gateway.send_raw(leg["chain_id"], raw)
+        except Exception as exc:
+            return exc
+        return None
+
+    async def check_legs(self, chain_id: int, head: int) -> None:
+        async with platform_transaction(self.pool, readonly=True) as conn:
+            rows = await store.in_flight_legs(conn, chain_id)
+        if not rows:
+            return
+        approvals = [row["approve_tx_hash"] for row in rows if row["approve_tx_hash"]]
+        receipts = await self.gateway.receipts(chain_id, [row["tx_hash"] for row in rows] + approvals)
+        approved = dict(zip(approvals, receipts[len(rows) :], strict=True))
+        for row, receipt in zip(rows, receipts[: len(rows)], strict=True):
+            approval = approved.get(row["approve_tx_hash"])
+            if receipt is not None:
+                await self._book_leg(row, receipt, approval)
+            elif head >= row["target_block"]:
+                await self._missed_leg(row, head, approval is not None)
+
+    async def _book_leg(
+        self, row: asyncpg.Record, receipt: Mapping[str, Any], approval: Mapping[str, Any] | None
+    ) -> None:
+        success = int(receipt["status"], 16) == 1
+        gas_used, gas_cost = cross_chain.gas_paid([r for r in (approval, receipt) if r is not None])
+        await self._finish_leg(
+            row,
+            {
+                "status": "included" if success else "reverted",
+                "block_number": int(receipt["blockNumber"], 16),
+                "amount_out": (
+                    cross_chain.received(receipt, row["token_out"], row["wallet_address"]) if success else 0
+                ),
+                "gas_used": gas_used,
+                "gas_cost": gas_cost,
+                "error": "" if success else "swap reverted",
+            },
+        )
+
+    async def _missed_leg(self, row: asyncpg.Record, head: int, approved: bool) -> None:
+        """The leg's target block passed without it: resend while its window lasts (a bundle
+        every block; a public transaction only if its send never confirmed), then drop it."""
+        unsent = row["status"] == "signed"
+        if head < row["last_block"]:
+            if row["submission_mode"] != BUNDLE and not unsent:
+                return  # public: it may still be mined within the window
+            error = await self._send_leg(row, head + 1, approved=approved)
+            if error is None:
+                async with tenant_transaction(self.pool, row["tenant_id"]) as conn:
+                    await store.update_leg(
+                        conn,
+                        row["tenant_id"],
+                        row["execution_id"],
+                        row["leg_index"],
+                        {"status": "submitted", "target_block": head + 1, "attempts": row["attempts"] + 1},
+                    )
+                return
+            log.info("leg resubmission refused: %s", error, extra={"tenant_id": row["tenant_id"]})
+            return
+        await self._finish_leg(
+            row, {"status": "dropped", "error": f"not included by block {head} (last {row['last_block']})"}
+        )
+        await self.gateway.nonces.resync(row["chain_id"], row["wallet_address"])
+
+    async def _finish_leg(self, leg: Mapping[str, Any] | asyncpg.Record, changes: Mapping[str, Any]) -> None:
+        """Book one leg; when it is the last one in flight, settle the execution. The execution
+        row is locked first, so the chains' trackers settle it exactly once."""
+        tenant_id, execution_id = leg["tenant_id"], leg["execution_id"]
+        async with tenant_transaction(self.pool, tenant_id) as conn:
+            execution = await store.get_execution(conn, tenant_id, execution_id, lock=True)
+            if execution is None:
+                return
+            booked = await store.update_leg(
+                conn,
+                tenant_id,
+                execution_id,
+                leg["leg_index"],
+                {**changes, "finalized_at": datetime.now(UTC)},
+            )
+            if booked is None:
+                return
+            legs = await store.legs_of(conn, tenant_id, execution_id)
+            if any(other["status"] in ("signed", "submitted") for other in legs):
+                return
+            settled = cross_chain.settle([dict(other) for other in legs])
+            stamps = events_pb2.HopTimestamps.FromString(bytes(execution["timestamps"]))
+            if settled.status == "included":
+                stamps.included_at.GetCurrentTime()
+            updated = await store.update_execution(
+                conn,
+                tenant_id,
+                execution_id,
+                {
+                    "status": settled.status,
+                    "error": settled.error[:2000],
+                    "block_number": settled.block_number,
+                    "gas_used": settled.gas_used,
+                    "gas_cost": settled.gas_cost,
+                    "realized_gross_profit": settled.gross_profit,
+                    "realized_profit": settled.realized_profit,
+                    "timestamps": stamps.SerializeToString(deterministic=True),
+                    "finalized_at": datetime.now(UTC),
+                },
             )
             if updated is not None:
                 await publish_result(conn, updated)
@@ -481,6 +818,7 @@ class Engine:
                 head = await self.gateway.chain(chain_id).rpc.block_number()
                 if head != last_head:
                     await self.check_chain(chain_id, head)
+                    await self.check_legs(chain_id, head)
                     await self.check_protected(chain_id, head)
                     last_head = head
             except asyncio.CancelledError:

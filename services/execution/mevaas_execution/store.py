@@ -3,7 +3,7 @@ tenant (or platform) scope set, so row-level security applies to each statement.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -25,7 +25,13 @@ EXECUTION_COLUMNS = (
     "bundle_hash, target_block, deadline_block, attempts, max_attempts, block_number, expected_profit, "
     "expected_gross_profit, realized_profit, realized_gross_profit, gas_rate_num, gas_rate_den, "
     "profit_token, gas_used, effective_gas_price, gas_cost, error, timestamps, block_to_submission_ms, "
-    "created_at, submitted_at, finalized_at"
+    "created_at, submitted_at, finalized_at, leg_tx_hashes"
+)
+LEG_COLUMNS = (
+    "tenant_id, execution_id, opportunity_id, leg_index, chain_id, wallet_address, status, submission_mode, "
+    "router_address, token_in, token_out, amount_in, amount_out_min, approve_tx_hash, approve_raw_tx, nonce, "
+    "tx_hash, raw_tx, target_block, last_block, attempts, block_number, amount_out, gas_used, gas_cost, "
+    "gas_rate_num, gas_rate_den, error, created_at, finalized_at"
 )
 PROTECTED_COLUMNS = (
     "protected_transaction_id, tenant_id, chain_id, tx_hash, sender, nonce, raw_tx, mode, status, "
@@ -317,8 +323,50 @@ async def get_execution(
 async def in_flight_executions(conn: asyncpg.Connection, chain_id: int) -> list[Row]:
     return await conn.fetch(
         f"SELECT {EXECUTION_COLUMNS} FROM execution.executions WHERE chain_id = $1 "
-        "AND status IN ('signed', 'submitted') ORDER BY created_at",
+        "AND status IN ('signed', 'submitted') AND cardinality(leg_tx_hashes) = 0 ORDER BY created_at",
         chain_id,
+    )
+
+
+async def insert_legs(conn: asyncpg.Connection, legs: Sequence[Mapping[str, Any]]) -> None:
+    """A cross-chain execution's legs, in the transaction that records the execution."""
+    for values in legs:
+        placeholders = ", ".join(f"${i}" for i in range(1, len(values) + 1))
+        await conn.execute(
+            f"INSERT INTO execution.execution_legs ({', '.join(values)}) VALUES ({placeholders})",
+            *values.values(),
+        )
+
+
+async def in_flight_legs(conn: asyncpg.Connection, chain_id: int) -> list[Row]:
+    return await conn.fetch(
+        f"SELECT {LEG_COLUMNS} FROM execution.execution_legs WHERE chain_id = $1 "
+        "AND status IN ('signed', 'submitted') ORDER BY created_at, leg_index",
+        chain_id,
+    )
+
+
+async def legs_of(conn: asyncpg.Connection, tenant_id: str, execution_id: str) -> list[Row]:
+    return await conn.fetch(
+        f"SELECT {LEG_COLUMNS} FROM execution.execution_legs WHERE tenant_id = $1 AND execution_id = $2 "
+        "ORDER BY leg_index",
+        tenant_id,
+        execution_id,
+    )
+
+
+async def update_leg(
+    conn: asyncpg.Connection, tenant_id: str, execution_id: str, leg_index: int, changes: Mapping[str, Any]
+) -> Row | None:
+    """Apply ``changes`` while the leg is in flight; None when it already is final."""
+    assignments = ", ".join(f"{column} = ${i}" for i, column in enumerate(changes, start=4))
+    return await conn.fetchrow(
+        f"UPDATE execution.execution_legs SET {assignments} WHERE tenant_id = $1 AND execution_id = $2 "
+        f"AND leg_index = $3 AND status IN ('signed', 'submitted') RETURNING {LEG_COLUMNS}",
+        tenant_id,
+        execution_id,
+        leg_index,
+        *changes.values(),
     )
 
 

@@ -423,6 +423,13 @@ class Engine:
             (time.perf_counter() - started) * 1000,
         )
 
+    def _head(self, chain_id: int, market: ChainMarket) -> int | None:
+        """The latest block seen on ``chain_id`` when it is not the updated chain's."""
+        if chain_id == market.chain_id:
+            return None
+        other = self.view.chain(chain_id)
+        return other.block_number if other is not None else None
+
     def evaluate(
         self, chain_id: int, changed: frozenset[str] | None, seen_at: datetime
     ) -> list[events_pb2.Opportunity]:
@@ -446,7 +453,14 @@ class Engine:
             running.fresh = False
             detected_at = datetime.now(UTC)
             found += [
-                opportunity_message(running.spec, c, market, block_seen_at=seen_at, detected_at=detected_at)
+                opportunity_message(
+                    running.spec,
+                    c,
+                    market,
+                    block_seen_at=seen_at,
+                    detected_at=detected_at,
+                    chain_head=self._head(c.chain_id, market),
+                )
                 for c in best_disjoint(candidates)
             ]
         return found

@@ -130,7 +130,10 @@ def opportunity_message(
     *,
     block_seen_at: datetime,
     detected_at: datetime,
+    chain_head: int | None = None,
 ) -> events_pb2.Opportunity:
+    """``chain_head``: the head of the opportunity's own chain (``candidate.chain_id``) when the
+    update came from another chain (cross-chain), so the deadline is in that chain's blocks."""
     opp_id = opportunity_id(spec, market.chain_id, market.block_hash, candidate)
     detected = timestamp(detected_at)
     return events_pb2.Opportunity(
@@ -172,7 +175,8 @@ def opportunity_message(
         gas_price=str(candidate.gas_price),
         expected_profit_net_of_gas=str(candidate.net_profit),
         detected_block=market.block_number,
-        deadline_block=market.block_number + deadline_blocks(spec, market.block_time_s),
+        deadline_block=(market.block_number if chain_head is None else chain_head)
+        + deadline_blocks(spec, market.block_time_s),
         detected_at=detected,
         block_seen_at=timestamp(block_seen_at),
         submission_mode=spec.submission_mode,  # type: ignore[arg-type]

@@ -1,16 +1,14 @@
 """cross_chain_arbitrage end to end through the running fleet on the two devnet chains (31337 and
-31338): a tenant with a wallet funded on both chains starts the strategy (executors deployed on
-both), a test swap makes WETH cheaper on one chain than on the other, and:
+31338): a tenant with a wallet funded on both chains (gas and token inventory) starts the
+strategy (executors deployed on both), a test swap makes WETH cheaper on one chain than on the other, and:
 
 * the strategy engine publishes a two-leg opportunity, one swap per chain, whose legs chain (the
   sell leg spends exactly what the buy leg yields) and whose expected profit is exact, to the wei,
   on both chains' pools;
 * risk approves it and reserves the buy leg's input, and releases the reservation once execution
-  has finished with it.
-
-Execution cannot execute cross-chain opportunities yet (the executor contract and the execution
-engine run single-chain cycles only: such an opportunity ends FAILED, refused before simulation); the last test
-states the acceptance criterion and is an expected failure until that lands.
+  has finished with it;
+* execution trades it from the wallet's inventory on both chains (one router swap per chain, signed
+  and recorded together, sent together): included on both chains with realised profit > 0.
 """
 
 from __future__ import annotations
@@ -34,6 +32,7 @@ from mevaas_chain import abi
 from mevaas_chain.amm.v2 import SwapLeg, amounts_out
 from mevaas_core.bus import Bus
 from mevaas_local.devnet import Devnet, DevnetChain
+from mevaas_local.devnet.deploy import mint_tokens
 from mevaas_sdk import MevaasClient
 from mevaas_strategy.events import LOOKUP_SUBJECT
 from tests.fixtures.devnet import reserves, skew_pool
@@ -46,6 +45,9 @@ from tests.integration.tenancy.helpers import create_tenant
 pytestmark = pytest.mark.integration
 
 S = common_pb2
+# Whole tokens the wallet holds on each chain, well above what one trade moves (max_position is
+# 5 WETH, the other leg's stablecoin amount is worth as much).
+INVENTORY = {"WETH": 100, "USDC": 1_000_000, "USDT": 1_000_000, "DAI": 1_000_000}
 FINAL = {
     S.EXECUTION_RESULT_STATUS_INCLUDED,
     S.EXECUTION_RESULT_STATUS_REVERTED,
@@ -115,6 +117,19 @@ async def run_cross_chain(client: MevaasClient, devnet: Devnet, bus: Bus) -> Cro
     tenant_id = (await client.auth.WhoAmI(tenancy_pb2.WhoAmIRequest())).tenant_id
     for chain in devnet.chains:
         await fund(chain, wallet.address)
+        # Inventory on both chains: each leg is paid from what the wallet holds on its chain.
+        await mint_tokens(
+            chain.client,
+            chain.transact,
+            chain.deployment,
+            deployer=chain.deployer,
+            to=wallet.address,
+            amounts={
+                token.symbol: INVENTORY[token.symbol] * 10**token.decimals
+                for token in chain.deployment.tokens
+                if token.symbol in INVENTORY
+            },
+        )
     config = strategy_config(
         first.config,
         name=f"xchain-{uuid.uuid4().hex[:8]}",
@@ -167,6 +182,23 @@ async def run_cross_chain(client: MevaasClient, devnet: Devnet, bus: Bus) -> Cro
                 return await first.client.block_number() >= loaded_from
 
             await wait_for(next_blocks)
+            # Differences earlier tests left between the chains are traded first; the gap opens
+            # once nothing is in flight and no new execution appeared for a few blocks.
+            quiet = {"count": -1, "since": 0}
+
+            async def quiet_market() -> bool:
+                listed = await execution.ListExecutions(
+                    execution_pb2.ListExecutionsRequest(session_id=session_id)
+                )
+                head = await first.client.block_number()
+                if len(listed.executions) != quiet["count"] or any(
+                    e.status not in FINAL for e in listed.executions
+                ):
+                    quiet.update(count=len(listed.executions), since=head)
+                    return False
+                return head >= quiet["since"] + 3
+
+            await wait_for(quiet_market, timeout_s=60)
             # Only the second chain moves: the same pair is now priced differently on the two chains.
             # (Earlier tests may have left differences too, found when the strategy first ran; only
             # what the gap opened counts here.) Not the first chain: nothing closes this gap, and
@@ -184,17 +216,20 @@ async def run_cross_chain(client: MevaasClient, devnet: Devnet, bus: Bus) -> Cro
                 return opp is not None and opp.detected_at.ToDatetime(UTC) >= gap_from
 
             async def finished() -> execution_pb2.Execution | None:
+                # Every execution of the session final (none may be left in flight once blocks
+                # stop); of the gap's, the first recorded: its legs went first on both chains
+                # (lowest nonces), later ones find the gap closed.
                 listed = await execution.ListExecutions(
                     execution_pb2.ListExecutionsRequest(session_id=session_id)
                 )
-                return next(
-                    (
-                        e
-                        for e in listed.executions
-                        if e.status in FINAL and e.opportunity_id in decisions and from_gap(e.opportunity_id)
-                    ),
-                    None,
-                )
+                if any(e.status not in FINAL for e in listed.executions):
+                    return None
+                gap = [
+                    e
+                    for e in listed.executions
+                    if e.opportunity_id in decisions and from_gap(e.opportunity_id)
+                ]
+                return min(gap, key=lambda e: e.created_at.ToNanoseconds(), default=None)
 
             done: execution_pb2.Execution = await wait_for(finished, timeout_s=60)
     finally:
@@ -242,12 +277,6 @@ async def test_cross_chain_opportunity_found_across_both_chains_and_risk_checked
     await wait_for(released, timeout_s=30)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="execution runs single-chain cycles only and refuses a cross-chain opportunity (FAILED, "
-    "'cross-chain execution ... is not supported'): there is no one-swap leg in the executor "
-    "contract and no per-leg nonce, transaction, inclusion or PnL in execution",
-)
 async def test_cross_chain_arbitrage_lands_on_both_chains(
     fleet_client: MevaasClient, devnet: Devnet, bus: Bus
 ) -> None:
