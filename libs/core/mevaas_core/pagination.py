@@ -6,8 +6,12 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 from mevaas_core.errors import FieldViolation, InvalidArgument
+
+RowT = TypeVar("RowT")
 
 
 def encode_page_token(*cursor: str | int) -> str:
@@ -29,3 +33,13 @@ def decode_page_token(token: str, arity: int, field: str = "page.page_token") ->
     ):
         raise InvalidArgument(FieldViolation(field, "is not a page token issued by this API"))
     return cursor
+
+
+def split_page(
+    rows: Sequence[RowT], size: int, sort_key: Callable[[RowT], tuple[str | int, ...]]
+) -> tuple[Sequence[RowT], str]:
+    """Lists fetch one row more than the page size: its presence means another page follows, whose
+    token is the sort key of the last row shown."""
+    page = rows[:size]
+    token = encode_page_token(*sort_key(page[-1])) if len(rows) > size else ""
+    return page, token

@@ -37,7 +37,7 @@ from mevaas_core.errors import (
 )
 from mevaas_core.grpckit import ALL_TENANT_ROLES, current_principal, require_tenant_scope, rpc
 from mevaas_core.idempotency import IdempotentCall
-from mevaas_core.pagination import decode_page_token, encode_page_token
+from mevaas_core.pagination import decode_page_token, split_page
 from mevaas_core.validation import EMAIL, HEX_COLOUR, HOSTNAME, Validator
 from mevaas_tenancy import convert, store
 from mevaas_tenancy.domain import api_keys, onboarding, plans
@@ -212,8 +212,7 @@ class TenantServicer(tenancy_pb2_grpc.TenantServiceServicer):
                 tier=convert.TIER_NAMES.get(request.tier),
                 exclude=PLATFORM_TENANT_ID,
             )
-        page = rows[:size]
-        token = encode_page_token(page[-1]["tenant_id"]) if len(rows) > size else ""
+        page, token = split_page(rows, size, lambda r: (r["tenant_id"],))
         return tenancy_pb2.ListTenantsResponse(
             tenants=[convert.tenant(r) for r in page], page=common_pb2.PageResponse(next_page_token=token)
         )
@@ -556,12 +555,10 @@ class TenantServicer(tenancy_pb2_grpc.TenantServiceServicer):
             rows = await store.list_users(
                 conn, tenant_id, after=str(cursor[0]) if cursor else "", limit=size + 1
             )
-        page = rows[:size]
+        page, token = split_page(rows, size, lambda r: (r["user_id"],))
         return tenancy_pb2.ListUsersResponse(
             users=[convert.user(r) for r in page],
-            page=common_pb2.PageResponse(
-                next_page_token=encode_page_token(page[-1]["user_id"]) if len(rows) > size else ""
-            ),
+            page=common_pb2.PageResponse(next_page_token=token),
         )
 
     @rpc(*OWNER_ADMIN)
@@ -688,12 +685,10 @@ class TenantServicer(tenancy_pb2_grpc.TenantServiceServicer):
                 limit=size + 1,
                 include_revoked=request.include_revoked,
             )
-        page = rows[:size]
+        page, token = split_page(rows, size, lambda r: (r["key_id"],))
         return tenancy_pb2.ListApiKeysResponse(
             api_keys=[convert.api_key(r) for r in page],
-            page=common_pb2.PageResponse(
-                next_page_token=encode_page_token(page[-1]["key_id"]) if len(rows) > size else ""
-            ),
+            page=common_pb2.PageResponse(next_page_token=token),
         )
 
     @rpc(*OWNER_ADMIN)
@@ -742,12 +737,10 @@ class TenantServicer(tenancy_pb2_grpc.TenantServiceServicer):
                 action_prefix=request.action_prefix,
                 resource_prefix=request.resource_prefix,
             )
-        page = rows[:size]
+        page, token = split_page(rows, size, lambda r: (r["record_id"],))
         return tenancy_pb2.ListAuditRecordsResponse(
             records=[_audit_record(r) for r in page],
-            page=common_pb2.PageResponse(
-                next_page_token=encode_page_token(page[-1]["record_id"]) if len(rows) > size else ""
-            ),
+            page=common_pb2.PageResponse(next_page_token=token),
         )
 
 
