@@ -38,6 +38,9 @@ class RekeyResult:
     wallets_by_kek: dict[str, int]
 
 
+LOCK_TIMEOUT = "15s"
+
+
 async def wallets_by_kek(pool: asyncpg.Pool) -> dict[str, int]:
     async with platform_transaction(pool, readonly=True) as conn:
         rows = await conn.fetch("SELECT kek_id, count(*) AS n FROM execution.wallets GROUP BY kek_id")
@@ -47,9 +50,13 @@ async def wallets_by_kek(pool: asyncpg.Pool) -> dict[str, int]:
 async def _rewrap_batch(pool: asyncpg.Pool, keyring: KeyRing, batch_size: int) -> int:
     target = keyring.current
     async with platform_transaction(pool) as conn:
+        # NO KEY UPDATE: the wallet's key columns stay, so sessions and executions that reference it
+        # (foreign keys take KEY SHARE) are not blocked; a lock held elsewhere fails the batch
+        # loudly instead of hanging the rotation.
+        await conn.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
         rows = await conn.fetch(
             "SELECT wallet_id, tenant_id, address, kek_id, wrapped_dek, ciphertext "
-            "FROM execution.wallets WHERE kek_id <> $1 ORDER BY wallet_id LIMIT $2 FOR UPDATE",
+            "FROM execution.wallets WHERE kek_id <> $1 ORDER BY wallet_id LIMIT $2 FOR NO KEY UPDATE",
             target,
             batch_size,
         )
@@ -91,7 +98,7 @@ async def _run(settings: ExecutionSettings, batch_size: int, dry_run: bool) -> i
             return 0
         try:
             result = await rekey_wallets(pool, keyring, batch_size=batch_size)
-        except KeystoreError as exc:
+        except (KeystoreError, asyncpg.LockNotAvailableError) as exc:
             # Batches committed before the failure stay re-wrapped; a re-run resumes after them.
             print(f"mevaas-execution-rekey: {exc}", file=sys.stderr)
             return 1

@@ -57,7 +57,11 @@ async def run_rekey(dsn: str, kek: str, kek_id: str, *args: str) -> tuple[int, s
     proc = await asyncio.create_subprocess_exec(
         str(REKEY), *args, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
     )
-    out, err = await proc.communicate()
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), 120)
+    except TimeoutError:
+        proc.kill()
+        raise AssertionError("mevaas-execution-rekey did not finish") from None
     assert proc.returncode is not None
     return proc.returncode, out.decode(), err.decode()
 
