@@ -28,7 +28,7 @@ from mevaas_core.errors import (
 )
 from mevaas_core.grpckit.context import _principal
 from mevaas_core.grpckit.policy import RpcPolicy
-from mevaas_core.grpckit.ratelimit import TenantRateLimiter
+from mevaas_core.grpckit.ratelimit import TenantRateLimiter, peer_host
 from mevaas_core.logging import current_tenant_id
 from mevaas_core.metrics import GRPC_HANDLED, GRPC_LATENCY
 
@@ -142,7 +142,7 @@ class PlatformInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
     ) -> Principal | None:
         header = metadata.get("authorization", "")
         if policy.public:
-            self._throttle(f"peer:{context.peer()}", PUBLIC_RATE_PER_SECOND, PUBLIC_BURST)
+            self._throttle(f"peer:{peer_host(context.peer())}", PUBLIC_RATE_PER_SECOND, PUBLIC_BURST)
             return self._verifier.verify(header[7:]) if header.lower().startswith("bearer ") else None
         if not header.lower().startswith("bearer "):
             raise Unauthenticated("missing 'authorization: Bearer <token>' metadata")
