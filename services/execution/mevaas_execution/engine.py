@@ -85,6 +85,7 @@ class Engine:
         self._deploy_locks: dict[tuple[str, str, int], asyncio.Lock] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._trackers: list[asyncio.Task[None]] = []
+        self._sending: set[str] = set()
 
     # lifecycle ------------------------------------------------------------------------------------
 
@@ -236,7 +237,13 @@ class Engine:
             reason = f"session is {session['state']}" if session else "the strategy has no running session"
             await self._record_unsent({**row, "status": "dropped", "error": reason}, stamps)
             return
-        await self._execute(decision, session, row, stamps)
+        # While this path signs and sends, the tracker must not take its "signed" row for one a
+        # crash left unsent (it would resend it and record it without the bundle hash).
+        self._sending.add(row["execution_id"])
+        try:
+            await self._execute(decision, session, row, stamps)
+        finally:
+            self._sending.discard(row["execution_id"])
 
     async def _execute(
         self,
@@ -712,6 +719,8 @@ class Engine:
         """The leg's target block passed without it: resend while its window lasts (a bundle
         every block; a public transaction only if its send never confirmed), then drop it."""
         unsent = row["status"] == "signed"
+        if unsent and row["execution_id"] in self._sending:
+            return
         if head < row["last_block"]:
             if row["submission_mode"] != BUNDLE and not unsent:
                 return  # public: it may still be mined within the window
@@ -868,6 +877,8 @@ class Engine:
         within_deadline = not planning.is_stale(row["deadline_block"], head)
         bundle = row["submission_mode"] == BUNDLE
         unsent = row["status"] == "signed"
+        if unsent and row["execution_id"] in self._sending:
+            return
         if row["status"] in ("signed", "submitted") and within_deadline:
             if not bundle and not unsent and row["deadline_block"]:
                 return  # public: it may still be mined before the deadline
