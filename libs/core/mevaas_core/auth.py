@@ -1,9 +1,14 @@
 """Access tokens: tenancy signs short-lived JWTs (EdDSA/Ed25519) for an API key; every service
 verifies them locally with the public key, so no request needs a call to tenancy.
 
-Claims: `sub` (API key or user id), `tid` (tenant id), `roles`, `tier`, `rps`/`burst` (the plan's
-rate limit, enforced per tenant by every service), `iss`, `aud`, `iat`, `exp`, `jti`; the header
+Claims: `sub` (API key id), `uid` (the key's user, if any), `tid` (tenant id), `roles`, `tier`,
+`rps`/`burst` (the plan's rate limit, enforced per tenant by every service), `iss`, `aud`, `iat`,
+`iat_ms` (issue time in milliseconds, which revocations compare against), `exp`, `jti`; the header
 carries `kid` so keys can be rotated (several public keys verify at once).
+
+A verifier refuses tokens whose lifetime (`exp - iat`) exceeds its maximum: a leaked signing key or a misconfigured issuer cannot mint long-lived credentials that the
+revocation feed (mevaas_core.revocation), which only remembers one maximum lifetime, would forget.
+Tokens issued in the future are refused too.
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ from mevaas_core.errors import Unauthenticated
 PLATFORM_TENANT_ID = "_platform"
 VERIFIED_CACHE_SIZE = 10_000
 ALGORITHM = "EdDSA"
+# The longest life a verifier accepts by default; the issuer's TTL must not exceed it.
+MAX_TOKEN_LIFETIME_SECONDS = 3600
 
 
 class Role(enum.StrEnum):
@@ -46,6 +53,9 @@ class Principal:
     burst: int = 0
     token_id: str = ""
     expires_at: int = 0
+    # The API key's user ("" for keys of no user) and when the token was issued (ms since epoch).
+    user_id: str = ""
+    issued_at_ms: int = 0
 
     @property
     def is_platform_admin(self) -> bool:
@@ -105,24 +115,29 @@ def key_id_of_pem(pem: str) -> str:
 
 class TokenIssuer:
     def __init__(self, key: SigningKey, *, issuer: str, audience: str, ttl_seconds: int) -> None:
+        if not 0 < ttl_seconds <= MAX_TOKEN_LIFETIME_SECONDS:
+            raise ValueError(f"token TTL must be between 1 and {MAX_TOKEN_LIFETIME_SECONDS} seconds")
         self._key = key
         self.issuer = issuer
         self.audience = audience
         self.ttl_seconds = ttl_seconds
 
     def issue(self, principal: Principal, *, now: float | None = None) -> tuple[str, int]:
-        issued_at = int(now if now is not None else time.time())
+        issued_at_ms = int((now if now is not None else time.time()) * 1000)
+        issued_at = issued_at_ms // 1000
         expires_at = issued_at + self.ttl_seconds
         claims = {
             "iss": self.issuer,
             "aud": self.audience,
             "sub": principal.subject,
+            "uid": principal.user_id,
             "tid": principal.tenant_id,
             "roles": sorted(r.value for r in principal.roles),
             "tier": principal.tier,
             "rps": principal.rate_per_second,
             "burst": principal.burst,
             "iat": issued_at,
+            "iat_ms": issued_at_ms,
             "exp": expires_at,
             "jti": uuid.uuid4().hex,
         }
@@ -135,8 +150,16 @@ class TokenIssuer:
 class TokenVerifier:
     """Verifies tokens against a set of trusted public keys, selected by `kid`."""
 
-    def __init__(self, public_pems: Iterable[str], *, issuer: str, audience: str) -> None:
+    def __init__(
+        self,
+        public_pems: Iterable[str],
+        *,
+        issuer: str,
+        audience: str,
+        max_lifetime_seconds: int = MAX_TOKEN_LIFETIME_SECONDS,
+    ) -> None:
         self._keys: dict[str, Ed25519PublicKey] = {}
+        self.max_lifetime_seconds = max_lifetime_seconds
         for pem in public_pems:
             self.add_key(pem)
         self._issuer = issuer
@@ -184,8 +207,17 @@ class TokenVerifier:
             raise Unauthenticated(f"invalid access token: {exc}") from None
         try:
             roles = frozenset(Role(r) for r in claims.get("roles", []))
-        except ValueError:
-            raise Unauthenticated("access token carries an unknown role") from None
+            issued_at, expires_at = int(claims["iat"]), int(claims["exp"])
+            issued_at_ms = int(claims.get("iat_ms", issued_at * 1000))
+        except (ValueError, TypeError):
+            raise Unauthenticated("access token carries an unknown role or a bad time") from None
+        if expires_at - issued_at > self.max_lifetime_seconds:
+            raise Unauthenticated(
+                f"access token lives longer than the maximum of {self.max_lifetime_seconds} s"
+            )
+        # (PyJWT itself refuses an `iat` in the future.)
+        if issued_at_ms // 1000 != issued_at:
+            raise Unauthenticated("access token carries an inconsistent issue time")
         return Principal(
             subject=str(claims["sub"]),
             tenant_id=str(claims["tid"]),
@@ -194,5 +226,7 @@ class TokenVerifier:
             rate_per_second=float(claims.get("rps", 0.0)),
             burst=int(claims.get("burst", 0)),
             token_id=str(claims.get("jti", "")),
-            expires_at=int(claims["exp"]),
+            expires_at=expires_at,
+            user_id=str(claims.get("uid", "")),
+            issued_at_ms=issued_at_ms,
         )

@@ -1,15 +1,16 @@
 """`mevaas-migrate --service NAME`: apply a service's migrations (the Helm pre-install/pre-upgrade
 Job and operators run this). DATABASE_URL names the schema owner's connection; with
 `--provision` it is an admin connection instead and the roles and schema are created first, with
-passwords from DB_OWNER_PASSWORD and DB_APP_PASSWORD."""
+passwords from DB_OWNER_PASSWORD, DB_APP_PASSWORD and DB_PLATFORM_PASSWORD. Each may also be a
+file in SECRETS_DIR (`database_url`, `db_app_password`, ...), as the Helm Job mounts them."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
 
+from mevaas_core.config import read_secret
 from mevaas_core.db import provision_service_database
 from mevaas_core.migrations import apply_migrations
 from mevaas_core.service import discover_services
@@ -26,9 +27,14 @@ async def migrate(service: str, dsn: str, provision: bool) -> int:
         return 0
     owner_dsn = dsn
     if provision:
-        dsns = await provision_service_database(
-            dsn, spec.schema, os.environ["DB_APP_PASSWORD"], os.environ["DB_OWNER_PASSWORD"]
-        )
+        passwords = [read_secret(n) for n in ("DB_APP_PASSWORD", "DB_OWNER_PASSWORD", "DB_PLATFORM_PASSWORD")]
+        if not all(passwords):
+            print(
+                "--provision needs DB_APP_PASSWORD, DB_OWNER_PASSWORD and DB_PLATFORM_PASSWORD",
+                file=sys.stderr,
+            )
+            return 2
+        dsns = await provision_service_database(dsn, spec.schema, *passwords)
         owner_dsn = dsns.owner_dsn
     applied = await apply_migrations(owner_dsn, spec.schema, spec.migrations)
     print(f"{service}: applied {len(applied)} migration(s)")
@@ -42,7 +48,7 @@ def main() -> None:
         "--provision", action="store_true", help="DATABASE_URL is an admin DSN; create roles first"
     )
     args = parser.parse_args()
-    dsn = os.environ.get("DATABASE_URL", "")
+    dsn = read_secret("DATABASE_URL")
     if not dsn:
         print("DATABASE_URL is not set", file=sys.stderr)
         sys.exit(2)

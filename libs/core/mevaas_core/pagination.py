@@ -9,6 +9,7 @@ import json
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
+from mevaas_core import jsoninput
 from mevaas_core.errors import FieldViolation, InvalidArgument
 
 RowT = TypeVar("RowT")
@@ -23,8 +24,8 @@ def decode_page_token(token: str, arity: int, field: str = "page.page_token") ->
         return None
     try:
         padded = token + "=" * (-len(token) % 4)
-        cursor = json.loads(base64.urlsafe_b64decode(padded.encode()))
-    except (binascii.Error, ValueError, UnicodeDecodeError):
+        cursor = jsoninput.loads(base64.urlsafe_b64decode(padded.encode()))
+    except (binascii.Error, ValueError):
         raise InvalidArgument(FieldViolation(field, "is not a page token issued by this API")) from None
     if (
         not isinstance(cursor, list)

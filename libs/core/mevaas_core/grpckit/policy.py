@@ -24,15 +24,18 @@ class RpcPolicy:
     public: bool = False
     # Public RPCs that mint credentials (e.g. ExchangeApiKey) are still rate limited by peer.
     rate_limited: bool = True
+    # Every call of a mutating RPC leaves an audit record (mevaas_core.audit); None: by its name.
+    mutates: bool | None = None
 
 
-def rpc(*roles: Role, public: bool = False) -> Callable[[F], F]:
-    """Declare who may call this RPC. `public=True` means no token is needed."""
+def rpc(*roles: Role, public: bool = False, mutates: bool | None = None) -> Callable[[F], F]:
+    """Declare who may call this RPC. `public=True` means no token is needed; `mutates` overrides
+    what the method's name says (Get*/List*/... read, anything else mutates)."""
     if not roles and not public:
         raise ValueError("an RPC policy names at least one role or is public")
 
     def mark(fn: F) -> F:
-        setattr(fn, POLICY_ATTRIBUTE, RpcPolicy(roles=frozenset(roles), public=public))
+        setattr(fn, POLICY_ATTRIBUTE, RpcPolicy(roles=frozenset(roles), public=public, mutates=mutates))
         return fn
 
     return mark
