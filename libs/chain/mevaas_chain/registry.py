@@ -69,6 +69,10 @@ class ChainConfig(BaseModel):
     native_symbol: str = "ETH"
     wrapped_native: Address | None = None
     block_time_s: float | None = None
+    # Blocks on top of a transaction's block before its receipt is booked: a receipt of the head
+    # block may still vanish (a reorg; the devnet relay rebuilding a block without a failing
+    # bundle). 0 books at once and trusts the head.
+    confirmations: int = Field(default=1, ge=0, le=128)
     dexes: list[DexConfig] = Field(default_factory=list)
     tokens: list[TokenConfig] = Field(default_factory=list)
     # Contracts the deployment knows about by role, e.g. {"executor": "0x..."}.

@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from typing import Any
 
 from mevaas_inspector.classify import arbitrages_in_tx, find_sandwiches
-from mevaas_inspector.decode import (
-    COMPOUND_MARKETS,
-    TxIndex,
-    decode_liquidations,
-    decode_swaps,
-    is_plain_call,
-)
+from mevaas_inspector.decode import TxIndex, decode_swaps, is_plain_call
+from mevaas_inspector.liquidations import AAVE_POOLS, decode_liquidations
+from mevaas_inspector.markets import COMPOUND_MARKETS
 from mevaas_inspector.models import (
     Arbitrage,
     BlockData,
@@ -52,15 +48,19 @@ def group_by_transaction(traces: tuple[Trace, ...]) -> list[list[Trace]]:
 
 
 def inspect_block(
-    block: dict[str, Any] | BlockData, compound_markets: Mapping[str, str] | None = None
+    block: dict[str, Any] | BlockData,
+    compound_markets: Mapping[str, str] | None = None,
+    aave_pools: Iterable[str] = (),
 ) -> BlockInspection:
     """Find transfers, swaps, flash loans, arbitrages, sandwiches and liquidations in a block.
 
     `block` is either parsed BlockData or a raw dict in the fixture / JSON-RPC shape.
-    `compound_markets` maps Compound cToken -> underlying (defaults to the mainnet list)."""
+    `compound_markets` maps Compound cToken -> underlying (defaults to the mainnet list);
+    `aave_pools` adds Aave pools to the mainnet ones (a devnet's or another network's)."""
     data = block if isinstance(block, BlockData) else parse_block(block, state_changing_only=True)
     markets = {k.lower(): v.lower() for k, v in (compound_markets or COMPOUND_MARKETS).items()}
     receipts = {r.transaction_hash: r for r in data.receipts}
+    pools = AAVE_POOLS | {p.lower() for p in aave_pools}
     transfers: list[Transfer] = []
     swaps: list[Swap] = []
     flash_loans: list[FlashLoan] = []
@@ -73,7 +73,7 @@ def inspect_block(
         if gas is not None:
             gas_by_tx[tx.transaction_hash] = gas
         transfers.extend(tx.transfers)
-        liquidations.extend(replace(li, gas=gas) for li in decode_liquidations(tx, markets))
+        liquidations.extend(replace(li, gas=gas) for li in decode_liquidations(tx, markets, pools))
         if not tx.transfers:
             continue
         decoded = decode_swaps(tx)

@@ -5,7 +5,7 @@ anvil). The three calls go out as one JSON-RPC batch."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import aiohttp
@@ -68,6 +68,7 @@ async def inspect_rpc_block(
     block_number: int,
     compound_markets: Mapping[str, str] | None = None,
     session: aiohttp.ClientSession | None = None,
+    aave_pools: Iterable[str] = (),
 ) -> BlockInspection:
     raw = await fetch_block(rpc_url, block_number, session=session)
-    return inspect_block(parse_block(raw), compound_markets=compound_markets)
+    return inspect_block(parse_block(raw), compound_markets=compound_markets, aave_pools=aave_pools)

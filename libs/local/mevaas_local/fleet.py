@@ -6,8 +6,11 @@ then runs every registered service (`mevaas.services` entry points) as its own p
 as in Kubernetes. Prints the endpoints and the platform admin's API key, writes .data/mevaas.json
 for the CLI, shows live what the fleet is doing, and on Ctrl-C stops everything in reverse order.
 
-Secrets (JWT signing key, admin key, database passwords, key-encryption keys) are generated on
-first start and kept in .data/secrets.json, so data and keys survive a restart.
+Secrets (JWT signing key, admin key, database and NATS passwords, key-encryption keys) are generated
+on first start and kept in .data/secrets.json, so data and keys survive a restart. Each service gets
+its own as files (.data/secrets/<service>/, its SECRETS_DIR), never in its environment. The
+embedded NATS runs the platform's bus permissions (mevaas_core.bus.identities): every service
+connects as its own identity, the live view as the read-only `console`.
 """
 
 from __future__ import annotations
@@ -22,35 +25,34 @@ import signal
 import subprocess
 import sys
 import time
-from collections import Counter, defaultdict, deque
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
 import grpc
-import nats
-from google.protobuf.message import DecodeError
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from nats.aio.client import Client as NatsClient
-from rich.console import Console, Group
-from rich.live import Live
+from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
-from rich.text import Text
 
-from mevaas.common.v1 import common_pb2
-from mevaas.events.v1 import events_pb2
 from mevaas_core.auth import SigningKey
-from mevaas_core.bus import HEADER_MSG_ID
+from mevaas_core.bus.identities import (
+    SERVICE_NEEDS,
+    TOOL_NEEDS,
+    BusIdentity,
+    NatsUser,
+    service_identity,
+    tool_identity,
+)
 from mevaas_core.db import provision_service_database
 from mevaas_core.migrations import apply_migrations
 from mevaas_core.service import ServiceSpec, discover_services
 from mevaas_local.embedded import EmbeddedNats, EmbeddedPostgres, child_dies_with_parent, free_port
+from mevaas_local.live_view import watch
+from mevaas_local.supervisor import Supervisor
 
 console = Console()
 HEALTH_TIMEOUT_SECONDS = 60.0
-LIVE_SUBJECTS = ("opp.>", "risk.*.decision", "exec.*.result", "chain.*.block")
 
 
 @dataclass
@@ -70,6 +72,8 @@ class FleetSecrets:
                 self.values[name] = SigningKey.generate().private_pem()
             elif name == "BOOTSTRAP_ADMIN_KEY":
                 self.values[name] = f"mvs_platformadmin_{secrets.token_urlsafe(32)}"
+            elif name.startswith("NATS_PASSWORD_"):
+                self.values[name] = secrets.token_hex(24)  # goes into a URL as is
             else:
                 self.values[name] = base64.b64encode(secrets.token_bytes(32)).decode()
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -85,6 +89,52 @@ class RunningService:
     grpc_port: int
     metrics_port: int
     log_path: Path
+    http_port: int = 0
+    env: dict[str, str] = field(default_factory=dict)
+    # A process that did this service's imports and waits to replace it (mevaas_local.spare).
+    spare: subprocess.Popen[bytes] | None = None
+
+
+def _popen(
+    command: list[str], env: Mapping[str, str], log_path: Path, **extra: object
+) -> subprocess.Popen[bytes]:
+    with log_path.open("ab") as log_file:
+        return subprocess.Popen(  # type: ignore[call-overload, no-any-return]
+            command,
+            env=env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=child_dies_with_parent(),  # noqa: PLW1509 - only sets a death signal; no locks taken
+            **extra,
+        )
+
+
+def spawn_spare(service: RunningService) -> None:
+    """Start the service's warm spare (in the background: it only imports, then waits)."""
+    service.spare = _popen(
+        [sys.executable, "-m", "mevaas_local.spare", service.spec.module],
+        service.env,
+        service.log_path,
+        stdin=subprocess.PIPE,
+    )
+
+
+async def promote_spare(old: RunningService) -> RunningService | None:
+    """The spare, told to start, as the service (same ports, settings and log); None if it died."""
+    spare, old.spare = old.spare, None
+    if spare is None or spare.poll() is not None or spare.stdin is None:
+        return None
+    try:
+        spare.stdin.write(b"start\n")
+        spare.stdin.close()
+    except OSError:
+        return None
+    running = RunningService(
+        old.spec, spare, old.grpc_port, old.metrics_port, old.log_path, old.http_port, env=old.env
+    )
+    await wait_healthy(running)
+    return running
 
 
 async def wait_healthy(service: RunningService) -> None:
@@ -104,6 +154,10 @@ async def wait_healthy(service: RunningService) -> None:
 
 
 def stop_processes(services: list[RunningService], grace_seconds: float = 10.0) -> None:
+    for service in services:
+        if service.spare is not None and service.spare.poll() is None:
+            service.spare.kill()
+            service.spare.wait()
     for service in reversed(services):
         if service.process.poll() is None:
             service.process.send_signal(signal.SIGTERM)
@@ -117,191 +171,131 @@ def stop_processes(services: list[RunningService], grace_seconds: float = 10.0) 
             service.process.wait()
 
 
-@dataclass
-class TenantActivity:
-    """What one tenant's hot path did since the view started."""
-
-    opportunities: int = 0
-    approved: int = 0
-    rejected: int = 0
-    # The latest status of each execution (a submitted one later becomes included, reverted...).
-    execution_status: dict[str, str] = field(default_factory=dict)
-    # Realised profit per profit token (base units), booked once per finished execution.
-    pnl: dict[str, int] = field(default_factory=lambda: defaultdict(int))
-    decimals: dict[str, int] = field(default_factory=dict)
-    booked: set[str] = field(default_factory=set)
-
-    def executions(self) -> Counter[str]:
-        return Counter(self.execution_status.values())
+ADMIN_NATS_USER = "admin"
 
 
-def _token_label(token: common_pb2.Token) -> str:
-    return f"{token.symbol or token.address[:10]}@{token.chain_id}"
+def fleet_nats_users(fleet_secrets: FleetSecrets) -> list[NatsUser]:
+    """The embedded NATS's users: an unrestricted admin (readiness probe only), every service and
+    tool identity of the platform's model, with passwords kept across restarts."""
+    identities = [
+        BusIdentity(ADMIN_NATS_USER, None),
+        *(service_identity(name) for name in SERVICE_NEEDS),
+        *(tool_identity(name) for name in TOOL_NEEDS),
+    ]
+    return [NatsUser(i, fleet_secrets.get(f"NATS_PASSWORD_{i.user}")) for i in identities]
 
 
-def _amount(value: int, decimals: int) -> str:
-    """Human units for display only (amounts stay integers everywhere else)."""
-    if not decimals:
-        return str(value)
-    return f"{Decimal(value).scaleb(-decimals).normalize():f}"
+@dataclass(frozen=True)
+class BusAccess:
+    """The NATS URL each identity connects with (the external NATS_URL for all when one is given)."""
+
+    url: str
+    server: EmbeddedNats | None = None
+
+    def url_for(self, user: str) -> str:
+        return self.server.url_for(user) if self.server is not None else self.url
 
 
-class LiveView:
-    """What flows through the hot path, per tenant, decoded from core NATS subscriptions.
-
-    It is an observer: plain subscriptions see every message published on the subjects without
-    consuming from the durable consumers the services use. JetStream drops a republished event
-    (same Nats-Msg-Id) from the stream, but core subscribers still receive it, so the view
-    skips ids it has already counted.
-    """
-
-    RECENT_EVENTS = 6
-    REMEMBERED_IDS = 50_000
-
-    def __init__(self) -> None:
-        self.tenants: dict[str, TenantActivity] = defaultdict(TenantActivity)
-        self.blocks: dict[int, int] = {}
-        self.recent: deque[str] = deque(maxlen=self.RECENT_EVENTS)
-        self.unreadable = 0
-        self._seen_ids: set[str] = set()
-        self._seen_order: deque[str] = deque()
-
-    async def attach(self, nc: NatsClient) -> None:
-        """Subscribe to the hot path's subjects on ``nc`` (core NATS, observer only)."""
-        for subject in LIVE_SUBJECTS:
-            await nc.subscribe(subject, cb=self.on_message)
-
-    async def on_message(self, msg: Any) -> None:
-        self.observe(msg.subject, msg.data, msg.headers or {})
-
-    def observe(self, subject: str, data: bytes, headers: Mapping[str, str]) -> None:
-        msg_id = headers.get(HEADER_MSG_ID, "")
-        if msg_id and not self._remember(f"{subject}|{msg_id}"):
-            return
-        domain, _, rest = subject.partition(".")
-        try:
-            if domain == "opp":
-                self._opportunity(events_pb2.Opportunity.FromString(data))
-            elif domain == "risk" and rest.endswith(".decision"):
-                self._decision(events_pb2.RiskDecision.FromString(data))
-            elif domain == "exec" and rest.endswith(".result"):
-                self._result(events_pb2.ExecutionResult.FromString(data))
-            elif domain == "chain" and rest.endswith(".block"):
-                update = events_pb2.MarketUpdate.FromString(data)
-                self.blocks[update.chain_id] = max(self.blocks.get(update.chain_id, 0), update.block_number)
-        except DecodeError:
-            self.unreadable += 1
-
-    def _remember(self, key: str) -> bool:
-        if key in self._seen_ids:
-            return False
-        self._seen_ids.add(key)
-        self._seen_order.append(key)
-        if len(self._seen_order) > self.REMEMBERED_IDS:
-            self._seen_ids.discard(self._seen_order.popleft())
-        return True
-
-    def _event(self, tenant_id: str, text: str) -> None:
-        self.recent.append(f"{time.strftime('%H:%M:%S')} {tenant_id[:8]} {text}")
-
-    def _opportunity(self, opp: events_pb2.Opportunity) -> None:
-        self.tenants[opp.tenant_id].opportunities += 1
-        profit = _amount(int(opp.expected_profit_net_of_gas or 0), opp.profit_token.decimals)
-        self._event(
-            opp.tenant_id,
-            f"opportunity {opp.opportunity_id[:8]}: {len(opp.hops)} hops on chain {opp.chain_id}, "
-            f"net {profit} {_token_label(opp.profit_token)}",
-        )
-
-    def _decision(self, decision: events_pb2.RiskDecision) -> None:
-        activity = self.tenants[decision.tenant_id]
-        approved = decision.outcome == events_pb2.RISK_DECISION_OUTCOME_APPROVED
-        if approved:
-            activity.approved += 1
-        else:
-            activity.rejected += 1
-        reason = events_pb2.RiskReasonCode.Name(decision.reason_code).removeprefix("RISK_REASON_CODE_")
-        self._event(
-            decision.tenant_id,
-            f"risk {'approved' if approved else 'rejected'} {decision.opportunity_id[:8]} ({reason.lower()})",
-        )
-
-    def _result(self, result: events_pb2.ExecutionResult) -> None:
-        activity = self.tenants[result.tenant_id]
-        status = common_pb2.ExecutionResultStatus.Name(result.status).removeprefix("EXECUTION_RESULT_STATUS_")
-        activity.execution_status[result.execution_id] = status.lower()
-        text = f"execution {result.execution_id[:8]} {status.lower()}"
-        finished = result.status != common_pb2.EXECUTION_RESULT_STATUS_SUBMITTED
-        if finished and result.execution_id not in activity.booked:
-            activity.booked.add(result.execution_id)
-            label = _token_label(result.profit_token)
-            profit = int(result.realized_profit or 0)
-            activity.pnl[label] += profit
-            activity.decimals[label] = result.profit_token.decimals
-            text += f", realised {_amount(profit, result.profit_token.decimals)} {label}"
-        self._event(result.tenant_id, text)
-
-    def render(self) -> Group:
-        heads = ", ".join(f"chain {c}: block {n}" for c, n in sorted(self.blocks.items())) or "no blocks yet"
-        table = Table(title=f"MEVaaS fleet: live ({heads}; Ctrl-C to stop)")
-        for column in ("tenant", "opportunities", "approved", "rejected", "executions", "realised PnL"):
-            table.add_column(column)
-        for tenant_id, activity in sorted(self.tenants.items()):
-            executions = activity.executions()
-            table.add_row(
-                tenant_id,
-                str(activity.opportunities),
-                str(activity.approved),
-                str(activity.rejected),
-                ", ".join(f"{status} {n}" for status, n in sorted(executions.items())) or "-",
-                ", ".join(
-                    f"{_amount(value, activity.decimals[label])} {label}"
-                    for label, value in sorted(activity.pnl.items())
-                )
-                or "-",
-            )
-        recent = "\n".join(self.recent) or "waiting for opportunities..."
-        if self.unreadable:
-            recent += f"\n({self.unreadable} messages could not be decoded)"
-        return Group(table, Text(recent, style="dim"))
+def write_secret_files(directory: Path, values: Mapping[str, str]) -> Path:
+    """``values`` as one file per setting (lower-cased name) in ``directory`` (mode 700/600): the
+    service's SECRETS_DIR (mevaas_core.config)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    directory.chmod(0o700)
+    for name, value in values.items():
+        path = directory / name.lower()
+        path.write_text(value)
+        path.chmod(0o600)
+    return directory
 
 
-async def run_fleet(stop: asyncio.Event, *, with_devnet: bool = True, data_dir: Path = Path(".data")) -> None:
+async def run_fleet(
+    stop: asyncio.Event,
+    *,
+    with_devnet: bool = True,
+    data_dir: Path = Path(".data"),
+    sandwich_bot: bool = False,
+) -> None:
     data_dir.mkdir(parents=True, exist_ok=True)
     fleet_secrets = FleetSecrets.load(data_dir / "secrets.json")
     async with contextlib.AsyncExitStack() as stack:
+        servers: list[EmbeddedNats | EmbeddedPostgres] = []  # supervised with the services
         nats_url = os.environ.get("NATS_URL")
-        if not nats_url:
+        if nats_url:
+            bus = BusAccess(nats_url)
+        else:
             with console.status("starting NATS (JetStream)..."):
-                embedded_nats = await stack.enter_async_context(EmbeddedNats(data_dir / "nats"))
+                # A fixed port: the supervisor restarts it where the services look for it.
+                embedded_nats = await stack.enter_async_context(
+                    EmbeddedNats(data_dir / "nats", port=free_port(), users=fleet_nats_users(fleet_secrets))
+                )
             nats_url = embedded_nats.url
+            servers.append(embedded_nats)
+            bus = BusAccess(nats_url, embedded_nats)
         admin_dsn = os.environ.get("DATABASE_URL")
         if not admin_dsn:
             with console.status("starting PostgreSQL..."):
-                embedded_pg = await stack.enter_async_context(EmbeddedPostgres(data_dir / "postgres"))
+                embedded_pg = await stack.enter_async_context(
+                    EmbeddedPostgres(data_dir / "postgres", port=free_port())
+                )
             admin_dsn = embedded_pg.dsn
+            servers.append(embedded_pg)
         shared_env = {
-            "NATS_URL": nats_url,
             "JWT_PUBLIC_KEYS": SigningKey.from_pem(fleet_secrets.get("JWT_PRIVATE_KEY")).public_pem(),
+            # Analytics records the market from the first block, so backtests work out of the box.
+            "MARKET_HISTORY_DIR": str((data_dir / "market-history").resolve()),
+            # The portal is served over plain http on loopback here: its cookies go without the
+            # Secure flag, which a browser that keeps Secure cookies only over https (Safari on
+            # http://127.0.0.1) would drop. The gateway refuses this off loopback (docs/portal.md).
+            "SECURE_COOKIES": "false",
         }
         if with_devnet:
             from mevaas_local.devnet import Devnet
 
-            with console.status("starting the devnet (anvil + Uniswap V2 deployments + relay)..."):
+            with console.status("starting the devnet (anvil + Uniswap V2 + Aave V3 deployments + relay)..."):
                 devnet = await stack.enter_async_context(
-                    Devnet(second_chain=True, data_dir=data_dir / "devnet")
+                    Devnet(second_chain=True, data_dir=data_dir / "devnet", keep_state=True)
                 )
             shared_env["MEVAAS_CHAINS_FILE"] = str((data_dir / "devnet" / "chains.json").resolve())
             console.print(
                 "devnet: "
-                + ", ".join(f"chain {c.config.chain_id} at {c.config.rpc_url}" for c in devnet.chains)
+                + ", ".join(
+                    f"chain {c.config.chain_id} at {c.config.rpc_url}"
+                    f" (Aave V3 pool {c.config.contracts.get('aave_pool', 'none')})"
+                    for c in devnet.chains
+                )
             )
+            if sandwich_bot:
+                from mevaas_local.devnet.sandwich_bot import start_bot
+
+                bot = await start_bot(devnet.main)
+                stack.push_async_callback(bot.stop)
+                console.print(
+                    f"devnet: a sandwich bot ({bot.address}) watches chain {devnet.main.spec.chain_id}'s public pool"
+                )
+            for line in devnet.restore_summary():
+                console.print(
+                    f"[bold red]{escape(line)}[/bold red]" if "RESET" in line else f"devnet {escape(line)}"
+                )
         services: list[RunningService] = []
         stack.callback(stop_processes, services)
         skipped: list[str] = []
         for spec in discover_services(skipped=skipped):
+            # The gateway (started last) calls the services already running.
+            shared_env["UPSTREAMS"] = json.dumps({s.spec.name: f"127.0.0.1:{s.grpc_port}" for s in services})
             with console.status(f"starting {spec.name}..."):
-                services.append(await start_service(spec, admin_dsn, shared_env, fleet_secrets, data_dir))
+                services.append(
+                    await start_service(spec, admin_dsn, shared_env, fleet_secrets, data_dir, bus)
+                )
+        supervisor = supervise(
+            services,
+            servers,
+            lambda spec, ports: start_service(
+                spec, admin_dsn, shared_env, fleet_secrets, data_dir, bus, ports=ports
+            ),
+            data_dir / "pids.json",
+        )
+        await supervisor.start()
+        stack.push_async_callback(supervisor.stop)  # before the processes are stopped
         for reason in skipped:
             console.print(f"[yellow]skipped a service that cannot load[/yellow] {reason}")
         endpoints = {s.spec.name: f"127.0.0.1:{s.grpc_port}" for s in services}
@@ -320,58 +314,139 @@ async def run_fleet(stop: asyncio.Event, *, with_devnet: bool = True, data_dir: 
                 str(s.log_path),
             )
         console.print(summary)
-        console.print(f"NATS: {nats_url}\nplatform admin API key: [bold]{admin_key}[/bold]")
+        console.print(
+            f"NATS: {nats_url} (authenticated; one identity per service)\n"
+            f"platform admin API key: [bold]{admin_key}[/bold]"
+        )
+        for s in services:
+            if s.spec.name == "gateway":
+                console.print(
+                    f"HTTP/JSON API: http://127.0.0.1:{s.http_port}/openapi.json (X-API-Key header)"
+                )
+                console.print(
+                    f"Portal: [bold]http://127.0.0.1:{s.http_port}/t/<tenant slug>/[/bold] - sign in with an "
+                    "API key of the tenant, or as a user (email, password, authenticator code) after "
+                    "opening the enrolment link an admin makes on the portal's Admin page"
+                )
+            if s.spec.name == "execution":
+                chain_ids = [c.config.chain_id for c in devnet.chains] if with_devnet else ["<chain id>"]
+                console.print(
+                    "Protect RPC (point a wallet at it): "
+                    + ", ".join(f"http://127.0.0.1:{s.http_port}/rpc/{c}/<API key>" for c in chain_ids)
+                )
         console.print(
             "CLI config written to .data/mevaas.json; try: [bold].venv/bin/mevaas tenant create acme[/bold]"
         )
-        await watch(nats_url, stop)
+        await watch(bus.url_for("console"), stop, supervisor)
 
 
 async def start_service(
-    spec: ServiceSpec, admin_dsn: str, shared_env: dict[str, str], fleet_secrets: FleetSecrets, data_dir: Path
+    spec: ServiceSpec,
+    admin_dsn: str,
+    shared_env: dict[str, str],
+    fleet_secrets: FleetSecrets,
+    data_dir: Path,
+    bus: BusAccess,
+    *,
+    ports: tuple[int, int, int] | None = None,
 ) -> RunningService:
     env = dict(os.environ)
     env.update(shared_env)
+    # Credentials go to files (the service's SECRETS_DIR), none in its environment.
+    files: dict[str, str] = {"NATS_URL": bus.url_for(spec.name)}
     if spec.schema is not None:
         dsns = await provision_service_database(
             admin_dsn,
             spec.schema,
             fleet_secrets.get(f"DB_PASSWORD_{spec.schema}_app"),
             fleet_secrets.get(f"DB_PASSWORD_{spec.schema}_owner"),
+            fleet_secrets.get(f"DB_PASSWORD_{spec.schema}_platform"),
         )
         if spec.migrations is not None:
             await apply_migrations(dsns.owner_dsn, spec.schema, spec.migrations)
-        env["DATABASE_URL"] = dsns.app_dsn
+        files["DATABASE_URL"] = dsns.app_dsn
+        files["PLATFORM_DATABASE_URL"] = dsns.platform_dsn
     for name in spec.needs:
-        env[name] = fleet_secrets.get(name)
-    grpc_port, metrics_port = free_port(), free_port()
-    env.update({"GRPC_PORT": str(grpc_port), "METRICS_PORT": str(metrics_port), "SERVICE_NAME": spec.name})
+        files[name] = fleet_secrets.get(name)
+    for name in files:
+        env.pop(name, None)  # a variable would win over the file
+    env["SECRETS_DIR"] = str(write_secret_files((data_dir / "secrets" / spec.name).resolve(), files))
+    # A restarted service keeps its ports (the gateway and the CLI know them).
+    grpc_port, metrics_port, http_port = ports or (free_port(), free_port(), free_port())
+    env.update(
+        {
+            "GRPC_PORT": str(grpc_port),
+            "METRICS_PORT": str(metrics_port),
+            "HTTP_PORT": str(http_port),  # read only by services with an HTTP API (the gateway)
+            "SERVICE_NAME": spec.name,
+        }
+    )
     log_path = (data_dir / "logs" / f"{spec.name}.log").resolve()
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    with log_path.open("ab") as log_file:
-        process = subprocess.Popen(
-            [sys.executable, "-m", spec.module],
-            env=env,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            preexec_fn=child_dies_with_parent(),  # noqa: PLW1509 - only sets a death signal; no locks taken
-        )
-    running = RunningService(spec, process, grpc_port, metrics_port, log_path)
+    process = _popen([sys.executable, "-m", spec.module], env, log_path)
+    running = RunningService(spec, process, grpc_port, metrics_port, log_path, http_port, env=env)
     await wait_healthy(running)
     return running
 
 
-async def watch(nats_url: str, stop: asyncio.Event) -> None:
-    """Show the live view, refreshed twice a second, until ``stop`` is set."""
-    view = LiveView()
-    nc = await nats.connect(nats_url, name="mevaas-up-live-view")
-    try:
-        await view.attach(nc)
-        with Live(view.render(), console=console, refresh_per_second=2) as live:
-            while not stop.is_set():
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), 0.5)
-                live.update(view.render())
-    finally:
-        await nc.close()
+def _running(server: EmbeddedNats | EmbeddedPostgres) -> Callable[[], bool]:
+    return lambda: server.running
+
+
+def _alive(services: list[RunningService], index: int) -> Callable[[], bool]:
+    return lambda: services[index].process.poll() is None
+
+
+def _restart(
+    services: list[RunningService],
+    index: int,
+    start: Callable[[ServiceSpec, tuple[int, int, int]], Awaitable[RunningService]],
+) -> Callable[[], Awaitable[None]]:
+    async def restart() -> None:
+        old = services[index]
+        # The warm spare if it is there (imports done: seconds faster), else a cold start.
+        promoted = await promote_spare(old)
+        new = promoted or await start(old.spec, (old.grpc_port, old.metrics_port, old.http_port))
+        spawn_spare(new)
+        services[index] = new
+
+    return restart
+
+
+def _server_name(server: EmbeddedNats | EmbeddedPostgres) -> str:
+    return "nats" if isinstance(server, EmbeddedNats) else "postgresql"
+
+
+def write_pids(
+    path: Path, services: list[RunningService], servers: list[EmbeddedNats | EmbeddedPostgres]
+) -> None:
+    """The fleet's process ids by name (``pids.json`` in the data dir), rewritten after every
+    restart: what an operator (or the chaos test) reads to find a process."""
+    pids = {_server_name(server): server.pid for server in servers}
+    pids |= {s.spec.name: s.process.pid for s in services}
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(json.dumps(pids, indent=2))
+    temporary.replace(path)
+
+
+def supervise(
+    services: list[RunningService],
+    servers: list[EmbeddedNats | EmbeddedPostgres],
+    start: Callable[[ServiceSpec, tuple[int, int, int]], Awaitable[RunningService]],
+    pid_file: Path | None = None,
+) -> Supervisor:
+    """Restart the embedded servers (first) and every service when they die."""
+
+    def restarted() -> None:
+        if pid_file is not None:
+            write_pids(pid_file, services, servers)
+
+    restarted()
+    for service in services:
+        spawn_spare(service)
+    supervisor = Supervisor(on_restart=restarted)
+    for server in servers:
+        supervisor.add(_server_name(server), _running(server), server.start)
+    for index in range(len(services)):
+        supervisor.add(services[index].spec.name, _alive(services, index), _restart(services, index, start))
+    return supervisor

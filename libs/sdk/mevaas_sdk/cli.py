@@ -1,249 +1,228 @@
-"""The `mevaas` command line: the local fleet (`up`), tenants, API keys, and the tools other
-packages contribute as sub-commands (inspector, devnet, strategies, ...).
+"""The `mevaas` command line: one registry of command sources, each loaded only when it runs.
 
-Errors are one clear line on stderr and a non-zero exit, never a traceback.
+`mevaas --help` is printed from the registry alone (no click, typer, grpc or stubs imported), so it
+starts about as fast as Python does; running a command imports just that command's module. A
+package that is not installed (the inspector, the devnet) simply has no command.
 """
 
 from __future__ import annotations
 
-import asyncio
 import importlib
-import json
+import os
 import sys
-import uuid
-from collections.abc import Awaitable, Callable
-from typing import Annotated, Any, TypeVar
 
-import grpc
-import typer
-from google.protobuf.json_format import MessageToDict
-from google.protobuf.message import Message
-from rich.console import Console
-from rich.table import Table
+# Neither typing nor dataclasses on this path: importing them (typing pulls re and collections,
+# dataclasses inspect) costs more than the rest of `mevaas --help`. mypy reads any TYPE_CHECKING.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Protocol
 
-from mevaas.common.v1 import common_pb2
-from mevaas.tenancy.v1 import tenancy_pb2
-from mevaas_sdk.client import ClientConfig, MevaasClient, describe_error
+    class CommandSource(Protocol):
+        """Where one top-level command comes from; `help` is known without loading it."""
 
-app = typer.Typer(
-    help="MEVaaS: multi-tenant MEV-as-a-Service platform.", no_args_is_help=True, add_completion=False
+        @property
+        def help(self) -> str: ...
+
+        def available(self) -> bool: ...
+
+        def load(self, name: str) -> Any: ...
+
+
+PROG = "mevaas"
+ABOUT = "MEVaaS: multi-tenant MEV-as-a-Service platform."
+# (flags, metavar, help) of the root command; they apply to every command after them.
+ROOT_OPTIONS = (
+    ("--profile", "NAME", "Config file profile (else MEVAAS_PROFILE, else the file's default_profile)."),
+    ("--endpoint", "HOST:PORT", "One address for every service (else MEVAAS_ENDPOINT / config / make run)."),
+    ("--config", "FILE", "Config file (else MEVAAS_CONFIG, else ~/.config/mevaas/config.toml)."),
+    ("--help", "", "Show this message and exit."),
 )
-tenant_app = typer.Typer(
-    help="Tenants (platform admins create, list and suspend them).", no_args_is_help=True
-)
-apikey_app = typer.Typer(help="API keys of a tenant.", no_args_is_help=True)
-app.add_typer(tenant_app, name="tenant")
-app.add_typer(apikey_app, name="apikey")
-console = Console()
-err = Console(stderr=True, soft_wrap=True)
-T = TypeVar("T")
 
-# Sub-command groups other packages provide; each is mounted when its package is installed.
-PLUGIN_APPS = {
-    "inspect": ("mevaas_inspector.cli", "app"),
-    "devnet": ("mevaas_local.devnet.cli", "app"),
-    "strategy": ("mevaas_sdk.trading_cli", "strategy_app"),
-    "exec": ("mevaas_sdk.trading_cli", "exec_app"),
-    "risk": ("mevaas_sdk.trading_cli", "risk_app"),
+
+class TyperGroup:
+    """A typer app (a group of sub-commands, or one command as the app's callback)."""
+
+    __slots__ = ("attribute", "help", "module")
+
+    def __init__(self, module: str, attribute: str, help: str) -> None:
+        self.module = module
+        self.attribute = attribute
+        self.help = help
+
+    def available(self) -> bool:
+        import importlib.util  # here: `mevaas config show`'s fast path never needs it
+
+        return importlib.util.find_spec(self.module.partition(".")[0]) is not None
+
+    def load(self, name: str) -> Any:
+        import typer
+
+        # Mounted exactly as `add_typer(app, name=...)` mounts it, so callbacks behave as before.
+        holder = typer.Typer()
+        holder.add_typer(getattr(importlib.import_module(self.module), self.attribute), name=name)
+        group: Any = typer.main.get_command(holder)
+        return group.commands[name]
+
+
+class TyperCommand:
+    """One command of a typer app, mounted at the top level (`mevaas withdraw`)."""
+
+    __slots__ = ("attribute", "command", "help", "module")
+
+    def __init__(self, module: str, attribute: str, command: str, help: str) -> None:
+        self.module = module
+        self.attribute = attribute
+        self.command = command
+        self.help = help
+
+    def available(self) -> bool:
+        return True
+
+    def load(self, name: str) -> Any:
+        import typer
+
+        loaded: Any = typer.main.get_command(getattr(importlib.import_module(self.module), self.attribute))
+        # typer makes an app of one command that command itself, not a group of one.
+        return getattr(loaded, "commands", {self.command: loaded})[self.command]
+
+
+SDK = "mevaas_sdk"
+COMMANDS: dict[str, CommandSource] = {
+    "up": TyperCommand(
+        f"{SDK}.tenancy_cli",
+        "app",
+        "up",
+        "Start the whole fleet locally (NATS, PostgreSQL, devnet, services).",
+    ),
+    "watch": TyperCommand(
+        f"{SDK}.watch_cli", "app", "watch", "Follow executions and positions live (polling)."
+    ),
+    "whoami": TyperCommand(f"{SDK}.tenancy_cli", "app", "whoami", "Show who the configured API key is."),
+    "config": TyperGroup(
+        f"{SDK}.config_cli", "app", "Where each setting comes from (flags, env, file, make run)."
+    ),
+    "positions": TyperCommand(
+        f"{SDK}.treasury_cli", "app", "positions", "Holdings read from the chain, in tokens and USD."
+    ),
+    "wallets": TyperCommand(
+        f"{SDK}.treasury_cli", "app", "wallets", "Wallets with their executor contracts and liveness."
+    ),
+    "withdraw": TyperCommand(
+        f"{SDK}.treasury_cli", "app", "withdraw", "Move funds out of an executor contract."
+    ),
+    "deposit": TyperCommand(
+        f"{SDK}.treasury_cli", "app", "deposit", "Fund an executor contract from its wallet."
+    ),
+    "tenant": TyperGroup(
+        f"{SDK}.tenancy_cli", "tenant_app", "Tenants (platform admins create, list and suspend them)."
+    ),
+    "apikey": TyperGroup(f"{SDK}.tenancy_cli", "apikey_app", "API keys of a tenant."),
+    "strategy": TyperGroup(
+        f"{SDK}.trading_cli", "strategy_app", "Strategies: create, list, get, update, delete."
+    ),
+    "backtests": TyperGroup(f"{SDK}.backtest_cli", "app", "Backtests: list past runs, show one."),
+    "protected": TyperGroup(
+        f"{SDK}.protected_cli", "app", "Protected transactions: list (filtered), show one."
+    ),
+    "exec": TyperGroup(
+        f"{SDK}.trading_cli", "exec_app", "Execution sessions: start, pause, resume, stop, status."
+    ),
+    "risk": TyperGroup(f"{SDK}.trading_cli", "risk_app", "Risk: limits, exposure, VaR and the kill switch."),
+    "api": TyperGroup(
+        f"{SDK}.rpc_cli", "app", "Every RPC of every service, one command each (from the protos)."
+    ),
+    "inspect": TyperGroup(
+        "mevaas_inspector.cli", "app", "Find MEV (arbitrages, sandwiches, liquidations) in a block."
+    ),
+    "devnet": TyperGroup(
+        "mevaas_local.devnet.cli", "app", "Local anvil devnet with DEXes, a market simulator, a relay."
+    ),
+    "verify-ordering": TyperGroup(
+        f"{SDK}.verify_ordering", "app", "Check a fair-ordering log and the chain's inclusion order."
+    ),
 }
-TIERS = {
-    "starter": common_pb2.TIER_STARTER,
-    "professional": common_pb2.TIER_PROFESSIONAL,
-    "enterprise": common_pb2.TIER_ENTERPRISE,
-}
-ROLES = {
-    "owner": common_pb2.ROLE_OWNER,
-    "admin": common_pb2.ROLE_ADMIN,
-    "trader": common_pb2.ROLE_TRADER,
-    "viewer": common_pb2.ROLE_VIEWER,
-    "compliance": common_pb2.ROLE_COMPLIANCE,
-}
-JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
 
-def run_call(call: Callable[[MevaasClient], Awaitable[T]]) -> T:
-    """Run one API interaction; turn every expected failure into a one-line error."""
-
-    async def go() -> T:
-        async with MevaasClient(ClientConfig.load()) as client:
-            return await call(client)
-
-    try:
-        return asyncio.run(go())
-    except grpc.aio.AioRpcError as exc:
-        err.print(f"[red]error[/red] {describe_error(exc)}")
-        raise typer.Exit(1) from None
-    except LookupError as exc:
-        err.print(f"[red]error[/red] {exc}")
-        raise typer.Exit(2) from None
+def help_text() -> str:
+    """The root help, from the registry only."""
+    lines = [f"Usage: {PROG} [OPTIONS] COMMAND [ARGS]...", "", f"  {ABOUT}", "", "Options:"]
+    flags = {flag: f"{flag} {metavar}".strip() for flag, metavar, _ in ROOT_OPTIONS}
+    width = max(len(f) for f in flags.values()) + 2
+    lines += [f"  {flags[flag]:<{width}}{text}" for flag, _, text in ROOT_OPTIONS]
+    lines += ["", "Commands:"]
+    names = [name for name, source in COMMANDS.items() if source.available()]
+    width = max(len(n) for n in names) + 2
+    lines += [f"  {name:<{width}}{COMMANDS[name].help}" for name in names]
+    lines += ["", f"Run `{PROG} COMMAND --help` for a command's options; exit codes: docs/cli.md."]
+    return "\n".join(lines)
 
 
-def emit(
-    message: Message, as_json: bool, columns: list[str] | None = None, rows_field: str | None = None
-) -> None:
-    data = MessageToDict(message, preserving_proto_field_name=True)
-    if as_json or columns is None:
-        console.print_json(json.dumps(data))
-        return
-    rows = data.get(rows_field, []) if rows_field else [data]
-    table = Table(*columns)
-    for row in rows:
-        table.add_row(*(str(row.get(c, "")) for c in columns))
-    console.print(table)
+def root() -> Any:
+    """The root command as typer's own click group (typer vendors click), listing the registry."""
+    import typer
+    from typer.core import TyperGroup
+
+    class Root(TyperGroup):
+        def list_commands(self, ctx: Any) -> list[str]:
+            return [name for name, source in COMMANDS.items() if source.available()]
+
+        def get_command(self, ctx: Any, cmd_name: str) -> Any:
+            source = COMMANDS.get(cmd_name)
+            return source.load(cmd_name) if source is not None and source.available() else None
+
+        def format_help(self, ctx: Any, formatter: Any) -> None:
+            formatter.write(help_text() + "\n")
+
+    app = typer.Typer(cls=Root, add_completion=False, no_args_is_help=True)
+
+    @app.callback()
+    def group(
+        profile: str = typer.Option("", "--profile"),
+        endpoint: str = typer.Option("", "--endpoint"),
+        config_file: str = typer.Option("", "--config"),
+    ) -> None:
+        from mevaas_sdk.cli_support import STATE
+        from mevaas_sdk.config import Overrides
+
+        STATE.overrides = Overrides(endpoint=endpoint, profile=profile, config=config_file)
+
+    return typer.main.get_command(app)
 
 
-@app.command()
-def up(
-    no_devnet: Annotated[
-        bool, typer.Option("--no-devnet", help="Start only NATS, PostgreSQL and the services.")
-    ] = False,
-) -> None:
-    """Start the whole fleet locally: NATS, PostgreSQL, the devnet and every service."""
-    from mevaas_core.grpckit import run_until_signalled
-    from mevaas_local.fleet import run_fleet
-
-    try:
-        asyncio.run(run_until_signalled(lambda stop: run_fleet(stop, with_devnet=not no_devnet)))
-    except Exception as exc:
-        err.print(f"[red]error[/red] mevaas up failed: {exc}")
-        raise typer.Exit(1) from None
-
-
-@app.command()
-def whoami(as_json: JsonOption = False) -> None:
-    """Show who the configured API key is."""
-    response = run_call(lambda c: c.auth.WhoAmI(tenancy_pb2.WhoAmIRequest()))
-    emit(response, as_json, ["tenant_id", "subject", "roles", "tier", "tenant_status"])
-
-
-@tenant_app.command("create")
-def tenant_create(
-    slug: str,
-    name: Annotated[str, typer.Option(help="Display name.")] = "",
-    tier: Annotated[str, typer.Option(help="starter, professional or enterprise.")] = "starter",
-    dedicated: Annotated[bool, typer.Option(help="Dedicated namespace workers.")] = False,
-    owner_email: Annotated[str, typer.Option(help="Create a first owner user.")] = "",
-    idempotency_key: Annotated[str, typer.Option(help="Retry-safe key; random if omitted.")] = "",
-    as_json: JsonOption = False,
-) -> None:
-    """Create a tenant (platform admin)."""
-    if tier not in TIERS:
-        err.print(f"[red]error[/red] --tier must be one of {', '.join(TIERS)}")
-        raise typer.Exit(2)
-    request = tenancy_pb2.CreateTenantRequest(
-        idempotency_key=idempotency_key or str(uuid.uuid4()),
-        slug=slug,
-        display_name=name or slug,
-        tier=TIERS[tier],
-        isolation=common_pb2.ISOLATION_DEDICATED if dedicated else common_pb2.ISOLATION_SHARED,
-        owner_email=owner_email,
-    )
-    response = run_call(lambda c: c.tenants.CreateTenant(request))
-    emit(response.tenant, as_json, ["tenant_id", "slug", "display_name", "tier", "status"])
-
-
-@tenant_app.command("list")
-def tenant_list(as_json: JsonOption = False) -> None:
-    """List tenants (platform admin)."""
-
-    async def all_pages(client: MevaasClient) -> tenancy_pb2.ListTenantsResponse:
-        combined = tenancy_pb2.ListTenantsResponse()
-        token = ""
-        while True:
-            page = await client.tenants.ListTenants(
-                tenancy_pb2.ListTenantsRequest(page=common_pb2.PageRequest(page_size=200, page_token=token))
-            )
-            combined.tenants.extend(page.tenants)
-            token = page.page.next_page_token
-            if not token:
-                return combined
-
-    emit(run_call(all_pages), as_json, ["tenant_id", "slug", "tier", "status", "onboarding_phase"], "tenants")
-
-
-@tenant_app.command("get")
-def tenant_get(tenant_id: Annotated[str, typer.Argument()] = "", as_json: JsonOption = False) -> None:
-    """Show a tenant (your own when no id is given)."""
-    response = run_call(lambda c: c.tenants.GetTenant(tenancy_pb2.GetTenantRequest(tenant_id=tenant_id)))
-    emit(response.tenant, as_json or True)
-
-
-@tenant_app.command("suspend")
-def tenant_suspend(
-    tenant_id: str, reason: Annotated[str, typer.Option()] = "suspended by platform admin"
-) -> None:
-    """Suspend a tenant (platform admin): its keys stop working."""
-    response = run_call(
-        lambda c: c.tenants.SuspendTenant(
-            tenancy_pb2.SuspendTenantRequest(tenant_id=tenant_id, reason=reason)
-        )
-    )
-    emit(response.tenant, False, ["tenant_id", "slug", "status", "suspended_reason"])
-
-
-@apikey_app.command("create")
-def apikey_create(
-    name: str,
-    role: Annotated[
-        list[str] | None, typer.Option(help="Role(s): owner, admin, trader, viewer, compliance.")
-    ] = None,
-    tenant: Annotated[str, typer.Option(help="Tenant id (platform admins only).")] = "",
-    as_json: JsonOption = False,
-) -> None:
-    """Create an API key; its secret is shown once."""
-    role = role or ["trader"]
-    unknown = [r for r in role if r not in ROLES]
-    if unknown:
-        err.print(f"[red]error[/red] unknown role(s) {', '.join(unknown)}; use {', '.join(ROLES)}")
-        raise typer.Exit(2)
-    request = tenancy_pb2.CreateApiKeyRequest(
-        idempotency_key=str(uuid.uuid4()), tenant_id=tenant, name=name, roles=[ROLES[r] for r in role]
-    )
-    response = run_call(lambda c: c.tenants.CreateApiKey(request))
-    if as_json:
-        emit(response, True)
-        return
-    console.print(f"api key id: {response.api_key.api_key_id}")
-    console.print(f"secret (shown once): [bold]{response.secret}[/bold]")
-
-
-@apikey_app.command("list")
-def apikey_list(
-    tenant: Annotated[str, typer.Option(help="Tenant id (platform admins only).")] = "",
-    revoked: Annotated[bool, typer.Option("--revoked", help="Include revoked keys.")] = False,
-    as_json: JsonOption = False,
-) -> None:
-    """List API keys (never their secrets)."""
-    request = tenancy_pb2.ListApiKeysRequest(tenant_id=tenant, include_revoked=revoked)
-    response = run_call(lambda c: c.tenants.ListApiKeys(request))
-    emit(response, as_json, ["api_key_id", "name", "roles", "last_used_at", "revoked"], "api_keys")
-
-
-@apikey_app.command("revoke")
-def apikey_revoke(api_key_id: str, reason: Annotated[str, typer.Option()] = "") -> None:
-    """Revoke an API key."""
-    response = run_call(
-        lambda c: c.tenants.RevokeApiKey(
-            tenancy_pb2.RevokeApiKeyRequest(api_key_id=api_key_id, reason=reason)
-        )
-    )
-    emit(response.api_key, False, ["api_key_id", "name", "revoked", "revoked_at"])
-
-
-def _mount_plugins() -> None:
-    for name, (module_name, attribute) in PLUGIN_APPS.items():
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError:
-            continue
-        sub_app: Any = getattr(module, attribute, None)
-        if isinstance(sub_app, typer.Typer):
-            app.add_typer(sub_app, name=name)
+def config_show_overrides(args: list[str]) -> tuple[dict[str, str], bool] | None:
+    """The root options and --json when `args` is just those and `config show`; else None."""
+    options: dict[str, str] = {}
+    rest = list(args)
+    while rest and rest[0].partition("=")[0] in ("--profile", "--endpoint", "--config"):
+        flag, equals, value = rest.pop(0).partition("=")
+        if not equals:
+            if not rest:
+                return None
+            value = rest.pop(0)
+        options[flag[2:]] = value
+    if rest[:2] != ["config", "show"] or any(arg != "--json" for arg in rest[2:]):
+        return None
+    return options, "--json" in rest[2:]
 
 
 def main() -> None:
-    _mount_plugins()
+    args = sys.argv[1:]
+    fast = config_show_overrides(args)
+    if fast is not None:
+        # As quick as --help: no typer, rich or grpc for a command that only reads files and env.
+        from mevaas_sdk.config import Overrides
+        from mevaas_sdk.config_show import run
+
+        options, json_out = fast
+        sys.exit(run(Overrides(**options), json_out))
+    if not args or args in (["--help"], ["-h"]):
+        try:
+            print(help_text(), flush=True)
+        except BrokenPipeError:
+            # `mevaas --help | head`: the reader left; no traceback, and none at exit's flush.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return
     try:
-        app()
+        root()(args=args, prog_name=PROG)
     except KeyboardInterrupt:
         sys.exit(130)

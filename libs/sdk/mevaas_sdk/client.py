@@ -7,16 +7,12 @@ expires, attaching `authorization: Bearer` to every call. Each service may live 
 
 from __future__ import annotations
 
-import json
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import grpc
-from google.rpc import error_details_pb2, status_pb2
 
 from mevaas.analytics.v1 import analytics_pb2_grpc
 from mevaas.execution.v1 import execution_pb2_grpc
@@ -24,9 +20,8 @@ from mevaas.portfolio.v1 import portfolio_pb2_grpc
 from mevaas.risk.v1 import risk_pb2_grpc
 from mevaas.strategy.v1 import strategy_pb2_grpc
 from mevaas.tenancy.v1 import tenancy_pb2, tenancy_pb2_grpc
+from mevaas_sdk.config import ConfigError, Overrides, resolve
 
-SERVICES = ("tenancy", "strategy", "risk", "execution", "analytics")
-DEFAULT_CONFIG_PATHS = (Path(".data") / "mevaas.json", Path.home() / ".config" / "mevaas" / "config.json")
 REFRESH_MARGIN_SECONDS = 60
 
 
@@ -34,45 +29,52 @@ REFRESH_MARGIN_SECONDS = 60
 class ClientConfig:
     endpoints: dict[str, str] = field(default_factory=dict)
     api_key: str = ""
+    # Where the configuration was looked for, named when a setting is missing.
+    looked_at: tuple[str, ...] = ()
 
     def endpoint(self, service: str) -> str:
         address = self.endpoints.get(service) or self.endpoints.get("default")
         if not address:
-            raise LookupError(
-                f"no endpoint for the {service} service: set MEVAAS_{service.upper()}_ENDPOINT or MEVAAS_ENDPOINT"
+            where = "; ".join(self.looked_at) or "nowhere"
+            raise ConfigError(
+                f"no endpoint for the {service} service: pass --endpoint, set "
+                f"MEVAAS_{service.upper()}_ENDPOINT or MEVAAS_ENDPOINT, add a profile to "
+                f"~/.config/mevaas/config.toml, or run `make run` (it writes .data/mevaas.json); "
+                f"looked at: {where}"
             )
         return address
 
     @classmethod
-    def load(cls, path: Path | None = None) -> ClientConfig:
-        """Env wins over the config file (`MEVAAS_CONFIG`, then .data/mevaas.json, then ~/.config)."""
-        data: dict[str, Any] = {}
-        candidates = [Path(os.environ["MEVAAS_CONFIG"])] if "MEVAAS_CONFIG" in os.environ else []
-        for candidate in [*([path] if path else []), *candidates, *DEFAULT_CONFIG_PATHS]:
-            if candidate.is_file():
-                data = json.loads(candidate.read_text())
-                break
-        endpoints = dict(data.get("endpoints", {}))
-        if "MEVAAS_ENDPOINT" in os.environ:
-            endpoints["default"] = os.environ["MEVAAS_ENDPOINT"]
-        for service in SERVICES:
-            value = os.environ.get(f"MEVAAS_{service.upper()}_ENDPOINT")
-            if value:
-                endpoints[service] = value
-        return cls(endpoints=endpoints, api_key=os.environ.get("MEVAAS_API_KEY", data.get("api_key", "")))
+    def load(cls, overrides: Overrides | None = None) -> ClientConfig:
+        """Flags > env (MEVAAS_*) > config file profile > make run's .data/mevaas.json (see config.py)."""
+        resolved = resolve(overrides or Overrides())
+        return cls(endpoints=resolved.endpoints(), api_key=resolved.api_key, looked_at=resolved.looked_at)
 
 
 class _BearerAuth(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[type-arg]
     def __init__(self, token: Callable[[], Any]) -> None:
         self._token = token
 
-    async def intercept_unary_unary(self, continuation: Any, client_call_details: Any, request: Any) -> Any:
+    async def _details(self, client_call_details: Any) -> Any:
         token = await self._token()
         metadata = list(client_call_details.metadata or [])
         if token:
             metadata.append(("authorization", f"Bearer {token}"))
-        details = client_call_details._replace(metadata=metadata)
-        return await continuation(details, request)
+        return client_call_details._replace(metadata=metadata)
+
+    async def intercept_unary_unary(self, continuation: Any, client_call_details: Any, request: Any) -> Any:
+        return await continuation(await self._details(client_call_details), request)
+
+
+class _BearerAuthStream(grpc.aio.UnaryStreamClientInterceptor):  # type: ignore[type-arg]
+    """The same token on server-streaming calls (WatchProtectionAlerts); grpc files an
+    interceptor under one call kind only, so it is a second object."""
+
+    def __init__(self, auth: _BearerAuth) -> None:
+        self._auth = auth
+
+    async def intercept_unary_stream(self, continuation: Any, client_call_details: Any, request: Any) -> Any:
+        return await continuation(await self._auth._details(client_call_details), request)
 
 
 class MevaasClient:
@@ -97,10 +99,11 @@ class MevaasClient:
     def channel(self, service: str, *, authenticated: bool = True) -> grpc.aio.Channel:
         key = f"{service}:{'auth' if authenticated else 'anon'}"
         if key not in self._channels:
-            interceptors = [_BearerAuth(self.access_token)] if authenticated else []
+            auth = _BearerAuth(self.access_token)
+            interceptors: list[Any] = [auth, _BearerAuthStream(auth)] if authenticated else []
             self._channels[key] = grpc.aio.insecure_channel(
                 self.config.endpoint(service),
-                interceptors=interceptors,  # type: ignore[arg-type]
+                interceptors=interceptors,
             )
         return self._channels[key]
 
@@ -150,19 +153,3 @@ class MevaasClient:
     def stub(self, service: str, stub_class: Callable[[grpc.aio.Channel], Any]) -> Any:
         """A stub of any service, e.g. `client.stub("strategy", StrategyServiceStub)`."""
         return stub_class(self.channel(service))
-
-
-def describe_error(error: grpc.aio.AioRpcError) -> str:
-    """One readable line from a gRPC error, including field violations from rich details."""
-    line = f"{error.code().name}: {error.details()}"
-    metadata: Any = error.trailing_metadata() or ()
-    for key, value in metadata:
-        if key != "grpc-status-details-bin":
-            continue
-        status = status_pb2.Status.FromString(value)
-        for detail in status.details:
-            bad = error_details_pb2.BadRequest()
-            if detail.Unpack(bad):
-                fields = ", ".join(f"{v.field} ({v.description})" for v in bad.field_violations)
-                line = f"{error.code().name}: invalid {fields}"
-    return line

@@ -13,18 +13,18 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.field_mask_pb2 import FieldMask
 from google.protobuf.json_format import MessageToDict, ParseDict, ParseError
 from google.protobuf.message import Message
-from rich.table import Table
 
 from mevaas.common.v1 import common_pb2
 from mevaas.execution.v1 import execution_pb2
 from mevaas.risk.v1 import risk_pb2
 from mevaas.strategy.v1 import strategy_pb2
-from mevaas_sdk.cli import JsonOption, console, emit, err, run_call
+from mevaas_sdk.cli_support import JsonOption, RawOption, console, emit, err, fail, run_call, table
 from mevaas_sdk.client import MevaasClient
+from mevaas_sdk.protojson import expand_enums, field_named
+from mevaas_sdk.units import format_units
 
 strategy_app = typer.Typer(help="Strategies: create, list, get, update, delete.", no_args_is_help=True)
 exec_app = typer.Typer(
@@ -40,42 +40,6 @@ STRATEGY_COLUMNS = ["strategy_id", "version", "name", "type", "status", "updated
 SESSION_COLUMNS = ["session_id", "strategy_id", "state", "wallet_address", "chain_ids", "state_reason"]
 VAR_METHODS = {"historical": risk_pb2.VAR_METHOD_HISTORICAL, "parametric": risk_pb2.VAR_METHOD_PARAMETRIC}
 PAGE_SIZE = 200
-
-
-def fail(message: str, code: int = 2) -> typer.Exit:
-    err.print(f"[red]error[/red] {message}", soft_wrap=True)
-    return typer.Exit(code)
-
-
-def field_named(descriptor: Any, key: str) -> Any:
-    """The field a document key names: its proto name or its JSON (camelCase) name."""
-    return descriptor.fields_by_name.get(key) or next(
-        (f for f in descriptor.fields if f.json_name == key), None
-    )
-
-
-def _full_enum_name(enum: Any, value: Any) -> Any:
-    if not isinstance(value, str) or value in enum.values_by_name:
-        return value
-    prefix = next(iter(enum.values_by_name)).removesuffix("_UNSPECIFIED")
-    candidate = f"{prefix}_{value}".upper()
-    return candidate if candidate in enum.values_by_name else value
-
-
-def _expand_enums(descriptor: Any, data: Any) -> Any:
-    """Accept `flash_arbitrage` for `STRATEGY_TYPE_FLASH_ARBITRAGE` (the enum's prefix is implied)."""
-    if not isinstance(data, dict):
-        return data
-    expanded: dict[str, Any] = {}
-    for key, value in data.items():
-        field = field_named(descriptor, key)
-        values = value if isinstance(value, list) else [value]
-        if field is not None and field.type == FieldDescriptor.TYPE_ENUM:
-            values = [_full_enum_name(field.enum_type, v) for v in values]
-        elif field is not None and field.type == FieldDescriptor.TYPE_MESSAGE:
-            values = [_expand_enums(field.message_type, v) for v in values]
-        expanded[key] = values if isinstance(value, list) else values[0]
-    return expanded
 
 
 def read_document(path: Path) -> dict[str, Any]:
@@ -103,17 +67,17 @@ def load_message(path: Path, message: Message) -> dict[str, Any]:
     """Parse ``path`` into ``message``; returns the document (its keys say which fields were given)."""
     data = read_document(path)
     try:
-        ParseDict(_expand_enums(message.DESCRIPTOR, data), message)
+        ParseDict(expand_enums(message.DESCRIPTOR, data), message)
     except ParseError as exc:
         raise fail(f"{path}: {exc}") from None
     return data
 
 
 def show_fields(title: str, rows: dict[str, Any]) -> None:
-    table = Table("field", "value", title=title)
+    shown = table("field", "value", title=title)
     for name, value in rows.items():
-        table.add_row(name, str(value))
-    console.print(table)
+        shown.add_row(name, str(value))
+    console.print(shown)
 
 
 # strategies -------------------------------------------------------------------------------------
@@ -236,9 +200,9 @@ def show_strategies(strategies: list[strategy_pb2.Strategy], as_json: bool) -> N
         for strategy in strategies:
             emit(strategy, True)
         return
-    table = Table(*STRATEGY_COLUMNS)
+    shown = table(*STRATEGY_COLUMNS)
     for strategy in strategies:
-        table.add_row(
+        shown.add_row(
             strategy.strategy_id,
             str(strategy.version),
             strategy.config.name,
@@ -246,7 +210,7 @@ def show_strategies(strategies: list[strategy_pb2.Strategy], as_json: bool) -> N
             strategy_pb2.StrategyStatus.Name(strategy.status).removeprefix("STRATEGY_STATUS_").lower(),
             strategy.updated_at.ToJsonString() if strategy.HasField("updated_at") else "",
         )
-    console.print(table)
+    console.print(shown)
 
 
 # execution --------------------------------------------------------------------------------------
@@ -258,6 +222,18 @@ def _session(response: Any, as_json: bool) -> None:
         emit(session, True)
         return
     emit(session, False, SESSION_COLUMNS)
+
+
+def live_notice(session: execution_pb2.ExecutionSession) -> None:
+    """Said on stderr (so --json output stays clean) whenever a command makes a session trade."""
+    chains = ", ".join(str(c) for c in session.chain_ids) or "its strategy's chains"
+    err.print(
+        f"[bold red]LIVE TRADING[/bold red]: session {session.session_id} signs and sends real "
+        f"transactions from wallet {session.wallet_address or '(default)'} on chain(s) {chains} until "
+        f"it is paused or stopped (mevaas exec stop {session.session_id}); follow it with "
+        f"mevaas watch --session {session.session_id}",
+        highlight=False,
+    )
 
 
 @exec_app.command("start")
@@ -275,7 +251,9 @@ def exec_start(
         strategy_version=version,
         wallet_address=wallet,
     )
-    _session(run_call(lambda c: c.execution.StartExecution(request)), as_json)
+    response = run_call(lambda c: c.execution.StartExecution(request))
+    live_notice(response.session)
+    _session(response, as_json)
 
 
 @exec_app.command("pause")
@@ -291,7 +269,9 @@ def exec_pause(
 def exec_resume(session_id: str, as_json: JsonOption = False) -> None:
     """Resume a paused session."""
     request = execution_pb2.ResumeExecutionRequest(session_id=session_id)
-    _session(run_call(lambda c: c.execution.ResumeExecution(request)), as_json)
+    response = run_call(lambda c: c.execution.ResumeExecution(request))
+    live_notice(response.session)
+    _session(response, as_json)
 
 
 @exec_app.command("stop")
@@ -303,8 +283,16 @@ def exec_stop(
     _session(run_call(lambda c: c.execution.StopExecution(request)), as_json)
 
 
+def in_units(base: str, token: common_pb2.Token, raw: bool) -> str:
+    """Base units as whole tokens with the symbol (`2.3885 WETH`), or as they are with --raw."""
+    symbol = token.symbol or token.address
+    if raw or not base or not token.address:
+        return f"{base or '0'} {symbol}".strip()
+    return f"{format_units(base, token.decimals)} {symbol}"
+
+
 @exec_app.command("status")
-def exec_status(session_id: str, as_json: JsonOption = False) -> None:
+def exec_status(session_id: str, raw: RawOption = False, as_json: JsonOption = False) -> None:
     """A session's state, counts, realised profit and last error."""
     response = run_call(
         lambda c: c.execution.GetExecutionStatus(
@@ -320,7 +308,7 @@ def exec_status(session_id: str, as_json: JsonOption = False) -> None:
         "strategy_id": f"{session.strategy_id} (v{session.strategy_version})",
         "state": common_pb2.ExecutionState.Name(session.state).removeprefix("EXECUTION_STATE_"),
         "wallet": session.wallet_address,
-        "realized_profit": f"{response.realized_profit or '0'} {response.profit_token.symbol}".strip(),
+        "realized_profit": in_units(response.realized_profit, response.profit_token, raw),
         "gas_spent_wei": response.gas_spent_wei or "0",
     }
     rows.update({f.name: getattr(counts, f.name) for f in counts.DESCRIPTOR.fields})
@@ -401,6 +389,7 @@ def risk_limits(
 def risk_exposure(
     chain: Annotated[int, typer.Option(help="Only this chain.")] = 0,
     strategy: Annotated[str, typer.Option(help="Only this strategy.")] = "",
+    raw: RawOption = False,
     as_json: JsonOption = False,
 ) -> None:
     """Reserved exposure and realised PnL per token."""
@@ -410,19 +399,19 @@ def risk_exposure(
     if as_json:
         emit(response, True)
         return
-    table = Table("chain", "token", "reserved", "limit", "utilization", "pnl today", "pnl total", "open")
+    shown = table("chain", "token", "reserved", "limit", "utilization", "pnl today", "pnl total", "open")
     for e in response.exposures:
-        table.add_row(
+        shown.add_row(
             str(e.token.chain_id),
-            e.token.symbol or e.token.address,
-            e.reserved or "0",
-            e.limit or "-",
+            f"{e.token.symbol} {e.token.address}".strip(),
+            in_units(e.reserved, e.token, raw),
+            in_units(e.limit, e.token, raw) if e.limit else "-",
             f"{e.utilization:.1%}",
-            e.realized_pnl_today or "0",
-            e.realized_pnl_total or "0",
+            in_units(e.realized_pnl_today, e.token, raw),
+            in_units(e.realized_pnl_total, e.token, raw),
             str(e.open_reservations),
         )
-    console.print(table)
+    console.print(shown)
     console.print(f"concurrent executions: {response.concurrent_executions}")
 
 
@@ -433,6 +422,7 @@ def risk_var(
     horizon_days: Annotated[int, typer.Option(help="Horizon in days (default 1).")] = 0,
     lookback_days: Annotated[int, typer.Option(help="PnL history to use (default: all).")] = 0,
     strategy: Annotated[str, typer.Option(help="Only this strategy's PnL.")] = "",
+    raw: RawOption = False,
     as_json: JsonOption = False,
 ) -> None:
     """Value at risk and expected shortfall from the PnL series."""
@@ -449,15 +439,15 @@ def risk_var(
     if as_json:
         emit(response, True)
         return
-    table = Table("token", "value at risk", "expected shortfall", "observations")
+    shown = table("token", "value at risk", "expected shortfall", "observations")
     for f in response.figures:
-        table.add_row(
-            f.denomination.symbol or f.denomination.address,
-            f.value_at_risk,
-            f.expected_shortfall,
+        shown.add_row(
+            f"{f.denomination.symbol} {f.denomination.address}".strip(),
+            in_units(f.value_at_risk, f.denomination, raw),
+            in_units(f.expected_shortfall, f.denomination, raw),
             str(f.observations),
         )
-    console.print(table)
+    console.print(shown)
 
 
 @risk_app.command("kill")

@@ -16,7 +16,7 @@ from typing import Any
 
 ARTIFACT_DIR = Path(__file__).resolve().parent
 SOURCE_DIR = ARTIFACT_DIR / "src"
-CONTRACT_NAMES = ("Executor", "MockToken")
+CONTRACT_NAMES = ("Executor", "MockToken", "PriceFeed")
 
 
 @dataclass(frozen=True)

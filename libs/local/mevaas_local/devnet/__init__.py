@@ -3,7 +3,8 @@ Flashbots-style bundle relay (see ``relay`` for the block production model)."""
 
 from mevaas_local.devnet.core import DevAccount, Devnet, DevnetChain, dev_accounts
 from mevaas_local.devnet.deploy import Deployment, PoolInfo, deploy_executor
-from mevaas_local.devnet.relay import BlockProducer, BlockResult, Bundle, BundleRejected, RelayServer
+from mevaas_local.devnet.relay import BlockProducer, BlockResult, Bundle, RelayServer
+from mevaas_local.devnet.simulation import BundleRejected
 
 __all__ = [
     "BlockProducer",

@@ -1,22 +1,29 @@
 """The local devnet: one or two anvil chains, each seeded with tokens, WETH9, Uniswap V2
 deployments and pools, an Executor, a block producer + bundle relay, and a market simulator.
-It writes the chain registry (``chains.json``) and demo wallets (``wallets.json``) it deployed."""
+It writes the chain registry (``chains.json``) and demo wallets (``wallets.json``) it deployed.
+With ``keep_state`` each chain's state is saved under ``<data_dir>/state`` (periodically and on
+stop) and loaded on the next start (devnet/persist.py)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 
 from eth_account import Account
 
 from mevaas_chain.client import ChainClient
 from mevaas_chain.registry import ChainConfig, ChainRegistry
+from mevaas_local.devnet import persist
 from mevaas_local.devnet.anvil import Anvil
 from mevaas_local.devnet.deploy import Deployment, Receipt, Tx, deploy_chain, deploy_executor, mint_tokens
+from mevaas_local.devnet.lending_sim import Lending, resume_lending, start_lending
 from mevaas_local.devnet.relay import BlockProducer, BlockResult, RelayServer
 from mevaas_local.devnet.simulator import MarketSimulator
 from mevaas_local.devnet.spec import MAIN_CHAIN, SECOND_CHAIN, ChainSpec
@@ -54,8 +61,11 @@ class DevnetChain:
         *,
         executor_owner: str | None = None,
         sim_swaps_per_block: int = 3,
+        state_path: Path | None = None,
     ) -> None:
         self.spec = spec
+        self.state_path = state_path
+        self.restore = persist.Restore(None)
         self.accounts = list(accounts)
         self.deployer = self.accounts[DEPLOYER_INDEX].address
         self.sim_wallet = self.accounts[SIM_INDEX].address
@@ -69,6 +79,7 @@ class DevnetChain:
         self._deployment: Deployment | None = None
         self._simulator: MarketSimulator | None = None
         self._config: ChainConfig | None = None
+        self.lending: Lending | None = None
 
     @property
     def client(self) -> ChainClient:
@@ -102,11 +113,65 @@ class DevnetChain:
         return self._config
 
     async def start(self) -> None:
+        restore = persist.load(self.state_path, self.spec) if self.state_path else persist.Restore(None)
+        await self._start_node()
+        if restore.saved is not None:
+            try:
+                await self._load(restore.saved)
+            except Exception as exc:
+                log.warning("devnet chain %d: saved state not loaded (%s)", self.spec.chain_id, exc)
+                restore = persist.Restore(None, f"its saved state could not be loaded: {exc}")
+                await self.stop()
+                await self._start_node()
+        if restore.saved is None:
+            await self._deploy()
+        self.restore = restore
+        self._attach_simulator()
+
+    async def _start_node(self) -> None:
         await self.anvil.start()
         self._client = ChainClient(self.anvil.http_url, timeout_s=30.0)
         self._producer = BlockProducer(self._client)
         self._relay = RelayServer(self._producer, self._client)
         await self._relay.start()
+
+    async def _load(self, saved: persist.SavedChain) -> None:
+        """Give anvil its saved state back and check it holds what the devnet deployed there."""
+        await self.client.request("anvil_loadState", [saved.anvil_state])
+        head = await self.client.block_number()
+        if head < saved.head_block:
+            raise RuntimeError(f"head block {head} is behind the saved {saved.head_block}")
+        executor = saved.deployment.contracts["executor"]
+        if await self.client.request("eth_getCode", [executor, "latest"]) in ("0x", "0x0", None):
+            raise RuntimeError(f"no code at the saved executor {executor}")
+        self._deployment = saved.deployment
+        if self.spec.aave_borrowers is not None and saved.market is not None:
+            self.lending = resume_lending(
+                self.client,
+                self.producer,
+                saved.deployment,
+                saved.market,
+                oracle_wallet=self.sim_wallet,
+                borrowers=self.spec.aave_borrowers,
+                seed=self.spec.seed,
+            )
+
+    async def save_state(self) -> None:
+        """Write the chain's state file (no-op without ``state_path``)."""
+        if self.state_path is None or self._deployment is None:
+            return
+        state = await self.client.request("anvil_dumpState", [])
+        head = await self.client.block_number()
+        saved = persist.SavedChain(
+            anvil_state=str(state),
+            deployment=self._deployment,
+            market=self.lending.market if self.lending is not None else None,
+            head_block=head,
+            saved_at=datetime.now(UTC),
+        )
+        await asyncio.to_thread(persist.save, self.state_path, self.spec, saved)
+
+    async def _deploy(self) -> None:
         deployment = await deploy_chain(
             self.client,
             self.transact,
@@ -136,6 +201,22 @@ class DevnetChain:
                 for t in deployment.tokens
             },
         )
+        if self.spec.aave_borrowers is not None:
+            self.lending = await start_lending(
+                self.client,
+                self.transact,
+                self.producer,
+                deployment,
+                prices_usd=spec_prices(self.spec),
+                deployer=self.deployer,
+                oracle_wallet=self.sim_wallet,
+                borrowers=self.spec.aave_borrowers,
+                seed=self.spec.seed,
+            )
+            deployment.contracts.update(self.lending.market.contracts())
+
+    def _attach_simulator(self) -> None:
+        deployment = self.deployment
         self._simulator = MarketSimulator(
             self.client,
             self.producer,
@@ -178,6 +259,13 @@ class DevnetChain:
         return [await self.producer.mine_block() for _ in range(blocks)]
 
 
+def spec_prices(spec: ChainSpec) -> dict[str, Decimal]:
+    """USD price of every token of the chain as the deployment seeded it."""
+    prices = {t.symbol: Decimal(str(t.usd_price)) for t in spec.tokens}
+    prices["WETH"] = Decimal(str(spec.weth_usd_price))
+    return prices
+
+
 def _usd_unit(spec: ChainSpec, symbol: str) -> int:
     """Whole-USD price used to size grants (WETH uses the chain's ETH price)."""
     if symbol == "WETH":
@@ -197,18 +285,27 @@ class Devnet:
         executor_owner: str | None = None,
         sim_swaps_per_block: int = 3,
         chain_id: int | None = None,
+        keep_state: bool = False,
+        save_interval_s: float = 10.0,
     ) -> None:
         self.block_time_s = block_time_s
         self.data_dir = data_dir
+        self.save_interval_s = save_interval_s
         self.accounts = dev_accounts()
         main = MAIN_CHAIN if chain_id is None else _with_chain_id(MAIN_CHAIN, chain_id)
         specs = [main, SECOND_CHAIN] if second_chain else [main]
+        state_dir = data_dir / "state" if keep_state and data_dir is not None else None
         self.chains = [
             DevnetChain(
-                s, self.accounts, executor_owner=executor_owner, sim_swaps_per_block=sim_swaps_per_block
+                s,
+                self.accounts,
+                executor_owner=executor_owner,
+                sim_swaps_per_block=sim_swaps_per_block,
+                state_path=persist.state_file(state_dir, s.chain_id) if state_dir else None,
             )
             for s in specs
         ]
+        self._saver: asyncio.Task[None] | None = None
 
     @property
     def main(self) -> DevnetChain:
@@ -236,9 +333,49 @@ class Devnet:
             raise
         if self.data_dir is not None:
             self.write_files(self.data_dir)
+        if any(c.state_path for c in self.chains):
+            self._saver = asyncio.create_task(self._save_periodically(), name="devnet-state-saver")
 
     async def stop(self) -> None:
+        if self._saver is not None:
+            self._saver.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._saver
+            self._saver = None
+            # The last word: what the chains hold as the fleet stops.
+            await self.save_state()
         await asyncio.gather(*(c.stop() for c in self.chains), return_exceptions=True)
+
+    async def save_state(self) -> None:
+        results = await asyncio.gather(*(c.save_state() for c in self.chains), return_exceptions=True)
+        for chain, result in zip(self.chains, results, strict=True):
+            if isinstance(result, Exception):
+                log.warning("devnet chain %d: state not saved (%s)", chain.spec.chain_id, result)
+
+    async def _save_periodically(self) -> None:
+        # A crash loses at most one interval of chain state (what came later is then a reorg).
+        while True:
+            await asyncio.sleep(self.save_interval_s)
+            await self.save_state()
+
+    def restore_summary(self) -> list[str]:
+        """One line per chain: kept (from when, which block) or new, and why it was reset."""
+        lines = []
+        for chain in self.chains:
+            restore, chain_id = chain.restore, chain.spec.chain_id
+            if restore.saved is not None:
+                lines.append(
+                    f"chain {chain_id}: state kept from {restore.saved.saved_at:%Y-%m-%d %H:%M:%S} UTC "
+                    f"(block {restore.saved.head_block})"
+                )
+            elif restore.was_reset:
+                lines.append(
+                    f"chain {chain_id}: DEVNET RESET - a new chain was deployed because {restore.reset_reason}; "
+                    "executor contracts are redeployed and earlier balances are gone"
+                )
+            else:
+                lines.append(f"chain {chain_id}: new chain (no saved state)")
+        return lines
 
     def write_files(self, data_dir: Path) -> None:
         self.registry.write(data_dir / "chains.json")

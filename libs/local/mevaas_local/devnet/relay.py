@@ -15,9 +15,16 @@ anvil has no bundles, so the devnet owns block production instead:
   fails, the block is rewound to the snapshot and rebuilt without it, so a reverting bundle is
   never included and no partial bundle lands (a rebuilt block is visible for a moment, as a
   one-block reorg would be).
+* A bundle that extends an earlier one for the same block (its transactions and more) goes
+  before it (`extensions_first`): a user's protected transaction with its backrun wins over the
+  transaction alone, as a builder would pick the bundle that pays more.
+* ``txpool_content`` / ``eth_pendingTransactions`` answer the held public transactions (the
+  public mempool a sandwich bot watches).
 * ``eth_sendBundle {txs, blockNumber}`` is rejected if ``blockNumber`` is not in the future;
   bundles whose block has passed are discarded. ``eth_callBundle`` simulates on a snapshot at
-  the next block and rewinds.
+  the next block and rewinds, unseen: reads through the relay wait while a simulation's block
+  exists (a builder's simulations are not the chain; a reader that saw one would take it for a
+  block that was then reorged away).
 
 Transactions sent straight to anvil's own port bypass all of this and are not ordered.
 """
@@ -36,6 +43,8 @@ from aiohttp import web
 from eth_utils.crypto import keccak
 
 from mevaas_chain.client import ChainClient, RpcError
+from mevaas_local.devnet.simulation import BundleRejected, simulate_bundle
+from mevaas_local.devnet.txpool import pending_json, txpool_content
 
 log = logging.getLogger(__name__)
 
@@ -44,10 +53,6 @@ Receipt = dict[str, Any]
 
 INVALID_PARAMS = -32602
 BUNDLE_REJECTED = -32000
-
-
-class BundleRejected(ValueError):
-    pass
 
 
 class TxFailed(RuntimeError):
@@ -138,6 +143,11 @@ class BlockProducer:
         self._public.append(_Public(raw=raw))
         return tx_hash(raw)
 
+    def pending_raw(self) -> list[bytes]:
+        """The signed public transactions held for the next block, in arrival order (the
+        chain's public mempool: a bundle's transactions are never in it)."""
+        return [item.raw for item in self._public if item.raw is not None]
+
     def submit_unsigned(self, tx: Tx) -> asyncio.Future[str]:
         future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self._public.append(_Public(unsigned=dict(tx), future=future))
@@ -188,7 +198,7 @@ class BlockProducer:
         target = await self.client.block_number() + 1
         for number in [n for n in self._bundles if n < target]:
             del self._bundles[number]
-        candidates = self._bundles.pop(target, [])
+        candidates = extensions_first(self._bundles.pop(target, []))
         public, self._public = self._public, []
         dropped: dict[str, str] = {}
         while True:
@@ -233,12 +243,14 @@ class BlockProducer:
     async def _send_bundles(self, bundles: Sequence[Bundle]) -> dict[str, str]:
         failures: dict[str, str] = {}
         for bundle in bundles:
-            replies = await self.client.batch(
-                [("eth_sendRawTransaction", ["0x" + t.hex()]) for t in bundle.txs]
-            )
-            errors = [r for r in replies if isinstance(r, RpcError)]
-            if errors:
-                failures[bundle.hash] = f"rejected by the node: {errors[0].message}"
+            # One at a time: anvil answers a JSON-RPC batch concurrently, so the transactions of a
+            # batch reach its FIFO pool in any order, and a bundle's order is the point.
+            for tx in bundle.txs:
+                try:
+                    await self.client.request("eth_sendRawTransaction", ["0x" + tx.hex()])
+                except RpcError as exc:
+                    failures[bundle.hash] = f"rejected by the node: {exc.message}"
+                    break
         return failures
 
     async def _send_public(self, public: Sequence[_Public]) -> list[str | RpcError]:
@@ -283,49 +295,6 @@ class BlockProducer:
                 break
         return failures
 
-    async def call_bundle(self, txs: Sequence[bytes]) -> dict[str, Any]:
-        """Simulate ``txs`` at the top of the next block, then rewind."""
-        bundle = Bundle(list(txs), 0)
-        async with self._lock:
-            snapshot = await self.client.request("evm_snapshot")
-            try:
-                replies = await self.client.batch([("eth_sendRawTransaction", ["0x" + t.hex()]) for t in txs])
-                await self.client.request("evm_mine")
-                block = await self._latest()
-                receipts = await self.client.batch(
-                    [("eth_getTransactionReceipt", [h]) for h in bundle.tx_hashes]
-                )
-            finally:
-                await self.client.request("anvil_dropAllTransactions")
-                await self.client.request("evm_revert", [snapshot])
-        results: list[dict[str, Any]] = []
-        total_gas = 0
-        for h, reply, receipt in zip(bundle.tx_hashes, replies, receipts, strict=True):
-            entry: dict[str, Any] = {"txHash": h}
-            if isinstance(reply, RpcError):
-                entry["error"] = reply.message
-            elif not isinstance(receipt, dict):
-                entry["error"] = "not mined"
-            else:
-                gas = int(receipt["gasUsed"], 16)
-                total_gas += gas
-                entry.update(
-                    gasUsed=gas,
-                    fromAddress=receipt["from"],
-                    toAddress=receipt.get("to"),
-                    logs=len(receipt.get("logs", [])),
-                )
-                if int(receipt["status"], 16) != 1:
-                    entry["error"] = "execution reverted"
-                    entry["revert"] = "execution reverted"
-            results.append(entry)
-        return {
-            "bundleHash": bundle.hash,
-            "results": results,
-            "stateBlockNumber": int(block["number"], 16) - 1,
-            "totalGasUsed": total_gas,
-        }
-
 
 class RelayServer:
     """HTTP JSON-RPC on 127.0.0.1: Flashbots bundle methods plus the chain's public RPC."""
@@ -364,9 +333,40 @@ class RelayServer:
         if isinstance(payload, list):
             if not payload:
                 return web.json_response(_error(None, -32600, "empty batch"))
-            replies = await asyncio.gather(*(self._dispatch(p) for p in payload))
-            return web.json_response(list(replies))
+            return web.json_response(await self._batch(payload))
         return web.json_response(await self._dispatch(payload))
+
+    async def _batch(self, payload: list[Any]) -> list[dict[str, Any]]:
+        """The relay's own methods one by one; everything else in ONE batch to anvil (a wallet's
+        or the Protect RPC's simulation batch is a call, a nonce and a balance: one round trip to
+        the node, not three)."""
+        forwarded = [
+            i
+            for i, req in enumerate(payload)
+            if isinstance(req, dict) and isinstance(req.get("method"), str) and req["method"] not in OWN
+        ]
+        replies: list[Any] = [None] * len(payload)
+
+        async def forward() -> None:
+            if not forwarded:
+                return
+            results = await self.anvil.batch(
+                [(payload[i]["method"], payload[i].get("params") or []) for i in forwarded]
+            )
+            for i, result in zip(forwarded, results, strict=True):
+                rid = payload[i].get("id")
+                replies[i] = (
+                    _error(rid, result.code, result.message, result.data)
+                    if isinstance(result, RpcError)
+                    else {"jsonrpc": "2.0", "id": rid, "result": result}
+                )
+
+        async def own(i: int) -> None:
+            replies[i] = await self._dispatch(payload[i])
+
+        mine = set(forwarded)
+        await asyncio.gather(forward(), *(own(i) for i in range(len(payload)) if i not in mine))
+        return replies
 
     async def _dispatch(self, req: Any) -> dict[str, Any]:
         if not isinstance(req, dict) or not isinstance(req.get("method"), str):
@@ -393,12 +393,42 @@ class RelayServer:
             return {"bundleHash": bundle.hash}
         if method == "eth_callBundle":
             args = params[0]
-            return await self.producer.call_bundle([parse_raw(t) for t in args["txs"]])
+            block = args.get("blockNumber")
+            return await simulate_bundle(
+                self.anvil,
+                [parse_raw(t) for t in args["txs"]],
+                None if block is None else _block_number(block),
+            )
         if method == "eth_sendRawTransaction":
             return self.producer.submit_raw(parse_raw(params[0]))
         if method == "eth_sendTransaction":
             return await self.producer.submit_unsigned(params[0])
+        if method in ("txpool_content", "eth_pendingTransactions"):
+            held = [pending_json(raw) for raw in self.producer.pending_raw()]
+            txs = [tx for tx in held if tx is not None]
+            return txpool_content(txs) if method == "txpool_content" else txs
         return await self.anvil.request(method, params)
+
+
+# What the relay answers itself (everything else is the node's).
+OWN = frozenset(
+    {"eth_sendBundle", "eth_callBundle", "eth_sendRawTransaction", "eth_sendTransaction"}
+    | {"txpool_content", "eth_pendingTransactions"}
+)
+
+
+def extensions_first(bundles: Sequence[Bundle]) -> list[Bundle]:
+    """Arrival order, except that a bundle extending an earlier one (all of its transactions and
+    more, e.g. a user's transaction plus its backrun over the transaction alone) takes the earlier
+    one's place: a builder includes the bundle that pays more, and both cannot land."""
+    ordered = list(bundles)
+    for i in range(len(ordered)):
+        mine = set(ordered[i].tx_hashes)
+        for j in range(i + 1, len(ordered)):
+            if mine < set(ordered[j].tx_hashes):
+                ordered.insert(i, ordered.pop(j))
+                break
+    return ordered
 
 
 def _block_number(value: Any) -> int:

@@ -39,6 +39,8 @@ class ChainSpec:
     seed: int = 7
     demo_accounts: int = 4
     token_grant_usd: float = 5_000_000.0
+    # Aave V3 market with this many simulated borrowers (None: no lending market on this chain).
+    aave_borrowers: int | None = 40
     extra: dict[str, str] = field(default_factory=dict)
 
 

@@ -1,0 +1,1 @@
+"""mevaas-strategies: strategy plugins and typed actions (pure; no I/O)."""
