@@ -1,11 +1,9 @@
-"""gRPC servicer for ExecutionService: validate, translate, and run each mutation as one
-transaction (state change + outbox event + idempotency record)."""
+"""gRPC servicer for ExecutionService: each RPC validates its request, calls one command
+(commands.py) and converts the answer."""
 
 from __future__ import annotations
 
 import re
-import uuid
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -13,29 +11,23 @@ import asyncpg
 
 from mevaas.common.v1 import common_pb2
 from mevaas.execution.v1 import execution_pb2, execution_pb2_grpc
-from mevaas.strategy.v1 import strategy_pb2
-from mevaas_chain.keystore import SecretKey, encrypt_private_key, generate_wallet
+from mevaas_chain.keystore import SecretKey
+from mevaas_chain.rawtx import RawTransactionError, decode_signed
 from mevaas_core.auth import Role
-from mevaas_core.bus import PLATFORM_TENANT, Bus, BusError, NoRespondersError, RemoteError
-from mevaas_core.db import platform_transaction, tenant_transaction
-from mevaas_core.errors import (
-    AlreadyExists,
-    FailedPrecondition,
-    FieldViolation,
-    InvalidArgument,
-    NotFound,
-    Unavailable,
-)
+from mevaas_core.errors import FieldViolation, InvalidArgument
 from mevaas_core.grpckit import ALL_TENANT_ROLES, current_principal, rpc
-from mevaas_core.idempotency import IdempotentCall
-from mevaas_core.pagination import decode_page_token, encode_page_token
+from mevaas_core.onboarding import Capability
+from mevaas_core.pagination import decode_page_token, encode_page_token, split_page
 from mevaas_core.validation import Validator
-from mevaas_execution import convert, store
+from mevaas_execution import convert
+from mevaas_execution.chains import ChainGateway
+from mevaas_execution.commands import Commands
 from mevaas_execution.domain import sessions as states
-from mevaas_execution.domain.rawtx import RawTransactionError, decode_signed
-from mevaas_execution.engine import Engine
-from mevaas_execution.events import SCHEMA, actor_of, publish_session_event
-from mevaas_execution.wallets import WalletKeys
+from mevaas_execution.rebalancing import events as rebalance_events
+from mevaas_execution.rebalancing.commands import Rebalances
+from mevaas_execution.rebalancing.domain import states as rebalance_states
+from mevaas_execution.treasury.holdings import TreasuryHoldings
+from mevaas_execution.treasury.transfers import Transfers
 
 Ctx = Any
 READERS = tuple(ALL_TENANT_ROLES)
@@ -46,54 +38,6 @@ RAW_TX = re.compile(r"^0x([0-9a-fA-F]{2})+$")
 MAX_RAW_TX_BYTES = 128 * 1024
 DEFAULT_PROTECTION_BLOCKS = 25
 MAX_ID = 128
-
-
-@dataclass(frozen=True, slots=True)
-class StrategyView:
-    """What a session needs from the strategy version it runs."""
-
-    version: int
-    type: int
-    chain_ids: list[int]
-    settings: strategy_pb2.ExecutionSettings | None
-
-
-class StrategyDirectory:
-    """Asks the strategy service (NATS request/reply on ``subject``) for a strategy version.
-
-    When nobody serves the subject the session still starts: chains default to every configured
-    chain and execution settings come from each decision (opportunity + risk limits)."""
-
-    def __init__(self, bus: Bus, subject: str, timeout_s: float = 2.0) -> None:
-        self._bus = bus
-        self._subject = subject
-        self._timeout_s = timeout_s
-
-    async def lookup(self, tenant_id: str, strategy_id: str, version: int) -> StrategyView | None:
-        try:
-            reply = await self._bus.request(
-                self._subject,
-                strategy_pb2.GetStrategyRequest(strategy_id=strategy_id, version=version),
-                strategy_pb2.GetStrategyResponse,
-                tenant_id=tenant_id,
-                timeout=self._timeout_s,
-            )
-        except NoRespondersError:
-            return None
-        except RemoteError as exc:
-            if exc.code == 404:
-                raise NotFound("strategy", strategy_id) from None
-            raise Unavailable(f"strategy lookup failed: {exc.message}") from None
-        except BusError as exc:
-            raise Unavailable(f"strategy lookup failed: {exc}") from None
-        strategy = reply.strategy
-        parameters = strategy.config.parameters
-        return StrategyView(
-            version=strategy.version,
-            type=strategy.config.type,
-            chain_ids=list(parameters.chain_ids),
-            settings=parameters.execution_settings if parameters.HasField("execution_settings") else None,
-        )
 
 
 def _page_cursor(token: str) -> tuple[datetime, str] | None:
@@ -115,20 +59,37 @@ def _next_token(rows: list[asyncpg.Record], size: int, time_column: str, id_colu
     return encode_page_token(last[time_column].isoformat(), last[id_column])
 
 
+def _time_range(
+    request: execution_pb2.ListExecutionsRequest | execution_pb2.ListProtectedTransactionsRequest,
+    v: Validator,
+) -> tuple[datetime | None, datetime | None]:
+    """A list request's optional time_range: start required when it is set, end after start."""
+    start = end = None
+    if request.HasField("time_range"):
+        if v.check(request.time_range.HasField("start"), "time_range.start", "is required"):
+            start = request.time_range.start.ToDatetime(UTC)
+        if request.time_range.HasField("end"):
+            end = request.time_range.end.ToDatetime(UTC)
+            v.check(start is None or end > start, "time_range.end", "must be after start")
+    return start, end
+
+
 class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
     def __init__(
-        self, pool: asyncpg.Pool, engine: Engine, keys: WalletKeys, strategies: StrategyDirectory
+        self,
+        commands: Commands,
+        gateway: ChainGateway,
+        transfers: Transfers,
+        holdings: TreasuryHoldings,
+        rebalances: Rebalances,
     ) -> None:
-        self._pool = pool
-        self._engine = engine
-        self._keys = keys
-        self._strategies = strategies
+        self._commands = commands
+        self._gateway = gateway
+        self._holdings = holdings
+        self._transfers = transfers
+        self._rebalances = rebalances
 
     # sessions -------------------------------------------------------------------------------------
-
-    async def _kill_switch_reason(self, tenant_id: str, strategy_id: str) -> str | None:
-        async with platform_transaction(self._pool, readonly=True) as conn:
-            return await store.engaged_kill_switch(conn, tenant_id, strategy_id, PLATFORM_TENANT)
 
     @rpc(*OPERATORS)
     async def StartExecution(
@@ -141,92 +102,26 @@ class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
         if request.wallet_address:
             v.address(request.wallet_address, "wallet_address")
         v.raise_if_any()
-        principal = current_principal()
-        tenant_id = principal.tenant_id
-        method = "StartExecution"
-        async with tenant_transaction(self._pool, tenant_id) as conn:
-            call = IdempotentCall(SCHEMA, tenant_id=tenant_id, method=method, request=request)
-            replay = await call.replay(conn, execution_pb2.StartExecutionResponse)
-        if replay is not None:
-            return replay
-        reason = await self._kill_switch_reason(tenant_id, request.strategy_id)
-        if reason is not None:
-            raise FailedPrecondition(f"the kill switch is engaged ({reason})", subject="kill-switch")
-        strategy = await self._strategies.lookup(tenant_id, request.strategy_id, request.strategy_version)
-        settings = strategy.settings if strategy else None
-        chain_ids = (strategy.chain_ids if strategy else []) or self._engine.gateway.chain_ids
-        unknown = [c for c in chain_ids if c not in self._engine.gateway.chain_ids]
-        if unknown:
-            raise FailedPrecondition(f"chains {unknown} are not configured for execution", subject="chains")
-        wanted_wallet = request.wallet_address or (settings.wallet_address if settings else "")
-        async with tenant_transaction(self._pool, tenant_id) as conn:
-            replay = await call.replay(conn, execution_pb2.StartExecutionResponse)
-            if replay is not None:
-                return replay
-            wallet = (
-                await store.get_wallet(conn, tenant_id, wanted_wallet)
-                if wanted_wallet
-                else await store.get_default_wallet(conn, tenant_id)
-            )
-            if wallet is None:
-                raise FailedPrecondition(
-                    f"wallet {wanted_wallet or '(default)'} is unknown; create or import one first",
-                    subject="wallet",
-                )
-            ready = [
-                await store.get_executor(conn, tenant_id, wallet["address"], c) is not None for c in chain_ids
-            ]
-            state = states.RUNNING if all(ready) else states.STARTING
-            row = await store.insert_session(
-                conn,
-                session_id=str(uuid.uuid4()),
-                tenant_id=tenant_id,
-                strategy_id=request.strategy_id,
-                strategy_version=strategy.version if strategy else request.strategy_version,
-                strategy_type=strategy.type if strategy else 0,
-                state=state,
-                wallet_address=wallet["address"],
-                chain_ids=chain_ids,
-                submission_mode=(settings.submission_mode if settings else 0)
-                or common_pb2.SUBMISSION_MODE_PRIVATE_BUNDLE,
-                settings=settings.SerializeToString(deterministic=True) if settings else b"",
-                sequence=1,
-                state_reason="started" if state == states.RUNNING else "deploying executors",
-            )
-            if row is None:
-                raise FailedPrecondition(
-                    f"strategy {request.strategy_id} already has a session that is not stopped",
-                    subject=f"strategies/{request.strategy_id}",
-                )
-            await publish_session_event(conn, row, "", actor_of(principal))
-            response = execution_pb2.StartExecutionResponse(session=convert.session(row))
-            await call.remember(conn, response)
-        if state == states.STARTING:
-            self._engine.activate_soon(tenant_id, row["session_id"])
-        return response
+        return await self._commands.start_session(current_principal(), request)
 
     async def _transition(
-        self, session_id: str, reason: str, target_of: Any, *, check_kill_switch: bool = False
+        self,
+        session_id: str,
+        reason: str,
+        target_of: Any,
+        *,
+        check_kill_switch: bool = False,
+        requires: Capability | None = None,
     ) -> execution_pb2.ExecutionSession:
-        principal = current_principal()
-        tenant_id = principal.tenant_id
-        async with tenant_transaction(self._pool, tenant_id) as conn:
-            row = await store.get_session(conn, tenant_id, session_id, lock="UPDATE")
-            if row is None:
-                raise NotFound("execution session", session_id)
-            try:
-                target = target_of(row["state"])
-            except states.TransitionRefused as exc:
-                raise FailedPrecondition(str(exc), subject=f"sessions/{session_id}") from None
-            if target == row["state"]:
-                return convert.session(row)
-            if check_kill_switch:
-                engaged = await self._kill_switch_reason(tenant_id, row["strategy_id"])
-                if engaged is not None:
-                    raise FailedPrecondition(f"the kill switch is engaged ({engaged})", subject="kill-switch")
-            updated = await store.update_session_state(conn, tenant_id, session_id, target, reason)
-            await publish_session_event(conn, updated, row["state"], actor_of(principal))
-            return convert.session(updated)
+        row = await self._commands.transition(
+            current_principal(),
+            session_id,
+            reason,
+            target_of,
+            check_kill_switch=check_kill_switch,
+            requires=requires,
+        )
+        return convert.session(row)
 
     def _validate_session_request(self, session_id: str, reason: str = "") -> None:
         v = Validator()
@@ -257,7 +152,11 @@ class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
     ) -> execution_pb2.ResumeExecutionResponse:
         self._validate_session_request(request.session_id)
         session = await self._transition(
-            request.session_id, "resumed", states.resume_target, check_kill_switch=True
+            request.session_id,
+            "resumed",
+            states.resume_target,
+            check_kill_switch=True,
+            requires=Capability.LIVE_SESSION,
         )
         return execution_pb2.ResumeExecutionResponse(session=session)
 
@@ -266,13 +165,9 @@ class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
         self, request: execution_pb2.GetExecutionStatusRequest, context: Ctx
     ) -> execution_pb2.GetExecutionStatusResponse:
         self._validate_session_request(request.session_id)
-        tenant_id = current_principal().tenant_id
-        async with tenant_transaction(self._pool, tenant_id, readonly=True) as conn:
-            row = await store.get_session(conn, tenant_id, request.session_id)
-            if row is None:
-                raise NotFound("execution session", request.session_id)
-            counts = await store.session_counts(conn, tenant_id, request.session_id)
-            totals = await store.session_totals(conn, tenant_id, request.session_id)
+        row, counts, totals = await self._commands.session_status(
+            current_principal().tenant_id, request.session_id
+        )
         received = sum(n for status, n in counts.items() if status != "executed")
         return execution_pb2.GetExecutionStatusResponse(
             session=convert.session(row),
@@ -306,16 +201,13 @@ class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
         v.check(len(request.strategy_id) <= MAX_ID, "strategy_id", f"must be at most {MAX_ID} characters")
         v.raise_if_any()
         cursor = _page_cursor(request.page.page_token)
-        tenant_id = current_principal().tenant_id
-        async with tenant_transaction(self._pool, tenant_id, readonly=True) as conn:
-            rows = await store.list_sessions(
-                conn,
-                tenant_id,
-                strategy_id=request.strategy_id,
-                state=states.PROTO_TO_STATE.get(request.state),
-                before=cursor,
-                limit=size + 1,
-            )
+        rows = await self._commands.list_sessions(
+            current_principal().tenant_id,
+            strategy_id=request.strategy_id,
+            state=states.PROTO_TO_STATE.get(request.state),
+            before=cursor,
+            limit=size + 1,
+        )
         return execution_pb2.ListExecutionSessionsResponse(
             sessions=[convert.session(r) for r in rows[:size]],
             page=common_pb2.PageResponse(next_page_token=_next_token(rows, size, "started_at", "session_id")),
@@ -332,29 +224,20 @@ class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
         v.check(
             request.status == 0 or request.status in convert.STATUS_FILTER, "status", "is not a known status"
         )
-        start = end = None
-        if request.HasField("time_range"):
-            if v.check(request.time_range.HasField("start"), "time_range.start", "is required"):
-                start = request.time_range.start.ToDatetime(UTC)
-            if request.time_range.HasField("end"):
-                end = request.time_range.end.ToDatetime(UTC)
-                v.check(start is None or end > start, "time_range.end", "must be after start")
+        start, end = _time_range(request, v)
         v.raise_if_any()
         cursor = _page_cursor(request.page.page_token)
-        tenant_id = current_principal().tenant_id
-        async with tenant_transaction(self._pool, tenant_id, readonly=True) as conn:
-            rows = await store.list_executions(
-                conn,
-                tenant_id,
-                session_id=request.session_id,
-                strategy_id=request.strategy_id,
-                status=convert.STATUS_FILTER.get(request.status),
-                chain_id=request.chain_id,
-                start=start,
-                end=end,
-                before=cursor,
-                limit=size + 1,
-            )
+        rows = await self._commands.list_executions(
+            current_principal().tenant_id,
+            session_id=request.session_id,
+            strategy_id=request.strategy_id,
+            status=convert.STATUS_FILTER.get(request.status),
+            chain_id=request.chain_id,
+            start=start,
+            end=end,
+            before=cursor,
+            limit=size + 1,
+        )
         return execution_pb2.ListExecutionsResponse(
             executions=[convert.execution(r) for r in rows[:size]],
             page=common_pb2.PageResponse(
@@ -370,53 +253,10 @@ class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
         if v.required(request.execution_id, "execution_id"):
             v.length(request.execution_id, "execution_id", 1, MAX_ID)
         v.raise_if_any()
-        tenant_id = current_principal().tenant_id
-        async with tenant_transaction(self._pool, tenant_id, readonly=True) as conn:
-            row = await store.get_execution(conn, tenant_id, request.execution_id)
-        if row is None:
-            raise NotFound("execution", request.execution_id)
+        row = await self._commands.get_execution(current_principal().tenant_id, request.execution_id)
         return execution_pb2.GetExecutionResponse(execution=convert.execution(row))
 
     # wallets --------------------------------------------------------------------------------------
-
-    async def _store_wallet(
-        self, method: str, request: Any, secret: SecretKey | None, label: str, make_default: bool
-    ) -> execution_pb2.Wallet:
-        tenant_id = current_principal().tenant_id
-        response_type = (
-            execution_pb2.CreateWalletResponse
-            if method == "CreateWallet"
-            else execution_pb2.ImportWalletResponse
-        )
-        async with tenant_transaction(self._pool, tenant_id) as conn:
-            call = IdempotentCall(SCHEMA, tenant_id=tenant_id, method=method, request=request)
-            replay = await call.replay(conn, response_type)
-            if replay is not None:
-                replayed: execution_pb2.Wallet = getattr(replay, "wallet")  # noqa: B009 - both response types
-                return replayed
-            record = (
-                generate_wallet(tenant_id, self._keys.keyring)
-                if secret is None
-                else encrypt_private_key(tenant_id, secret, self._keys.keyring)
-            )
-            row = await store.insert_wallet(
-                conn,
-                wallet_id=str(uuid.uuid4()),
-                tenant_id=tenant_id,
-                address=record.address,
-                label=label,
-                imported=secret is not None,
-                make_default=make_default,
-                kek_id=record.kek_id,
-                wrapped_dek=record.wrapped_dek,
-                ciphertext=record.ciphertext,
-            )
-            if row is None:
-                raise AlreadyExists(f"{record.address} is already a wallet of this tenant")
-            wallet = convert.wallet(row)
-            # Idempotency stores the response only: the request would hold an imported key.
-            await call.remember(conn, response_type(wallet=wallet))
-            return wallet
 
     @rpc(*WALLET_ADMINS)
     async def CreateWallet(
@@ -426,7 +266,9 @@ class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
         v.idempotency_key(request.idempotency_key)
         v.check(len(request.label) <= 64, "label", "must be at most 64 characters")
         v.raise_if_any()
-        wallet = await self._store_wallet("CreateWallet", request, None, request.label, request.make_default)
+        wallet = await self._commands.store_wallet(
+            current_principal(), "CreateWallet", request, None, request.label, request.make_default
+        )
         return execution_pb2.CreateWalletResponse(wallet=wallet)
 
     @rpc(*WALLET_ADMINS)
@@ -444,8 +286,8 @@ class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
                 v.fail("private_key", "must be non-zero and below the secp256k1 curve order")
         v.raise_if_any()
         assert secret is not None
-        wallet = await self._store_wallet(
-            "ImportWallet", request, secret, request.label, request.make_default
+        wallet = await self._commands.store_wallet(
+            current_principal(), "ImportWallet", request, secret, request.label, request.make_default
         )
         return execution_pb2.ImportWalletResponse(wallet=wallet)
 
@@ -458,11 +300,29 @@ class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
         v.raise_if_any()
         after = _page_cursor(request.page.page_token)
         tenant_id = current_principal().tenant_id
-        async with tenant_transaction(self._pool, tenant_id, readonly=True) as conn:
-            rows = await store.list_wallets(conn, tenant_id, after=after, limit=size + 1)
+        rows = await self._commands.list_wallets(tenant_id, after=after, limit=size + 1)
+        executors = await self._holdings.wallet_executors(tenant_id, [r["address"] for r in rows[:size]])
         return execution_pb2.ListWalletsResponse(
-            wallets=[convert.wallet(r) for r in rows[:size]],
+            wallets=[convert.wallet(r, executors.get(str(r["address"]).lower(), ())) for r in rows[:size]],
             page=common_pb2.PageResponse(next_page_token=_next_token(rows, size, "created_at", "wallet_id")),
+        )
+
+    @rpc(*READERS)
+    async def ListExecutorDeployments(
+        self, request: execution_pb2.ListExecutorDeploymentsRequest, context: Ctx
+    ) -> execution_pb2.ListExecutorDeploymentsResponse:
+        v = Validator()
+        if request.wallet_address:
+            v.address(request.wallet_address, "wallet_address")
+        size = v.page_size(request.page.page_size)
+        v.raise_if_any()
+        before = _page_cursor(request.page.page_token)
+        rows = await self._commands.executor_deployments(
+            current_principal().tenant_id, request.wallet_address, before=before, limit=size + 1
+        )
+        return execution_pb2.ListExecutorDeploymentsResponse(
+            deployments=[convert.deployment(r) for r in rows[:size]],
+            page=common_pb2.PageResponse(next_page_token=_next_token(rows, size, "deployed_at", "address")),
         )
 
     # protected transactions -------------------------------------------------------------------------
@@ -474,7 +334,7 @@ class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
         v = Validator()
         v.idempotency_key(request.idempotency_key)
         chain_ok = v.check(
-            request.chain_id in self._engine.gateway.chain_ids, "chain_id", "must be a configured chain"
+            request.chain_id in self._gateway.chain_ids, "chain_id", "must be a configured chain"
         )
         v.check(
             request.mode
@@ -498,41 +358,14 @@ class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
             v.check(decoded.chain_id == request.chain_id, "raw_transaction", "must be signed for chain_id")
         v.raise_if_any()
         assert decoded is not None
-        head = await self._engine.gateway.chain(request.chain_id).rpc.block_number()
+        head = await self._gateway.chain(request.chain_id).rpc.block_number()
         max_block = request.max_block_number or head + DEFAULT_PROTECTION_BLOCKS
         if max_block <= head:
             v.fail("max_block_number", f"must be in the future (head is {head})")
             v.raise_if_any()
-        tenant_id = current_principal().tenant_id
-        method = "SubmitProtectedTransaction"
-        async with tenant_transaction(self._pool, tenant_id) as conn:
-            call = IdempotentCall(SCHEMA, tenant_id=tenant_id, method=method, request=request)
-            replay = await call.replay(conn, execution_pb2.SubmitProtectedTransactionResponse)
-            if replay is not None:
-                return replay
-            row = await store.insert_protected(
-                conn,
-                {
-                    "protected_transaction_id": str(uuid.uuid4()),
-                    "tenant_id": tenant_id,
-                    "chain_id": request.chain_id,
-                    "tx_hash": decoded.tx_hash,
-                    "sender": decoded.sender,
-                    "nonce": decoded.nonce,
-                    "raw_tx": raw,
-                    "mode": request.mode,
-                    "status": "received",
-                    "max_block_number": max_block,
-                },
-            )
-            if row is None:
-                row = await store.get_protected(conn, tenant_id, tx_hash=decoded.tx_hash)
-                assert row is not None
-            response = execution_pb2.SubmitProtectedTransactionResponse(transaction=convert.protected(row))
-            await call.remember(conn, response)
-        if row["status"] == "received":
-            await self._engine.submit_protected(row, head)
-        return response
+        return await self._commands.submit_protected(
+            current_principal(), request, decoded, raw, head, max_block
+        )
 
     @rpc(*READERS)
     async def GetProtectedTransaction(
@@ -548,14 +381,113 @@ class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
                 bool(re.fullmatch(r"0x[0-9a-fA-F]{64}", request.tx_hash)), "tx_hash", "must be 0x + 64 hex"
             )
         v.raise_if_any()
-        tenant_id = current_principal().tenant_id
-        async with tenant_transaction(self._pool, tenant_id, readonly=True) as conn:
-            row = await store.get_protected(
-                conn,
-                tenant_id,
-                protected_id=request.protected_transaction_id,
-                tx_hash=request.tx_hash,
-            )
-        if row is None:
-            raise NotFound("protected transaction", request.protected_transaction_id or request.tx_hash)
-        return execution_pb2.GetProtectedTransactionResponse(transaction=convert.protected(row))
+        transaction = await self._commands.get_protected(
+            current_principal().tenant_id, request.protected_transaction_id, request.tx_hash
+        )
+        return execution_pb2.GetProtectedTransactionResponse(transaction=transaction)
+
+    @rpc(*READERS)
+    async def ListProtectedTransactions(
+        self, request: execution_pb2.ListProtectedTransactionsRequest, context: Ctx
+    ) -> execution_pb2.ListProtectedTransactionsResponse:
+        v = Validator()
+        size = v.page_size(request.page.page_size)
+        v.check(
+            request.status == 0 or request.status in convert.PROTECTED_STATUS_FILTER,
+            "status",
+            "is not a known status",
+        )
+        if request.sender:
+            v.address(request.sender, "sender")
+        start, end = _time_range(request, v)
+        v.raise_if_any()
+        rows = await self._commands.list_protected(
+            current_principal().tenant_id,
+            status=convert.PROTECTED_STATUS_FILTER.get(request.status),
+            sender=request.sender,
+            chain_id=request.chain_id,
+            start=start,
+            end=end,
+            before=_page_cursor(request.page.page_token),
+            limit=size + 1,
+        )
+        page, token = split_page(
+            rows, size, lambda r: (r["received_at"].isoformat(), r["protected_transaction_id"])
+        )
+        return execution_pb2.ListProtectedTransactionsResponse(
+            transactions=[convert.protected(r) for r in page],
+            page=common_pb2.PageResponse(next_page_token=token),
+        )
+
+    # treasury ---------------------------------------------------------------------------------
+
+    def _validate_transfer(
+        self, request: execution_pb2.WithdrawRequest | execution_pb2.DepositRequest
+    ) -> Validator:
+        v = Validator()
+        v.idempotency_key(request.idempotency_key)
+        v.check(request.chain_id in self._gateway.chain_ids, "chain_id", "must be a configured chain")
+        v.address(request.wallet_address, "wallet_address")
+        if request.token_address:
+            v.address(request.token_address, "token_address")
+        amount = v.integer_amount(request.amount, "amount")
+        if amount is not None:
+            v.check(amount > 0, "amount", "must be positive")
+        return v
+
+    @rpc(*WALLET_ADMINS)
+    async def Withdraw(
+        self, request: execution_pb2.WithdrawRequest, context: Ctx
+    ) -> execution_pb2.WithdrawResponse:
+        v = self._validate_transfer(request)
+        if request.to_address:
+            v.address(request.to_address, "to_address")
+        v.raise_if_any()
+        transfer = await self._transfers.withdraw(current_principal().tenant_id, request)
+        return execution_pb2.WithdrawResponse(transfer=transfer)
+
+    @rpc(*WALLET_ADMINS)
+    async def Deposit(
+        self, request: execution_pb2.DepositRequest, context: Ctx
+    ) -> execution_pb2.DepositResponse:
+        self._validate_transfer(request).raise_if_any()
+        transfer = await self._transfers.deposit(current_principal().tenant_id, request)
+        return execution_pb2.DepositResponse(transfer=transfer)
+
+    # rebalances -----------------------------------------------------------------------------------
+
+    @rpc(*READERS)
+    async def GetRebalance(
+        self, request: execution_pb2.GetRebalanceRequest, context: Ctx
+    ) -> execution_pb2.GetRebalanceResponse:
+        v = Validator()
+        if v.required(request.rebalance_id, "rebalance_id"):
+            v.length(request.rebalance_id, "rebalance_id", 1, MAX_ID)
+        v.raise_if_any()
+        row = await self._rebalances.get(current_principal().tenant_id, request.rebalance_id)
+        return execution_pb2.GetRebalanceResponse(result=rebalance_events.result(row))
+
+    @rpc(*READERS)
+    async def ListRebalances(
+        self, request: execution_pb2.ListRebalancesRequest, context: Ctx
+    ) -> execution_pb2.ListRebalancesResponse:
+        v = Validator()
+        size = v.page_size(request.page.page_size)
+        v.check(
+            request.status == 0 or request.status in rebalance_states.FROM_PROTO,
+            "status",
+            "is not a status a rebalance takes here",
+        )
+        v.raise_if_any()
+        rows = await self._rebalances.list_rebalances(
+            current_principal().tenant_id,
+            state=rebalance_states.FROM_PROTO.get(request.status),
+            before=_page_cursor(request.page.page_token),
+            limit=size + 1,
+        )
+        return execution_pb2.ListRebalancesResponse(
+            rebalances=[rebalance_events.result(r) for r in rows[:size]],
+            page=common_pb2.PageResponse(
+                next_page_token=_next_token(list(rows), size, "created_at", "rebalance_id")
+            ),
+        )

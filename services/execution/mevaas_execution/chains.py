@@ -18,9 +18,10 @@ from mevaas_chain.keystore import SecretKey
 from mevaas_chain.nonces import NonceManager
 from mevaas_chain.registry import ChainConfig, ChainRegistry
 from mevaas_chain.signer import DynamicFeeTransaction, SignedTransaction, sign_transaction
-from mevaas_execution.domain.planning import DEFAULT_PRIORITY_FEE_WEI
+from mevaas_execution.domain.planning import DEFAULT_PRIORITY_FEE_WEI, settled
 
-DEPLOY_GAS = 2_000_000
+# The Executor (cycles and liquidations) costs ~2.9M gas to deploy.
+DEPLOY_GAS = 4_000_000
 
 
 class ChainUnavailable(Exception):
@@ -148,11 +149,17 @@ class ChainGateway:
             raise RpcError(-32000, f"executor deployment {tx_hash} reverted")
         return str(to_checksum_address(receipt["contractAddress"])), tx_hash
 
+    def confirmations(self, chain_id: int) -> int:
+        return self.chain(chain_id).config.confirmations
+
     async def wait_receipt(self, chain_id: int, tx_hash: str, timeout_s: float) -> dict[str, Any]:
+        """The transaction's receipt once it is settled (``planning.settled``)."""
+        depth = self.confirmations(chain_id)
         async with asyncio.timeout(timeout_s):
             while True:
+                head = await self.chain(chain_id).rpc.block_number()  # before the receipt
                 (receipt,) = await self.receipts(chain_id, [tx_hash])
-                if receipt is not None:
+                if receipt is not None and settled(receipt, head, depth):
                     return receipt
                 await asyncio.sleep(0.1)
 
@@ -167,6 +174,7 @@ def sign_call(
     gas: int,
     max_fee: int,
     priority_fee: int,
+    value: int = 0,
 ) -> SignedTransaction:
     return sign_transaction(
         DynamicFeeTransaction(
@@ -176,6 +184,7 @@ def sign_call(
             max_fee_per_gas=max_fee,
             gas=gas,
             to=to,
+            value=value,
             data=data,
         ),
         key,

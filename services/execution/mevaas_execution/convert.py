@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, datetime
 
 import asyncpg
@@ -38,6 +39,7 @@ PROTECTED_STATUS = {
     "expired": execution_pb2.PROTECTED_TRANSACTION_STATUS_EXPIRED,
     "failed": execution_pb2.PROTECTED_TRANSACTION_STATUS_FAILED,
 }
+PROTECTED_STATUS_FILTER = {value: name for name, value in PROTECTED_STATUS.items()}
 
 
 def timestamp(value: datetime | None) -> Timestamp | None:
@@ -58,7 +60,9 @@ def checksum(address: str) -> str:
     return str(to_checksum_address(address)) if address else ""
 
 
-def wallet(row: asyncpg.Record) -> execution_pb2.Wallet:
+def wallet(
+    row: asyncpg.Record, executors: Iterable[execution_pb2.WalletExecutor] = ()
+) -> execution_pb2.Wallet:
     return execution_pb2.Wallet(
         wallet_id=row["wallet_id"],
         address=checksum(row["address"]),
@@ -66,6 +70,19 @@ def wallet(row: asyncpg.Record) -> execution_pb2.Wallet:
         imported=row["imported"],
         is_default=row["is_default"],
         created_at=timestamp(row["created_at"]),
+        executors=executors,
+    )
+
+
+def deployment(row: asyncpg.Record) -> execution_pb2.ExecutorDeployment:
+    return execution_pb2.ExecutorDeployment(
+        wallet_address=checksum(row["wallet_address"]),
+        chain_id=row["chain_id"],
+        address=checksum(row["address"]),
+        deploy_tx_hash=row["deploy_tx_hash"],
+        replaced_address=checksum(row["replaced_address"]),
+        reason=row["reason"],
+        deployed_at=timestamp(row["deployed_at"]),
     )
 
 
@@ -110,6 +127,7 @@ def execution(row: asyncpg.Record) -> execution_pb2.Execution:
         strategy_id=row["strategy_id"],
         strategy_version=row["strategy_version"],
         opportunity_id=row["opportunity_id"],
+        rebalance_id=row["rebalance_id"],
         chain_id=row["chain_id"],
         status=RESULT_STATUS[row["status"]],
         tx_hashes=tx_hashes(row),
@@ -157,6 +175,7 @@ def result_event(row: asyncpg.Record, event_id: str) -> events_pb2.ExecutionResu
         submission_mode=row["submission_mode"],
         error=row["error"],
         timestamps=events_pb2.HopTimestamps.FromString(bytes(row["timestamps"])),
+        rebalance_id=row["rebalance_id"],
         wallet_address=checksum(row["wallet_address"]),
     )
 
@@ -176,4 +195,21 @@ def protected(row: asyncpg.Record) -> execution_pb2.ProtectedTransaction:
         submitted_at=timestamp(row["submitted_at"]),
         included_at=timestamp(row["included_at"]),
         error=row["error"],
+        refund=execution_pb2.BackrunRefund(
+            backrun_tx_hash=row["backrun_tx_hash"],
+            backrun_profit=str(row["backrun_profit"]),
+            token=common_pb2.Token(chain_id=row["chain_id"], address=row["refund_token"]),
+            amount=str(row["refund_amount"]),
+            gas_refund=str(row["gas_refund"]),
+            share_bps=row["refund_share_bps"] or 0,
+        )
+        if row["backrun_tx_hash"]
+        else None,
+        refund_share_bps=row["refund_share_bps"],
+        protection_fee=common_pb2.Money(
+            currency_code=row["fee_currency"],
+            amount=str(row["protection_fee"] + row["fair_ordering_fee"]),
+        )
+        if row["fee_currency"]
+        else None,
     )

@@ -2,7 +2,8 @@
 transaction as the state change they describe, so a committed change always yields its event):
 
 * ``exec.<tenant>.session`` ExecutionSessionEvent, Nats-Msg-Id ``<session_id>:<sequence>``;
-* ``exec.<tenant>.result`` ExecutionResult, Nats-Msg-Id ``<execution_id>:<status>``.
+* ``exec.<tenant>.result`` ExecutionResult, Nats-Msg-Id ``<execution_id>:<status>``;
+* ``exec.<tenant>.position`` OpenPosition (an alert), Nats-Msg-Id ``position:<execution_id>:<leg>``.
 
 Results go through the outbox too although they are on the hot path: the latency that matters
 ends at submission, and a result lost in a crash would leak risk's reservation forever.
@@ -11,11 +12,15 @@ ends at submission, and a result lost in a crash would leak risk's reservation f
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
 
 import asyncpg
 
 from mevaas.common.v1 import common_pb2
 from mevaas.events.v1 import events_pb2
+from mevaas.execution.v1 import execution_pb2
 from mevaas_core import outbox
 from mevaas_core.auth import Principal
 from mevaas_execution import convert
@@ -31,6 +36,10 @@ def session_subject(tenant_id: str) -> str:
 
 def result_subject(tenant_id: str) -> str:
     return f"exec.{tenant_id}.result"
+
+
+def position_subject(tenant_id: str) -> str:
+    return f"exec.{tenant_id}.position"
 
 
 def actor_of(principal: Principal | None) -> events_pb2.Actor:
@@ -80,4 +89,33 @@ async def publish_result(conn: asyncpg.Connection, row: asyncpg.Record) -> None:
         message=event,
         event_id=f"{row['execution_id']}:{status}",
         tenant_id=row["tenant_id"],
+    )
+
+
+async def publish_open_position(
+    conn: asyncpg.Connection, execution: asyncpg.Record, unwind: Mapping[str, Any]
+) -> None:
+    """The alert for one unwind that did not land: the position it was to close stays open."""
+    leg_index = int(unwind["unwinds"])
+    event = execution_pb2.OpenPosition(
+        event_id=str(uuid.uuid4()),
+        tenant_id=execution["tenant_id"],
+        occurred_at=convert.timestamp(datetime.now(UTC)),
+        execution_id=execution["execution_id"],
+        session_id=execution["session_id"],
+        strategy_id=execution["strategy_id"],
+        leg_index=leg_index,
+        chain_id=int(unwind["chain_id"]),
+        wallet_address=convert.checksum(execution["wallet_address"]),
+        token_address=convert.checksum(unwind["token_in"]),
+        amount=str(unwind["amount_in"]),
+        reason=f"unwind {unwind['status']}" + (f": {unwind['error']}" if unwind["error"] else ""),
+    )
+    await outbox.enqueue(
+        conn,
+        SCHEMA,
+        subject=position_subject(execution["tenant_id"]),
+        message=event,
+        event_id=f"position:{execution['execution_id']}:{leg_index}",
+        tenant_id=execution["tenant_id"],
     )

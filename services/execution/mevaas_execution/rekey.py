@@ -1,15 +1,15 @@
-"""`mevaas-execution-rekey`: re-wrap every wallet's data key under the current KEK (KEK rotation).
+"""`mevaas-execution-rekey`: re-wrap every tenant data key under the current KEK (KEK rotation),
+and move every wallet still wrapped straight under a KEK under its tenant's data key.
 
 Run it with the execution service's own environment while EXECUTION_KEK is a ring holding the old
-and the new KEK (`old-id:b64,new-id:b64`) and EXECUTION_KEK_ID names the new one: each wallet not
-yet under the new KEK has its data key unwrapped with the old KEK and wrapped with the new one
-(mevaas_chain.keystore.rotate). Private keys are never decrypted and their ciphertext is unchanged.
-
-Wallets are re-wrapped in batches, one transaction per batch, each row locked and only updated
-while it is still under the KEK it was read with, so the command can be interrupted, re-run (a
-second run re-wraps nothing) or run twice at once. Before changing anything it refuses to start
-when some wallet is wrapped under a KEK the ring does not hold: that wallet could not be re-wrapped
-and would be lost when the old KEK is destroyed.
+and the new KEK (`old-id:b64,new-id:b64`) and EXECUTION_KEK_ID names the new one: each tenant data
+key not yet under the new KEK is unwrapped with the old KEK and wrapped with the new one (one row
+per tenant: wallets, their data keys and their ciphertexts do not change, and no private key is
+ever decrypted). Work is done in batches, one transaction each; a row is updated only while it is
+still under the KEK it was read with, so the command can be interrupted, re-run (a finished run
+changes nothing) and run while execution serves traffic. It refuses to start when a key is wrapped
+under a KEK the ring does not hold: that key could not be re-wrapped and would be lost when the
+old KEK is destroyed.
 """
 
 from __future__ import annotations
@@ -21,11 +21,12 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from mevaas_chain.keystore import KeyRing, KeystoreError, rotate
+from mevaas_chain.keystore import KeyRing, KeystoreError
 from mevaas_core.config import ConfigError, load_settings
-from mevaas_core.db import create_pool, platform_transaction
+from mevaas_core.db import create_pool
+from mevaas_execution.keys import rotation
 from mevaas_execution.server import ExecutionSettings
-from mevaas_execution.wallets import keyring_from_settings, record_of
+from mevaas_execution.wallets import keyring_from_settings
 
 DEFAULT_BATCH_SIZE = 500
 
@@ -33,71 +34,49 @@ DEFAULT_BATCH_SIZE = 500
 @dataclass(frozen=True)
 class RekeyResult:
     target_kek_id: str
+    # Tenant data keys re-wrapped under the target KEK.
     rewrapped: int
-    # Wallets per KEK id after the run (all under the target unless wallets were added meanwhile).
-    wallets_by_kek: dict[str, int]
+    # Wallets moved from a KEK under their tenant's data key.
+    moved: int
+    counts: rotation.KeyCounts
 
 
-LOCK_TIMEOUT = "15s"
-
-
-async def wallets_by_kek(pool: asyncpg.Pool) -> dict[str, int]:
-    async with platform_transaction(pool, readonly=True) as conn:
-        rows = await conn.fetch("SELECT kek_id, count(*) AS n FROM execution.wallets GROUP BY kek_id")
-    return {row["kek_id"]: row["n"] for row in rows}
-
-
-async def _rewrap_batch(pool: asyncpg.Pool, keyring: KeyRing, batch_size: int) -> int:
-    target = keyring.current
-    async with platform_transaction(pool) as conn:
-        # NO KEY UPDATE: the wallet's key columns stay, so sessions and executions that reference it
-        # (foreign keys take KEY SHARE) are not blocked; a lock held elsewhere fails the batch
-        # loudly instead of hanging the rotation.
-        await conn.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
-        rows = await conn.fetch(
-            "SELECT wallet_id, tenant_id, address, kek_id, wrapped_dek, ciphertext "
-            "FROM execution.wallets WHERE kek_id <> $1 ORDER BY wallet_id LIMIT $2 FOR NO KEY UPDATE",
-            target,
-            batch_size,
-        )
-        updates = []
-        for row in rows:
-            record = rotate(record_of(row), keyring, target)
-            updates.append((row["wallet_id"], row["kek_id"], record.kek_id, record.wrapped_dek))
-        await conn.executemany(
-            "UPDATE execution.wallets SET kek_id = $3, wrapped_dek = $4 WHERE wallet_id = $1 AND kek_id = $2",
-            updates,
-        )
-    return len(rows)
-
-
-async def rekey_wallets(
-    pool: asyncpg.Pool, keyring: KeyRing, *, batch_size: int = DEFAULT_BATCH_SIZE
-) -> RekeyResult:
-    """Re-wrap every wallet not under ``keyring.current``; raises KeystoreError, before changing
-    anything, when a wallet's KEK is not in the ring."""
+async def rekey(pool: asyncpg.Pool, keyring: KeyRing, *, batch_size: int = DEFAULT_BATCH_SIZE) -> RekeyResult:
+    """Re-wrap every tenant data key not under ``keyring.current`` and move every wallet under
+    its tenant's data key; raises KeystoreError, before changing anything, when a key is under a
+    KEK the ring lacks."""
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
-    unknown = sorted(kek_id for kek_id in await wallets_by_kek(pool) if kek_id not in keyring)
-    if unknown:
-        raise KeystoreError(f"wallets are wrapped under KEKs missing from EXECUTION_KEK: {unknown}")
-    rewrapped = 0
-    while count := await _rewrap_batch(pool, keyring, batch_size):
-        rewrapped += count
-    return RekeyResult(keyring.current, rewrapped, await wallets_by_kek(pool))
+    await rotation.check_ring(pool, keyring)
+    rewrapped = await rotation.rewrap_tenant_keys(pool, keyring, batch_size=batch_size)
+    moved = await rotation.adopt_legacy_wallets(pool, keyring, batch_size=batch_size)
+    return RekeyResult(keyring.current, rewrapped, moved, await rotation.counts(pool))
+
+
+def _describe(counts: rotation.KeyCounts) -> str:
+    return (
+        f"tenant data keys by KEK: {counts.tenant_keys_by_kek}; "
+        f"wallets not under their tenant's data key: {counts.wallets_off_tenant_key}"
+    )
 
 
 async def _run(settings: ExecutionSettings, batch_size: int, dry_run: bool) -> int:
     keyring = keyring_from_settings(settings.execution_kek, settings.execution_kek_id)
-    pool = await create_pool(settings.database_url, max_size=1, application_name="mevaas-execution-rekey")
+    # Re-wrapping spans every tenant's keys: it runs as the service's platform role.
+    pool = await create_pool(
+        settings.platform_database_url, max_size=1, application_name="mevaas-execution-rekey"
+    )
     try:
         if dry_run:
-            counts = await wallets_by_kek(pool)
-            pending = sum(n for kek_id, n in counts.items() if kek_id != keyring.current)
-            print(f"{pending} wallet(s) to re-wrap under KEK {keyring.current!r}; by KEK: {counts}")
+            counts = await rotation.counts(pool)
+            pending = sum(n for kek_id, n in counts.tenant_keys_by_kek.items() if kek_id != keyring.current)
+            print(
+                f"{pending} tenant data key(s) to re-wrap under KEK {keyring.current!r}, "
+                f"{sum(counts.wallets_off_tenant_key.values())} wallet(s) to move; {_describe(counts)}"
+            )
             return 0
         try:
-            result = await rekey_wallets(pool, keyring, batch_size=batch_size)
+            result = await rekey(pool, keyring, batch_size=batch_size)
         except (KeystoreError, asyncpg.LockNotAvailableError) as exc:
             # Batches committed before the failure stay re-wrapped; a re-run resumes after them.
             print(f"mevaas-execution-rekey: {exc}", file=sys.stderr)
@@ -105,16 +84,18 @@ async def _run(settings: ExecutionSettings, batch_size: int, dry_run: bool) -> i
     finally:
         await pool.close()
     print(
-        f"re-wrapped {result.rewrapped} wallet(s) under KEK {result.target_kek_id!r}; "
-        f"by KEK: {result.wallets_by_kek}"
+        f"re-wrapped {result.rewrapped} tenant data key(s) under KEK {result.target_kek_id!r}, "
+        f"moved {result.moved} wallet(s) under their tenant's data key; {_describe(result.counts)}"
     )
     return 0
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="mevaas-execution-rekey", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="wallets per transaction")
-    parser.add_argument("--dry-run", action="store_true", help="count the wallets to re-wrap; change nothing")
+    parser.add_argument(
+        "--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="keys or wallets per transaction"
+    )
+    parser.add_argument("--dry-run", action="store_true", help="count what would change; change nothing")
     args = parser.parse_args()
     if args.batch_size < 1:
         parser.error("--batch-size must be at least 1")
@@ -131,7 +112,7 @@ def main() -> None:
             file=sys.stderr,
         )
         sys.exit(2)
-    if not settings.database_url:
-        print("mevaas-execution-rekey: DATABASE_URL is not set", file=sys.stderr)
+    if not settings.platform_database_url:
+        print("mevaas-execution-rekey: PLATFORM_DATABASE_URL is not set", file=sys.stderr)
         sys.exit(2)
     sys.exit(asyncio.run(_run(settings, args.batch_size, args.dry_run)))

@@ -9,6 +9,8 @@ from typing import Any
 
 import asyncpg
 
+from mevaas_core.erasure import TRADE_RETENTION, Erase, ErasurePlan
+
 Row = asyncpg.Record
 
 WALLET_COLUMNS = (
@@ -25,17 +27,13 @@ EXECUTION_COLUMNS = (
     "bundle_hash, target_block, deadline_block, attempts, max_attempts, block_number, expected_profit, "
     "expected_gross_profit, realized_profit, realized_gross_profit, gas_rate_num, gas_rate_den, "
     "profit_token, gas_used, effective_gas_price, gas_cost, error, timestamps, block_to_submission_ms, "
-    "created_at, submitted_at, finalized_at, leg_tx_hashes"
+    "created_at, submitted_at, finalized_at, leg_tx_hashes, action_kind, rebalance_id"
 )
 LEG_COLUMNS = (
     "tenant_id, execution_id, opportunity_id, leg_index, chain_id, wallet_address, status, submission_mode, "
     "router_address, token_in, token_out, amount_in, amount_out_min, approve_tx_hash, approve_raw_tx, nonce, "
     "tx_hash, raw_tx, target_block, last_block, attempts, block_number, amount_out, gas_used, gas_cost, "
-    "gas_rate_num, gas_rate_den, error, created_at, finalized_at"
-)
-PROTECTED_COLUMNS = (
-    "protected_transaction_id, tenant_id, chain_id, tx_hash, sender, nonce, raw_tx, mode, status, "
-    "max_block_number, block_number, error, received_at, submitted_at, included_at"
+    "gas_rate_num, gas_rate_den, error, created_at, finalized_at, unwinds"
 )
 
 
@@ -111,31 +109,12 @@ async def list_wallets(
     )
 
 
-# ---------------------------------------------------------------------------------------- executors
-
-
-async def get_executor(conn: asyncpg.Connection, tenant_id: str, wallet: str, chain_id: int) -> str | None:
-    address: str | None = await conn.fetchval(
-        "SELECT address FROM execution.executors WHERE tenant_id = $1 AND wallet_address = $2 "
-        "AND chain_id = $3",
-        tenant_id,
-        wallet,
-        chain_id,
-    )
-    return address
-
-
-async def insert_executor(
-    conn: asyncpg.Connection, tenant_id: str, wallet: str, chain_id: int, address: str, tx_hash: str
-) -> None:
-    await conn.execute(
-        "INSERT INTO execution.executors (tenant_id, wallet_address, chain_id, address, deploy_tx_hash) "
-        "VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
-        tenant_id,
-        wallet,
-        chain_id,
-        address,
-        tx_hash,
+async def rewrap_wallets(conn: asyncpg.Connection, updates: Sequence[tuple[str, str, str, bytes]]) -> None:
+    """(wallet_id, old kek_id, new kek_id, new wrapped_dek): each row only while it is still under
+    the KEK it was read with, so two rotations at once never overwrite each other."""
+    await conn.executemany(
+        "UPDATE execution.wallets SET kek_id = $3, wrapped_dek = $4 WHERE wallet_id = $1 AND kek_id = $2",
+        updates,
     )
 
 
@@ -161,29 +140,6 @@ async def get_session(
         f"SELECT {SESSION_COLUMNS} FROM execution.sessions WHERE tenant_id = $1 AND session_id = $2{suffix}",
         tenant_id,
         session_id,
-    )
-
-
-async def live_session_for_strategy(
-    conn: asyncpg.Connection, tenant_id: str, strategy_id: str, *, lock: str = ""
-) -> Row | None:
-    suffix = f" FOR {lock}" if lock else ""
-    return await conn.fetchrow(
-        f"SELECT {SESSION_COLUMNS} FROM execution.sessions WHERE tenant_id = $1 AND strategy_id = $2 "
-        f"AND state IN ('starting', 'running', 'paused', 'stopping'){suffix}",
-        tenant_id,
-        strategy_id,
-    )
-
-
-async def latest_session_for_strategy(
-    conn: asyncpg.Connection, tenant_id: str, strategy_id: str
-) -> Row | None:
-    return await conn.fetchrow(
-        f"SELECT {SESSION_COLUMNS} FROM execution.sessions WHERE tenant_id = $1 AND strategy_id = $2 "
-        "ORDER BY started_at DESC LIMIT 1",
-        tenant_id,
-        strategy_id,
     )
 
 
@@ -294,6 +250,66 @@ async def insert_execution(conn: asyncpg.Connection, values: Mapping[str, Any]) 
     )
 
 
+async def decision_context(
+    conn: asyncpg.Connection, tenant_id: str, opportunity_id: str, strategy_id: str
+) -> Row:
+    """One round trip for the hot path: ``seen`` (the opportunity already has an execution: a
+    redelivery) and the strategy's live session columns (NULL when it has none)."""
+    row = await conn.fetchrow(
+        "SELECT EXISTS (SELECT 1 FROM execution.executions WHERE tenant_id = $1 AND opportunity_id = $2) "
+        f"AS seen, s.* FROM (SELECT) AS one LEFT JOIN LATERAL (SELECT {SESSION_COLUMNS} FROM "
+        "execution.sessions WHERE tenant_id = $1 AND strategy_id = $3 "
+        "AND state IN ('starting', 'running', 'paused', 'stopping')) AS s ON true",
+        tenant_id,
+        opportunity_id,
+        strategy_id,
+    )
+    assert row is not None
+    return row
+
+
+async def execution_seen(conn: asyncpg.Connection, tenant_id: str, opportunity_id: str) -> bool:
+    return bool(
+        await conn.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM execution.executions WHERE tenant_id = $1 AND opportunity_id = $2)",
+            tenant_id,
+            opportunity_id,
+        )
+    )
+
+
+async def wallet_session_states(
+    conn: asyncpg.Connection, tenant_id: str, wallet: str, *, lock: bool = False
+) -> list[str]:
+    """The states of the wallet's live sessions; ``lock`` holds them FOR SHARE, so a pause of one
+    of them waits for this transaction (or it waits for the pause)."""
+    rows = await conn.fetch(
+        "SELECT state FROM execution.sessions WHERE tenant_id = $1 AND lower(wallet_address) = lower($2) "
+        "AND state IN ('starting', 'running', 'paused', 'stopping')" + (" FOR SHARE" if lock else ""),
+        tenant_id,
+        wallet,
+    )
+    return [str(row["state"]) for row in rows]
+
+
+async def insert_execution_while_running(
+    conn: asyncpg.Connection, session_id: str, values: Mapping[str, Any]
+) -> Row | None:
+    """Insert while the session, locked FOR SHARE, is running (so a pause committed first wins);
+    None when it is not running or the opportunity already has an execution."""
+    placeholders = ", ".join(f"${i}" for i in range(3, len(values) + 3))
+    return await conn.fetchrow(
+        "WITH live AS (SELECT 1 FROM execution.sessions WHERE tenant_id = $1 AND session_id = $2 "
+        "AND state = 'running' FOR SHARE) "
+        f"INSERT INTO execution.executions ({', '.join(values)}) SELECT {placeholders} "
+        "WHERE EXISTS (SELECT 1 FROM live) ON CONFLICT (tenant_id, opportunity_id) DO NOTHING "
+        f"RETURNING {EXECUTION_COLUMNS}",
+        values["tenant_id"],
+        session_id,
+        *values.values(),
+    )
+
+
 async def update_execution(
     conn: asyncpg.Connection, tenant_id: str, execution_id: str, changes: Mapping[str, Any]
 ) -> Row | None:
@@ -339,9 +355,12 @@ async def insert_legs(conn: asyncpg.Connection, legs: Sequence[Mapping[str, Any]
 
 
 async def in_flight_legs(conn: asyncpg.Connection, chain_id: int) -> list[Row]:
+    """In-flight legs on the chain, each with its execution's action kind."""
+    columns = ", ".join(f"l.{c.strip()}" for c in LEG_COLUMNS.split(","))
     return await conn.fetch(
-        f"SELECT {LEG_COLUMNS} FROM execution.execution_legs WHERE chain_id = $1 "
-        "AND status IN ('signed', 'submitted') ORDER BY created_at, leg_index",
+        f"SELECT {columns}, e.action_kind FROM execution.execution_legs l JOIN execution.executions e "
+        "ON e.execution_id = l.execution_id WHERE l.chain_id = $1 AND l.status IN ('signed', 'submitted') "
+        "ORDER BY l.created_at, l.leg_index",
         chain_id,
     )
 
@@ -403,48 +422,6 @@ async def list_executions(
     )
 
 
-# ------------------------------------------------------------------------------ protected transactions
-
-
-async def insert_protected(conn: asyncpg.Connection, values: Mapping[str, Any]) -> Row | None:
-    columns = ", ".join(values)
-    placeholders = ", ".join(f"${i}" for i in range(1, len(values) + 1))
-    return await conn.fetchrow(
-        f"INSERT INTO execution.protected_transactions ({columns}) VALUES ({placeholders}) "
-        f"ON CONFLICT (tenant_id, tx_hash) DO NOTHING RETURNING {PROTECTED_COLUMNS}",
-        *values.values(),
-    )
-
-
-async def get_protected(
-    conn: asyncpg.Connection, tenant_id: str, *, protected_id: str = "", tx_hash: str = ""
-) -> Row | None:
-    return await conn.fetchrow(
-        f"SELECT {PROTECTED_COLUMNS} FROM execution.protected_transactions WHERE tenant_id = $1 "
-        "AND (($2 <> '' AND protected_transaction_id = $2) OR ($3 <> '' AND lower(tx_hash) = lower($3)))",
-        tenant_id,
-        protected_id,
-        tx_hash,
-    )
-
-
-async def pending_protected(conn: asyncpg.Connection, chain_id: int) -> list[Row]:
-    return await conn.fetch(
-        f"SELECT {PROTECTED_COLUMNS} FROM execution.protected_transactions WHERE chain_id = $1 "
-        "AND status IN ('received', 'submitted') ORDER BY received_at",
-        chain_id,
-    )
-
-
-async def update_protected(conn: asyncpg.Connection, protected_id: str, changes: Mapping[str, Any]) -> None:
-    assignments = ", ".join(f"{column} = ${i}" for i, column in enumerate(changes, start=2))
-    await conn.execute(
-        f"UPDATE execution.protected_transactions SET {assignments} WHERE protected_transaction_id = $1",
-        protected_id,
-        *changes.values(),
-    )
-
-
 # ------------------------------------------------------------------------------------- kill switches
 
 
@@ -487,3 +464,31 @@ async def engaged_kill_switch(
         platform_tenant,
     )
     return reason
+
+
+# What DeleteTenant leaves of a tenant here (mevaas_core.erasure): wallets (with their key
+# material), executors, sessions, rebalances, protected transactions, treasury readings go; executions, their
+# legs and the treasury ledger are trade records (public on chain) kept for the trade retention period.
+ERASURE = ErasurePlan(
+    schema="execution",
+    erase=(
+        Erase("wallets"),
+        # Without its data key a copy of the wallets (a backup) no longer opens either.
+        Erase("tenant_data_keys"),
+        Erase("executors"),
+        Erase("executor_deployments"),
+        Erase("treasury_holdings"),
+        Erase("sessions"),
+        Erase("rebalances"),
+        Erase("protected_transactions"),
+        Erase("kill_switches"),
+        Erase("idempotency_keys"),
+        Erase("outbox", "published_at IS NOT NULL"),
+    ),
+    keep={
+        "executions": TRADE_RETENTION,
+        "execution_legs": TRADE_RETENTION,
+        "treasury_ledger": TRADE_RETENTION,
+        "treasury_transfers": TRADE_RETENTION,
+    },
+)

@@ -1,5 +1,6 @@
 """Tenant wallets: keys generated or imported, stored only as envelope-encrypted records
-(mevaas_chain.keystore), decrypted in memory when a transaction must be signed."""
+(mevaas_chain.keystore) under the tenant's data key (mevaas_execution.keys), decrypted in memory
+when a transaction must be signed."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from mevaas_chain.keystore import (
 )
 from mevaas_core.db import tenant_transaction
 from mevaas_execution import store
+from mevaas_execution.keys import TenantKeys
 
 
 def keyring_from_settings(kek: str, kek_id: str) -> KeyRing:
@@ -48,7 +50,13 @@ class WalletKeys:
     def __init__(self, pool: asyncpg.Pool, keyring: KeyRing) -> None:
         self._pool = pool
         self.keyring = keyring
+        self.tenant_keys = TenantKeys(keyring)
         self._cache: dict[tuple[str, str], SecretKey] = {}
+
+    async def sealing_ring(self, conn: asyncpg.Connection, tenant_id: str) -> KeyRing:
+        """What a new wallet of the tenant is wrapped under: its data key (created if none), in the
+        caller's transaction, so the key and the wallet are stored together or not at all."""
+        return await self.tenant_keys.sealing_ring(conn, tenant_id)
 
     async def key(self, tenant_id: str, address: str) -> SecretKey:
         cache_key = (tenant_id, address.lower())
@@ -56,8 +64,10 @@ class WalletKeys:
         if secret is None:
             async with tenant_transaction(self._pool, tenant_id, readonly=True) as conn:
                 row = await store.get_wallet(conn, tenant_id, address)
-            if row is None:
-                raise LookupError(f"wallet {address} of tenant {tenant_id} not found")
-            secret = decrypt_private_key(record_of(row), self.keyring)
+                if row is None:
+                    raise LookupError(f"wallet {address} of tenant {tenant_id} not found")
+                record = record_of(row)
+                ring = await self.tenant_keys.opening_ring(conn, record)
+            secret = decrypt_private_key(record, ring)
             self._cache[cache_key] = secret
         return secret

@@ -1,6 +1,6 @@
 """Cross-chain arbitrage with inventory on both chains: pure planning and booking.
 
-A cross-chain opportunity has one hop per chain and the legs chain together (the second leg
+A cross-chain action (`CrossChainAction`) has one leg per chain and the legs chain together (the second leg
 spends what the first yields). Each leg is a plain Uniswap V2 Router02
 ``swapExactTokensForTokens`` sent from the tenant's wallet on that leg's chain, paid from the
 inventory the wallet holds there, with ``amountOutMin`` the hop's expected output less the
@@ -14,7 +14,8 @@ of every transaction of every leg, each converted with its own chain's rate.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from fractions import Fraction
 from typing import Any
 
 from mevaas.events.v1 import events_pb2
@@ -33,11 +34,6 @@ ROUTER_DEADLINE_S = 600
 TRANSFER_TOPIC = abi.keccak_hex(b"Transfer(address,address,uint256)")
 
 
-def is_cross_chain(opportunity: events_pb2.Opportunity) -> bool:
-    chains = {hop.chain_id for hop in opportunity.hops if hop.chain_id} | {opportunity.chain_id}
-    return len(chains) > 1
-
-
 @dataclass(frozen=True, slots=True)
 class LegPlan:
     index: int
@@ -49,28 +45,35 @@ class LegPlan:
     amount_out_min: int
 
 
-def plan_legs(opportunity: events_pb2.Opportunity, max_slippage_bps: int) -> list[LegPlan]:
-    """One swap per hop, each on its own chain; the legs must chain (the next leg spends exactly
-    what the previous one is expected to yield) and end in the token they start with (by the
-    opportunity's route: the first input and the last output are the profit token)."""
-    hops = list(opportunity.hops)
-    if len(hops) < 2:
-        raise PlanError(f"a cross-chain trade needs at least two legs, not {len(hops)}")
-    if len({hop.chain_id for hop in hops}) != len(hops):
+def plan_legs(action: events_pb2.CrossChainAction, max_slippage_bps: int) -> list[LegPlan]:
+    """One swap per leg, each on its own chain; the legs must chain (the next leg spends exactly
+    what the previous one is expected to yield)."""
+    legs = list(action.legs)
+    if len(legs) < 2:
+        raise PlanError(f"a cross-chain trade needs at least two legs, not {len(legs)}")
+    if len({leg.chain_id for leg in legs}) != len(legs):
         raise PlanError("a cross-chain trade runs one leg per chain")
-    legs = []
-    for index, hop in enumerate(hops):
-        if not hop.chain_id or not hop.token_in or not hop.token_out or not hop.dex:
-            raise PlanError(f"leg {index} lacks its chain, DEX or tokens")
-        amount_in, amount_out = int(hop.amount_in or 0), int(hop.amount_out or 0)
-        if amount_in <= 0 or amount_out <= 0:
-            raise PlanError(f"leg {index} has no amounts")
-        if index and amount_in != int(hops[index - 1].amount_out):
+    plans: list[LegPlan] = []
+    for index, leg in enumerate(legs):
+        if len(leg.hops) != 1:
+            raise PlanError(f"leg {index} has {len(leg.hops)} hops; a leg is one Router02 swap")
+        hop = leg.hops[0]
+        if not leg.chain_id or hop.chain_id not in (0, leg.chain_id):
+            raise PlanError(f"leg {index} lacks its chain, or its hop is on another chain")
+        if not hop.token_in or not hop.token_out or not hop.dex:
+            raise PlanError(f"leg {index} lacks its DEX or tokens")
+        try:
+            amount_in, amount_out = int(leg.amount_in or 0), int(hop.amount_out or 0)
+        except ValueError:
+            raise PlanError(f"leg {index} has malformed amounts") from None
+        if amount_in <= 0 or amount_out <= 0 or int(hop.amount_in or 0) != amount_in:
+            raise PlanError(f"leg {index} has no amounts, or its hop does not spend the leg's input")
+        if index and amount_in != int(legs[index - 1].hops[-1].amount_out):
             raise PlanError(f"leg {index} does not spend what leg {index - 1} yields")
-        legs.append(
+        plans.append(
             LegPlan(
                 index=index,
-                chain_id=hop.chain_id,
+                chain_id=leg.chain_id,
                 dex=hop.dex,
                 token_in=hop.token_in,
                 token_out=hop.token_out,
@@ -78,9 +81,33 @@ def plan_legs(opportunity: events_pb2.Opportunity, max_slippage_bps: int) -> lis
                 amount_out_min=max(1, amount_out * (BPS - max_slippage_bps) // BPS),
             )
         )
-    if int(opportunity.amount_in or 0) != legs[0].amount_in:
-        raise PlanError("the first leg does not spend the opportunity's input")
-    return legs
+    return plans
+
+
+def size_to_inventory(plans: Sequence[LegPlan], balances: Sequence[int]) -> list[LegPlan]:
+    """The legs scaled down to what the wallet holds of each leg's input on its chain (every leg
+    is paid from inventory there). All legs scale by the same fraction, so they still chain; the
+    minimum outputs scale with them, which is conservative on constant-product pools (a smaller
+    trade gets a better price). Raises PlanError when some leg's input is not held at all."""
+    short = [(plan, held) for plan, held in zip(plans, balances, strict=True) if held < plan.amount_in]
+    if not short:
+        return list(plans)
+    plan, held = min(short, key=lambda pair: Fraction(pair[1], pair[0].amount_in))
+    factor = Fraction(held, plan.amount_in)
+    sized = [
+        replace(p, amount_in=int(p.amount_in * factor), amount_out_min=max(1, int(p.amount_out_min * factor)))
+        for p in plans
+    ]
+    if any(p.amount_in <= 0 for p in sized):
+        raise PlanError(
+            f"leg {plan.index} on chain {plan.chain_id}: the wallet holds {held} of {plan.token_in}, "
+            f"the leg needs {plan.amount_in}"
+        )
+    return sized
+
+
+def balance_call(token: str, owner: str) -> dict[str, str]:
+    return {"to": token, "data": "0x" + abi.balance_of(owner).hex()}
 
 
 def leg_gas_rate(opportunity: events_pb2.Opportunity, leg: LegPlan, chain: ChainConfig) -> tuple[int, int]:

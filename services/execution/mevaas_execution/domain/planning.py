@@ -10,7 +10,14 @@ from typing import Any
 from mevaas.common.v1 import common_pb2
 from mevaas.events.v1 import events_pb2
 from mevaas.strategy.v1 import strategy_pb2
-from mevaas_chain.executor import ExecutorHop, decode_executed, encode_execute, encode_execute_flash
+from mevaas_chain import abi
+from mevaas_chain.executor import (
+    ExecutorHop,
+    decode_executed,
+    encode_execute,
+    encode_execute_flash,
+    encode_execute_flash_loan,
+)
 from mevaas_chain.registry import ChainConfig
 
 BPS = 10_000
@@ -86,6 +93,23 @@ def is_stale(deadline_block: int, head: int) -> bool:
     return deadline_block > 0 and head + 1 > deadline_block
 
 
+def settled_without(last_block: int, head: int) -> bool:
+    """Whether a transaction missing from the chain at ``head`` is missing for good, its window
+    ending at ``last_block``. Not while ``last_block`` is the head: that block may still be
+    rebuilt or reorged with the transaction in it (the devnet relay rebuilds a block without a
+    failing bundle, and the tracker's head and receipt reads can straddle the rebuild), so a
+    miss is final only once a later block has settled it."""
+    return head > last_block
+
+
+def settled(receipt: Mapping[str, Any], head: int, confirmations: int) -> bool:
+    """Whether a receipt read *after* ``head`` may be booked: its block has ``confirmations``
+    blocks on top. A receipt of a newer block may still vanish (a reorg, or the devnet relay
+    rebuilding a block without a failing bundle, which is visible meanwhile); booking it would
+    record a transaction the chain does not hold. Such a transaction waits for the next head."""
+    return head - int(receipt["blockNumber"], 16) >= confirmations
+
+
 def gas_price_refusal(base_fee: int, limits: Limits) -> str | None:
     """Why the decision must not execute at this base fee, or None."""
     cap = limits.max_gas_price_wei
@@ -124,24 +148,32 @@ def executor_hops(hops: Sequence[events_pb2.RouteHop]) -> list[ExecutorHop]:
     return result
 
 
-def is_flash(opportunity: events_pb2.Opportunity) -> bool:
-    return opportunity.type == common_pb2.STRATEGY_TYPE_FLASH_ARBITRAGE
-
-
-def executor_calldata(opportunity: events_pb2.Opportunity, chain: ChainConfig, min_profit: int) -> bytes:
-    """``executeFlash`` (flash arbitrage, borrowing from the first hop's pair) or ``execute``
-    (own capital held by the executor)."""
-    hops = executor_hops(opportunity.hops)
-    amount_in = int(opportunity.amount_in)
+def executor_calldata(cycle: events_pb2.SwapCycleAction, chain: ChainConfig, min_profit: int) -> bytes:
+    """``executeFlash`` (borrowing from the first hop's pair), ``executeFlashLoan`` (the chain's
+    Aave V3 pool lends the input) or ``execute`` (own capital held by the executor), as the
+    cycle's financing says."""
+    hops = executor_hops(cycle.hops)
+    try:
+        amount_in = int(cycle.amount_in or 0)
+    except ValueError:
+        raise PlanError(f"amount_in {cycle.amount_in!r} is not an integer") from None
     if amount_in <= 0:
         raise PlanError("amount_in must be positive")
-    token_in = opportunity.hops[0].token_in
-    if is_flash(opportunity):
+    token_in = cycle.hops[0].token_in
+    if cycle.financing == events_pb2.FINANCING_FLASH_SWAP:
         try:
-            factory = chain.dex(opportunity.hops[0].dex).factory
+            factory = chain.dex(cycle.hops[0].dex).factory
         except KeyError as exc:
             raise PlanError(str(exc)) from None
         return encode_execute_flash(factory, token_in, amount_in, hops, min_profit)
+    if cycle.financing == events_pb2.FINANCING_FLASH_LOAN:
+        # The executor approves the lender to pull the loan back: only the chain's own market.
+        pool = chain.contracts.get("aave_pool")
+        if pool is None:
+            raise PlanError(f"chain {chain.chain_id} has no Aave pool to flash-borrow from")
+        return encode_execute_flash_loan(pool, token_in, amount_in, hops, min_profit)
+    if cycle.financing != events_pb2.FINANCING_INVENTORY:
+        raise PlanError("the swap cycle names no financing")
     return encode_execute(token_in, amount_in, hops, min_profit)
 
 
@@ -183,6 +215,8 @@ class Outcome:
     gas_cost: int
     gross_profit: int
     realized_profit: int
+    # The executor emitted its Executed event (a successful call to code-less address does not).
+    executed: bool
 
 
 def outcome_from_receipt(receipt: Mapping[str, Any], executor_address: str, rate: tuple[int, int]) -> Outcome:
@@ -202,6 +236,7 @@ def outcome_from_receipt(receipt: Mapping[str, Any], executor_address: str, rate
         gas_cost=gas_cost,
         gross_profit=gross,
         realized_profit=gross - in_profit_token(gas_cost, rate),
+        executed=executed is not None,
     )
 
 
@@ -215,3 +250,31 @@ def next_base_fee(block: Mapping[str, Any]) -> int:
     if gas_used > target:
         return base + max(1, base * (gas_used - target) // target // 8)
     return base - base * (target - gas_used) // target // 8
+
+
+# Why the executor reverted, by custom-error selector, with what the tenant can do about it.
+_EXECUTOR_ERRORS = {
+    abi.selector("BadPath()").hex(): "BadPath: the route is not a cycle the executor accepts",
+    abi.selector(
+        "FactoryNotAllowed()"
+    ).hex(): "FactoryNotAllowed: the DEX factory was not allowed at deployment",
+    abi.selector(
+        "InsufficientProfit(uint256,uint256)"
+    ).hex(): "InsufficientProfit: the gap closed below the minimum profit",
+    abi.selector("NotGenuinePair()").hex(): "NotGenuinePair: a flash callback came from a non-pair",
+    abi.selector("NotOwner()").hex(): "NotOwner: the wallet does not own this executor contract",
+    abi.selector("TransferFailed()").hex(): "TransferFailed",
+}
+
+
+def explain_revert(data: object, cycle: events_pb2.SwapCycleAction, executor: str) -> str:
+    """A readable reason for an executor revert (``data`` is the node's revert data, hex)."""
+    text = str(data or "").lower().removeprefix("0x")
+    reason = _EXECUTOR_ERRORS.get(text[:8], "")
+    if reason == "TransferFailed" and cycle.financing == events_pb2.FINANCING_INVENTORY:
+        token = cycle.hops[0].token_in if cycle.hops else "the input token"
+        return (
+            f"TransferFailed: executor {executor} holds less than {cycle.amount_in} of {token} "
+            "(an inventory-financed cycle spends the executor's own balance; deposit into it first)"
+        )
+    return reason

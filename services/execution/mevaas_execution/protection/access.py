@@ -1,0 +1,90 @@
+"""Who is calling the Protect RPC: the tenant's API key (in the URL path or a header), exchanged
+once at tenancy's public AuthService for an access token (as any client does), verified locally
+like every gRPC call's, cached until shortly before it expires, and checked against the
+revocation feed on every call (a revoked key stops working at once)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from dataclasses import dataclass
+
+import grpc
+
+from mevaas.tenancy.v1 import tenancy_pb2, tenancy_pb2_grpc
+from mevaas_core.auth import Principal, TokenVerifier
+from mevaas_core.errors import Unauthenticated
+from mevaas_core.revocation import RevocationSet
+
+REFRESH_MARGIN_SECONDS = 60
+EXCHANGE_TIMEOUT_SECONDS = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class _Token:
+    access_token: str
+    expires_at: float
+
+
+def _fingerprint(api_key: str) -> str:
+    return hashlib.sha256(api_key.encode()).hexdigest()
+
+
+class ApiKeyAccess:
+    def __init__(self, tenancy_address: str, verifier: TokenVerifier, revocations: RevocationSet) -> None:
+        self._address = tenancy_address
+        self._verifier = verifier
+        self._revocations = revocations
+        self._channel: grpc.aio.Channel | None = None
+        self._tokens: dict[str, _Token] = {}
+        self._exchanges: dict[str, asyncio.Future[_Token]] = {}
+
+    async def principal(self, api_key: str) -> Principal:
+        if not api_key:
+            raise Unauthenticated("an API key is required: /rpc/<chain id>/<API key> or the X-API-Key header")
+        principal = self._verifier.verify((await self._token(api_key)).access_token)
+        kind = self._revocations.revoked_by(principal)
+        if kind is not None:
+            self._tokens.pop(_fingerprint(api_key), None)
+            raise Unauthenticated(f"credential revoked ({kind})")
+        return principal
+
+    async def _token(self, api_key: str) -> _Token:
+        fingerprint = _fingerprint(api_key)
+        cached = self._tokens.get(fingerprint)
+        if cached is not None and time.time() < cached.expires_at - REFRESH_MARGIN_SECONDS:
+            return cached
+        pending = self._exchanges.get(fingerprint)
+        if pending is None:
+            pending = asyncio.ensure_future(self._exchange(api_key))
+            self._exchanges[fingerprint] = pending
+            pending.add_done_callback(lambda _: self._exchanges.pop(fingerprint, None))
+        token = await asyncio.shield(pending)
+        self._tokens[fingerprint] = token
+        return token
+
+    async def _exchange(self, api_key: str) -> _Token:
+        if not self._address:
+            raise Unauthenticated("this Protect RPC has no tenancy service to check API keys with")
+        if self._channel is None:
+            self._channel = grpc.aio.insecure_channel(self._address)
+        stub = tenancy_pb2_grpc.AuthServiceStub(self._channel)
+        try:
+            reply = await stub.ExchangeApiKey(
+                tenancy_pb2.ExchangeApiKeyRequest(api_key=api_key), timeout=EXCHANGE_TIMEOUT_SECONDS
+            )
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() in (
+                grpc.StatusCode.UNAUTHENTICATED,
+                grpc.StatusCode.PERMISSION_DENIED,
+                grpc.StatusCode.INVALID_ARGUMENT,
+            ):
+                raise Unauthenticated(f"API key refused: {exc.details()}") from None
+            raise
+        return _Token(reply.access_token, float(reply.expires_at.seconds))
+
+    async def close(self) -> None:
+        if self._channel is not None:
+            await self._channel.close(None)
+            self._channel = None

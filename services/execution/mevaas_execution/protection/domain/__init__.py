@@ -1,0 +1,1 @@
+"""Pure rules of protected transactions: JSON-RPC envelopes, revert reasons, status transitions."""

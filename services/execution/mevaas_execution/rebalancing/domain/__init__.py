@@ -1,0 +1,1 @@
+"""Pure rules of rebalances: the state machine and the planner."""
