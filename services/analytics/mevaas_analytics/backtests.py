@@ -1,6 +1,6 @@
-"""Backtests for the strategy service (subjects and error codes in `mevaas_strategy.backtests`).
+"""Backtests for the strategy service (subjects in `mevaas_core.subjects`; errors as HTTP-style codes).
 
-A backtest replays the strategy version's own plugin (`mevaas_strategy.domain`, the code the live
+A backtest replays the strategy version's own plugin (`mevaas_strategies`, the code the live
 engine runs) over the market history this service records from the CHAIN stream, through
 `domain.backtest.replay` and its documented assumptions, mapped from the request:
 
@@ -22,292 +22,40 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
-from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from decimal import Decimal
-from pathlib import Path
+from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
-from eth_utils.address import to_checksum_address
-from google.protobuf.timestamp_pb2 import Timestamp
 
 from mevaas.common.v1 import common_pb2
 from mevaas.events.v1 import events_pb2
 from mevaas.strategy.v1 import strategy_pb2
 from mevaas_analytics import store
-from mevaas_analytics.domain import reports
-from mevaas_analytics.domain.backtest import (
-    Assumptions,
-    BacktestResult,
-    BlockChanges,
-    MarketRecorder,
-    PoolInfo,
-    load_history,
-    replay,
+from mevaas_analytics.backtest_replay import (
+    Settings,
+    backtest_message,
+    correlation,
+    run_replay,
+    ts,
 )
+from mevaas_analytics.domain import reports
+from mevaas_analytics.history import MarketHistory
 from mevaas_analytics.portfolio import metrics_proto
-from mevaas_chain.pool_index import Pool
-from mevaas_chain.registry import ChainConfig, ChainRegistry
+from mevaas_chain.registry import ChainRegistry
+from mevaas_core import subjects
 from mevaas_core.bus import Bus, RemoteError, RequestContext, ServiceError
+from mevaas_core.bus.follow import read_back
 from mevaas_core.db import tenant_transaction
-from mevaas_strategy.backtests import BACKTEST_SUBJECT, COMPARE_SUBJECT, GET_BACKTEST_SUBJECT
-from mevaas_strategy.domain.market import ChainMarket, MarketView
-from mevaas_strategy.domain.model import StrategySpec
-from mevaas_strategy.domain.plugins import Candidate, plugin_for
-from mevaas_strategy.events import LOOKUP_SUBJECT
+from mevaas_core.errors import InvalidArgument
+from mevaas_core.pagination import decode_page_token, split_page
+from mevaas_core.validation import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
+from mevaas_strategies.model import StrategySpec
 
-DEFAULT_PRIORITY_FEE_WEI = 1_000_000_000
-MAX_TRADES = 1000
 QUEUE = "analytics-backtests"
 
-
-class MarketHistory:
-    """Pool states per block and chain, kept in memory and written to `.npz` files every
-    `blocks_per_file` blocks (and on `flush`, which a backtest calls to see the latest blocks)."""
-
-    def __init__(self, directory: Path | None, blocks_per_file: int) -> None:
-        self.directory = directory
-        self.blocks_per_file = blocks_per_file
-        self.recorders: dict[int, MarketRecorder] = {}
-
-    def record(self, update: events_pb2.MarketUpdate) -> None:
-        if self.directory is None:
-            return
-        recorder = self.recorders.setdefault(update.chain_id, MarketRecorder(update.chain_id))
-        recorder.add(
-            update.block_number,
-            update.block_timestamp.seconds,
-            (
-                (
-                    PoolInfo(p.address, p.dex, p.token0, p.token1, p.fee_bps),
-                    int(p.reserve0 or 0),
-                    int(p.reserve1 or 0),
-                )
-                for p in update.pools
-            ),
-            base_fee=int(update.base_fee_per_gas or 0),
-        )
-        if len(recorder.blocks) >= self.blocks_per_file:
-            recorder.write(self.directory / str(update.chain_id))
-
-    def flush(self, chain_id: int | None = None) -> None:
-        if self.directory is None:
-            return
-        for chain, recorder in self.recorders.items():
-            if chain_id is None or chain == chain_id:
-                recorder.write(self.directory / str(chain))
-
-    def files(self, chain_id: int) -> list[Path]:
-        if self.directory is None:
-            return []
-        return sorted((self.directory / str(chain_id)).glob(f"market-{chain_id}-*.npz"))
-
-
-class ReplayMarket:
-    """The plugin's MarketView of a replayed block, built like the live engine's: pools (keyed by
-    checksummed address), token symbols and decimals from the chain registry, the block's base fee."""
-
-    def __init__(
-        self, chain: ChainConfig, base_fees: Mapping[int, int], priority_fee: int, gas_price: int | None
-    ) -> None:
-        self.base_fees = base_fees
-        self.gas_price = gas_price
-        self.pools: dict[str, Pool] = {}
-        self.seen: dict[str, tuple[PoolInfo, int, int]] = {}
-        self.market = ChainMarket(
-            chain_id=chain.chain_id,
-            block_number=0,
-            block_hash="",
-            base_fee=0,
-            priority_fee=0 if gas_price is not None else priority_fee,
-            pools=self.pools,
-            wrapped_native=chain.wrapped_native,
-            symbols={t.address: t.symbol for t in chain.tokens},
-            decimals={t.address: t.decimals for t in chain.tokens},
-            block_time_s=chain.block_time_s or 12.0,
-        )
-        self.view = MarketView(chains={chain.chain_id: self.market})
-
-    def __call__(
-        self, chain_id: int, block_number: int, state: Mapping[str, tuple[PoolInfo, int, int]]
-    ) -> MarketView:
-        grown = False
-        for address, entry in state.items():
-            # The replay replaces an entry when the pool changes: rebuild only those.
-            if self.seen.get(address) is entry:
-                continue
-            grown = grown or address not in self.pools
-            self.seen[address] = entry
-            info, reserve0, reserve1 = entry
-            self.pools[address] = Pool(
-                address, info.dex, info.token0, info.token1, info.fee_bps, reserve0, reserve1
-            )
-        if grown:
-            self.market.epoch += 1
-            self.view.memo.clear()
-        self.view.per_block.clear()
-        self.market.block_number = block_number
-        self.market.base_fee = (
-            self.gas_price if self.gas_price is not None else self.base_fees.get(block_number, 0)
-        )
-        return self.view
-
-
-@dataclass(frozen=True)
-class Settings:
-    win_share: float
-    latency_blocks: int
-    priority_fee: int
-    gas_price: int | None
-
-    @classmethod
-    def of(cls, a: strategy_pb2.BacktestAssumptions) -> Settings:
-        inclusion = Decimal(a.inclusion_probability_percent.value or "100")
-        return cls(
-            win_share=float(inclusion / 100),
-            latency_blocks=a.latency_blocks,
-            priority_fee=int(a.priority_fee_wei) if a.priority_fee_wei else DEFAULT_PRIORITY_FEE_WEI,
-            gas_price=int(a.gas_price_wei) if a.gas_price_wei else None,
-        )
-
-
-def ts(value: datetime) -> Timestamp:
-    out = Timestamp()
-    out.FromDatetime(value)
-    return out
-
-
-def run_replay(
-    spec: StrategySpec,
-    chain: ChainConfig,
-    paths: Sequence[Path],
-    from_block: int,
-    to_block: int,
-    settings: Settings,
-) -> tuple[BacktestResult, list[BlockChanges]]:
-    """Pure CPU work (run off the event loop): load the history up to `to_block`, replay the range."""
-    cls = plugin_for(spec.type_name if spec.type_name != "custom" else spec.plugin)
-    if cls is None:
-        raise ServiceError(412, f"no strategy plugin for type {spec.type_name or spec.type}")
-    recorded, lowered = load_history(paths, 0, to_block)
-    # The plugin knows pools and tokens by checksummed address (as the live pool index keys them),
-    # also in the changed-pool sets the replay hands it.
-    address: dict[str, str] = {a: str(to_checksum_address(a)) for a in recorded}
-    pools = {
-        address[a]: PoolInfo(
-            address[a], p.dex, to_checksum_address(p.token0), to_checksum_address(p.token1), p.fee_bps
-        )
-        for a, p in recorded.items()
-    }
-    blocks = [
-        BlockChanges(b.block_number, b.timestamp, {address[a]: r for a, r in b.reserves.items()}, b.base_fee)
-        for b in lowered
-    ]
-    market = ReplayMarket(
-        chain, {b.block_number: b.base_fee for b in blocks}, settings.priority_fee, settings.gas_price
-    )
-    result = replay(
-        cls(spec),
-        chain.chain_id,
-        pools,
-        blocks,
-        market,
-        lambda c: [h.pool.lower() for h in c.hops],
-        Assumptions(win_share=settings.win_share, min_net_profit=1),
-        evaluate_from=from_block,
-    )
-    return result, blocks
-
-
-def backtest_message(
-    request: strategy_pb2.Backtest,
-    result: BacktestResult,
-    blocks: Sequence[BlockChanges],
-    settings: Settings,
-    token: common_pb2.Token,
-    created_at: datetime,
-) -> tuple[strategy_pb2.Backtest, list[dict[str, Any]]]:
-    times = {b.block_number: b.timestamp for b in blocks}
-    span = request.block_range
-    executions: list[dict[str, Any]] = []
-    trades: list[strategy_pb2.BacktestTrade] = []
-    for block, candidate in result.candidates:
-        c: Candidate = candidate
-        detected = block - 1
-        at = datetime.fromtimestamp(times.get(detected, 0), UTC) + timedelta(seconds=12)
-        executed_in = block + settings.latency_blocks
-        pools = [h.pool for h in c.hops]
-        executions.append(
-            {
-                "detected_block": detected,
-                "block": executed_in,
-                "pools": pools,
-                "amount_in": str(c.amount_in),
-                "expected_profit": str(c.expected_profit),
-                "net_profit": str(c.net_profit),
-                "time": at.isoformat(),
-            }
-        )
-        if len(trades) < MAX_TRADES:
-            trades.append(
-                strategy_pb2.BacktestTrade(
-                    block_number=executed_in,
-                    time=ts(at),
-                    chain_id=c.chain_id,
-                    amount_in=str(c.amount_in),
-                    expected_profit=str(c.expected_profit),
-                    gas_cost_wei=str(c.gas_estimate * c.gas_price),
-                    net_profit=str(c.net_profit),
-                    included=True,
-                    pools=pools,
-                )
-            )
-    trades_by_block = Counter(e["detected_block"] for e in executions)
-    series = [
-        common_pb2.PnlPoint(
-            time=ts(datetime.fromtimestamp(times.get(block, 0), UTC)),
-            block_number=block,
-            pnl=str(pnl),
-            cumulative_pnl=str(cumulative),
-            trade_count=trades_by_block[block],
-        )
-        for block, pnl, cumulative in result.pnl_by_block
-        if pnl
-    ]
-    done = strategy_pb2.Backtest(
-        backtest_id=request.backtest_id,
-        strategy_id=request.strategy_id,
-        strategy_version=request.strategy_version,
-        status=strategy_pb2.BACKTEST_STATUS_SUCCEEDED,
-        block_range=span,
-        assumptions=request.assumptions,
-        metrics=metrics_proto(token, result.performance),
-        pnl_series=series,
-        opportunities_found=result.opportunities_found,
-        blocks_replayed=result.blocks_replayed,
-        trades=trades,
-        created_at=ts(created_at),
-        completed_at=ts(datetime.now(UTC)),
-    )
-    return done, executions
-
-
-def correlation(xs: Sequence[int], ys: Sequence[int]) -> float:
-    """Pearson correlation (a statistic, floats are fine); NaN when undefined."""
-    n = len(xs)
-    if n < 2:
-        return math.nan
-    mx, my = sum(xs) / n, sum(ys) / n
-    sxy = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True))
-    sxx = sum((x - mx) ** 2 for x in xs)
-    syy = sum((y - my) ** 2 for y in ys)
-    if sxx == 0 or syy == 0:
-        return math.nan
-    return sxy / math.sqrt(sxx * syy)
+# How long a backtest waits for the market recording to reach the end of its range.
+HISTORY_WAIT_S = 10.0
 
 
 class Backtests:
@@ -322,13 +70,22 @@ class Backtests:
         self.chains = chains
 
     async def serve(self) -> list[Any]:
-        return [
-            await self.bus.serve(BACKTEST_SUBJECT, QUEUE, strategy_pb2.Backtest, self.run, concurrency=2),
-            await self.bus.serve(GET_BACKTEST_SUBJECT, QUEUE, strategy_pb2.GetBacktestRequest, self.get),
+        services = [
+            await self.bus.serve(subjects.BACKTEST_GET, QUEUE, strategy_pb2.GetBacktestRequest, self.get),
             await self.bus.serve(
-                COMPARE_SUBJECT, QUEUE, strategy_pb2.CompareBacktestToLiveRequest, self.compare
+                subjects.BACKTEST_COMPARE, QUEUE, strategy_pb2.CompareBacktestToLiveRequest, self.compare
             ),
+            await self.bus.serve(subjects.BACKTEST_LIST, QUEUE, strategy_pb2.ListBacktestsRequest, self.list),
         ]
+        # Only a replica that records the market runs backtests: the queue group hands each run to
+        # one member, and one without a history would answer "no market history" for any range.
+        if self.history.directory is not None:
+            services.append(
+                await self.bus.serve(
+                    subjects.BACKTEST_RUN, QUEUE, strategy_pb2.Backtest, self.run, concurrency=2
+                )
+            )
+        return services
 
     async def run(self, request: strategy_pb2.Backtest, context: RequestContext) -> strategy_pb2.Backtest:
         tenant = _tenant(context)
@@ -342,7 +99,7 @@ class Backtests:
             raise ServiceError(400, f"block_range.chain_id: chain {span.chain_id} is not configured")
         try:
             found = await self.bus.request(
-                LOOKUP_SUBJECT,
+                subjects.STRATEGY_GET,
                 strategy_pb2.GetStrategyRequest(
                     strategy_id=request.strategy_id, version=request.strategy_version
                 ),
@@ -361,6 +118,12 @@ class Backtests:
             )
         settings = Settings.of(request.assumptions)
         created_at = datetime.now(UTC)
+        if self.history.needs_read_back(span.chain_id, span.from_block):
+            await self.history.read_back(
+                span.chain_id,
+                read_back(self.bus, "CHAIN", f"chain.{span.chain_id}.block", events_pb2.MarketUpdate),
+            )
+        await self.history.caught_up(span.chain_id, span.to_block, HISTORY_WAIT_S)
         self.history.flush(span.chain_id)
         result, blocks = await asyncio.to_thread(
             run_replay,
@@ -422,6 +185,29 @@ class Backtests:
             backtest=strategy_pb2.Backtest.FromString(bytes(row["payload"]))
         )
 
+    async def list(
+        self, request: strategy_pb2.ListBacktestsRequest, context: RequestContext
+    ) -> strategy_pb2.ListBacktestsResponse:
+        """Newest first, in keyset pages; a list carries no trades or PnL series (GetBacktest does)."""
+        tenant = _tenant(context)
+        if not 0 <= request.page.page_size <= MAX_PAGE_SIZE:
+            raise ServiceError(400, f"page.page_size: must be 0-{MAX_PAGE_SIZE}")
+        size = request.page.page_size or DEFAULT_PAGE_SIZE
+        after = _list_cursor(request)
+        async with tenant_transaction(self.pool, tenant, readonly=True) as conn:
+            rows = await store.list_backtests(conn, request.strategy_id, after, size + 1)
+        page, token = split_page(
+            rows, size, lambda r: (request.strategy_id, r["created_at"].isoformat(), r["backtest_id"])
+        )
+        response = strategy_pb2.ListBacktestsResponse()
+        for row in page:
+            backtest = response.backtests.add()
+            backtest.ParseFromString(bytes(row["payload"]))
+            backtest.ClearField("trades")
+            backtest.ClearField("pnl_series")
+        response.page.next_page_token = token
+        return response
+
     async def compare(
         self, request: strategy_pb2.CompareBacktestToLiveRequest, context: RequestContext
     ) -> strategy_pb2.CompareBacktestToLiveResponse:
@@ -473,6 +259,27 @@ class Backtests:
 
 def _day(at: datetime) -> datetime:
     return datetime(at.year, at.month, at.day, tzinfo=UTC)
+
+
+def _list_cursor(request: strategy_pb2.ListBacktestsRequest) -> tuple[datetime, str] | None:
+    """The (created_at, backtest_id) a page token continues after; it is only good for the filter
+    it was issued with."""
+    bad = "page.page_token: is not a page token issued by this API"
+    try:
+        cursor = decode_page_token(request.page.page_token, 3)
+    except InvalidArgument:
+        raise ServiceError(400, bad) from None
+    if cursor is None:
+        return None
+    if cursor[0] != request.strategy_id:
+        raise ServiceError(400, "page.page_token: was issued for other filters")
+    try:
+        created_at = datetime.fromisoformat(str(cursor[1]))
+    except ValueError:
+        raise ServiceError(400, bad) from None
+    if created_at.tzinfo is None:  # the tokens this API issues carry their offset
+        raise ServiceError(400, bad)
+    return created_at, str(cursor[2])
 
 
 def _tenant(context: RequestContext) -> str:

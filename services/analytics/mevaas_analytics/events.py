@@ -11,7 +11,7 @@ event's business key (`ON CONFLICT DO NOTHING`), so a redelivery writes nothing 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,8 +19,9 @@ import asyncpg
 from google.protobuf.message import Message
 
 from mevaas.events.v1 import events_pb2
+from mevaas.execution.v1 import execution_pb2
 from mevaas_analytics import store
-from mevaas_analytics.store import Statement
+from mevaas_analytics.store import Statement, protected, protections
 from mevaas_core.bus import Bus, Delivery
 from mevaas_core.db import platform_transaction
 
@@ -79,6 +80,9 @@ class Feed:
     filter_subject: str
     message_type: type[Message]
     rows: Callable[[Any], list[Statement]]
+    # Rows whose last write must be the stream's last message (not the one that happened to
+    # finish last) are written in stream order.
+    ordered: bool = False
 
 
 FEEDS: dict[str, Feed] = {
@@ -88,12 +92,24 @@ FEEDS: dict[str, Feed] = {
     "killswitch": Feed("RISK", "risk.*.killswitch", events_pb2.KillSwitchChanged, store.kill_switch_rows),
     "results": Feed("EXEC", "exec.*.result", events_pb2.ExecutionResult, store.execution_rows),
     "sessions": Feed("EXEC", "exec.*.session", events_pb2.ExecutionSessionEvent, store.session_rows),
+    "rebalances": Feed(
+        "EXEC", "exec.*.rebalance_status", execution_pb2.RebalanceUpdated, store.rebalance_status_rows
+    ),
+    "protected": Feed(
+        "EXEC", "exec.*.protected", events_pb2.ProtectedTransactionEvent, protected.protected_rows
+    ),
+    "protections": Feed(
+        "PROTECT",
+        "protect.*.position",
+        events_pb2.ProtectedPositionSnapshot,
+        protections.snapshot_rows,
+    ),
     "tenants": Feed("TENANT", "tenant.>", events_pb2.TenantEvent, store.tenant_rows),
     "audit": Feed("AUDIT", "audit.*.record", events_pb2.AuditRecord, store.audit_rows),
-    "market": Feed("CHAIN", "chain.*.block", events_pb2.MarketUpdate, store.market_rows),
+    # A reorg publishes a second update for a height (or rewinds pools to a lower one): only
+    # the stream's order says which is the chain's.
+    "market": Feed("CHAIN", "chain.*.block", events_pb2.MarketUpdate, store.market_rows, ordered=True),
 }
-
-MarketListener = Callable[[events_pb2.MarketUpdate], Awaitable[None]]
 
 
 async def subscribe_all(
@@ -102,17 +118,20 @@ async def subscribe_all(
     *,
     durable_prefix: str = "analytics",
     concurrency: int = 64,
-    on_market: MarketListener | None = None,
+    extra_rows: Mapping[str, Callable[[Any], Awaitable[list[Statement]]]] | None = None,
 ) -> list[Any]:
-    """Start one durable consumer per feed; returns the subscriptions (stopped by the caller)."""
+    """Start one durable consumer per feed; returns the subscriptions (stopped by the caller).
+    `extra_rows[feed]` adds rows written in the same transaction as the feed's own (e.g. the
+    valuation of an execution result, priced with the service's price state)."""
+    extras = dict(extra_rows or {})
     subscriptions = []
     for name, feed in FEEDS.items():
 
         async def handle(message: Any, _delivery: Delivery, feed: Feed = feed, name: str = name) -> None:
-            # Market state first: once a block's row is committed, its pools are recorded too.
-            if name == "market" and on_market is not None:
-                await on_market(message)
-            await writer.write(feed.rows(message))
+            rows = feed.rows(message)
+            if name in extras:
+                rows += await extras[name](message)
+            await writer.write(rows)
 
         subscriptions.append(
             await bus.subscribe(
@@ -121,7 +140,7 @@ async def subscribe_all(
                 feed.filter_subject,
                 feed.message_type,
                 handle,
-                concurrency=concurrency,
+                concurrency=1 if feed.ordered else concurrency,
                 batch=max(32, concurrency),
             )
         )

@@ -1,18 +1,20 @@
 """PortfolioService over the read model.
 
-Positions are the net token flows the platform executed for the tenant (realised PnL of final
-executions per chain, wallet and profit token); on-chain reconciliation is not done by this
-service, so `balance` is that tracked net flow and `as_of_block` the last block it includes.
+Positions are holdings: what each wallet and its executor contract hold on chain, read by
+execution's treasury when asked (request/reply on rpc.execution.treasury_holdings) and priced here
+with the one price source (docs/pricing.md); an unpriced token says so, it is never valued at 0.
+realized_pnl comes from the recorded final executions.
 A rebalance is recorded with its idempotency key and sent to execution as a RebalanceCommand on
-`exec.<tenant>.rebalance` through the transactional outbox; execution plans the routes (the
-command carries the targets; `trades` stays empty here because this service holds no pool
-routing state).
+`exec.<tenant>.rebalance` through the transactional outbox; execution plans and executes the
+trades and reports every status change (execution.v1.RebalanceUpdated on
+`exec.<tenant>.rebalance_status`, recorded by the `rebalances` feed), which GetRebalance shows.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections import defaultdict
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -21,19 +23,53 @@ import asyncpg
 
 from mevaas.common.v1 import common_pb2
 from mevaas.events.v1 import events_pb2
+from mevaas.execution.v1 import execution_pb2
 from mevaas.portfolio.v1 import portfolio_pb2, portfolio_pb2_grpc
 from mevaas_analytics import store
-from mevaas_analytics.api import FINAL, READERS, TRADERS, page_size, timeframe_bounds, ts
-from mevaas_analytics.domain import reports
-from mevaas_core import outbox
+from mevaas_analytics.api import READERS, TRADERS, page_size, timeframe_bounds, ts
+from mevaas_analytics.domain import positions, reports
+from mevaas_analytics.domain.report_tables import FINAL
+from mevaas_analytics.store import portfolio as portfolio_store
+from mevaas_chain.pricing import PriceSource, valuate
+from mevaas_core import outbox, subjects
+from mevaas_core.bus import Bus, NoRespondersError, RemoteError, RequestTimeoutError
 from mevaas_core.db import tenant_transaction
-from mevaas_core.errors import FailedPrecondition, NotFound
+from mevaas_core.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound, Unavailable
 from mevaas_core.grpckit import current_principal, require_tenant_scope, rpc
 from mevaas_core.idempotency import IdempotentCall
 from mevaas_core.pagination import decode_page_token, encode_page_token
 from mevaas_core.validation import Validator
 
 Ctx = Any
+# (tenant, chain filter, wallet filter) -> what the tenant's wallets and executors hold.
+Holdings = Callable[[str, int, str], Awaitable[Sequence[execution_pb2.TreasuryHolding]]]
+
+
+class TreasuryHoldings:
+    """Asks execution's treasury (rpc.execution.treasury_holdings) for the chain balances."""
+
+    def __init__(self, bus: Bus, *, timeout_s: float = 15.0) -> None:
+        self.bus = bus
+        self.timeout_s = timeout_s
+
+    async def __call__(
+        self, tenant_id: str, chain_id: int, wallet: str
+    ) -> Sequence[execution_pb2.TreasuryHolding]:
+        try:
+            reply = await self.bus.request(
+                subjects.EXECUTION_TREASURY_HOLDINGS,
+                execution_pb2.TreasuryHoldingsRequest(chain_id=chain_id, wallet_address=wallet),
+                execution_pb2.TreasuryHoldingsResponse,
+                tenant_id=tenant_id,
+                timeout=self.timeout_s,
+            )
+        except (NoRespondersError, RequestTimeoutError) as exc:
+            raise Unavailable(f"execution's treasury did not answer the holdings read: {exc}") from exc
+        except RemoteError as exc:
+            if exc.code == 400:
+                raise InvalidArgument(FieldViolation("chain_id", exc.message)) from exc
+            raise Unavailable(f"execution's treasury could not read the holdings: {exc.message}") from exc
+        return list(reply.holdings)
 
 
 def _token(key: str, decimals: int) -> common_pb2.Token:
@@ -47,6 +83,7 @@ def trades_of(rows: list[asyncpg.Record], strategy_id: str = "") -> dict[str, li
     for row in rows:
         if (
             row["status"] in FINAL
+            and row["realized_profit"] is not None
             and row["profit_token"]
             and (not strategy_id or row["strategy_id"] == strategy_id)
         ):
@@ -79,8 +116,10 @@ def metrics_proto(token: common_pb2.Token, perf: reports.Performance) -> common_
 
 
 class PortfolioServicer(portfolio_pb2_grpc.PortfolioServiceServicer):
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, prices: PriceSource, holdings: Holdings) -> None:
         self.pool = pool
+        self.prices = prices
+        self.holdings = holdings
 
     @rpc(*READERS)
     async def GetPositions(
@@ -92,36 +131,30 @@ class PortfolioServicer(portfolio_pb2_grpc.PortfolioServiceServicer):
         if request.wallet_address:
             v.address(request.wallet_address, "wallet_address")
         v.raise_if_any()
+        holdings = await self.holdings(tenant, request.chain_id, request.wallet_address.lower())
         async with tenant_transaction(self.pool, tenant) as conn:
-            rows = await conn.fetch(
-                """SELECT chain_id, wallet_address, profit_token, max(profit_decimals) AS decimals,
-                    sum(coalesce(realized_profit, 0)) AS pnl, max(block_number) AS block, max(occurred_at) AS at
-                FROM analytics.execution_results WHERE tenant_id = $1 AND status = ANY($2::int[]) AND profit_token <> ''
-                AND ($3 = 0 OR chain_id = $3) AND ($4 = '' OR wallet_address = $4)
-                GROUP BY chain_id, wallet_address, profit_token ORDER BY chain_id, wallet_address, profit_token""",
-                tenant,
-                sorted(FINAL),
-                request.chain_id,
-                request.wallet_address.lower(),
+            pnl = await store.realized_pnl_by_holding(conn, tenant, sorted(FINAL))
+        all_positions = [
+            positions.position(
+                h,
+                valuate(
+                    self.prices,
+                    h.token.chain_id,
+                    positions.token_key(h.token),
+                    int(h.wallet_balance) + int(h.executor_balance),
+                    h.token.decimals,
+                    at_block=h.block_number,
+                ),
+                pnl.get((h.token.chain_id, h.wallet_address, positions.token_key(h.token)), 0),
             )
-        positions = [
-            portfolio_pb2.Position(
-                token=_token(r["profit_token"], r["decimals"]),
-                wallet_address=r["wallet_address"],
-                balance=str(int(r["pnl"])),
-                reserved="0",
-                available=str(int(r["pnl"])),
-                realized_pnl=str(int(r["pnl"])),
-                as_of_block=r["block"],
-                updated_at=ts(r["at"]),
-            )
-            for r in rows
-            if request.include_zero or r["pnl"] != 0
+            for h in holdings
+            if request.include_zero or int(h.wallet_balance) + int(h.executor_balance) != 0
         ]
         cursor = decode_page_token(request.page.page_token, 1)
         offset = int(cursor[0]) if cursor else 0
-        response = portfolio_pb2.GetPositionsResponse(positions=positions[offset : offset + size])
-        if offset + size < len(positions):
+        response = portfolio_pb2.GetPositionsResponse(positions=all_positions[offset : offset + size])
+        positions.totals(all_positions, response)
+        if offset + size < len(all_positions):
             response.page.next_page_token = encode_page_token(offset + size)
         return response
 
@@ -163,17 +196,10 @@ class PortfolioServicer(portfolio_pb2_grpc.PortfolioServiceServicer):
         tenant = require_tenant_scope()
         now = datetime.now(UTC)
         async with tenant_transaction(self.pool, tenant) as conn:
-            engaged = await kill_switch_engaged(conn, tenant)
-            breaches = await conn.fetchval(
-                "SELECT count(*) FROM analytics.breaches WHERE tenant_id = $1 AND occurred_at >= $2",
-                tenant,
-                now - timedelta(days=1),
-            )
-            running = await conn.fetchval(
-                """SELECT count(*) FROM (SELECT DISTINCT ON (session_id) state FROM analytics.session_events
-                WHERE tenant_id = $1 ORDER BY session_id, sequence DESC) s WHERE state = $2""",
-                tenant,
-                common_pb2.EXECUTION_STATE_RUNNING,
+            engaged = await portfolio_store.kill_switch_engaged(conn, tenant)
+            breaches = await portfolio_store.breaches_since(conn, tenant, now - timedelta(days=1))
+            running = await portfolio_store.sessions_in_state(
+                conn, tenant, common_pb2.EXECUTION_STATE_RUNNING
             )
             rows = await store.execution_results(conn, tenant, now - timedelta(days=1), None)
         response = portfolio_pb2.GetRiskSummaryResponse(
@@ -229,7 +255,7 @@ class PortfolioServicer(portfolio_pb2_grpc.PortfolioServiceServicer):
             replay = await call.replay(conn, portfolio_pb2.RebalanceResponse)
             if replay is not None:
                 return replay
-            if await kill_switch_engaged(conn, tenant):
+            if await portfolio_store.kill_switch_engaged(conn, tenant):
                 raise FailedPrecondition("the kill switch is engaged")
             now = datetime.now(UTC)
             rebalance_id = str(uuid.uuid4())
@@ -262,11 +288,8 @@ class PortfolioServicer(portfolio_pb2_grpc.PortfolioServiceServicer):
                     event_id=rebalance_id,
                     tenant_id=tenant,
                 )
-            await conn.execute(
-                "INSERT INTO analytics.rebalances (tenant_id, rebalance_id, payload) VALUES ($1, $2, $3)",
-                tenant,
-                rebalance_id,
-                result.SerializeToString(deterministic=True),
+            await portfolio_store.insert_rebalance(
+                conn, tenant, rebalance_id, result.SerializeToString(deterministic=True)
             )
             response = portfolio_pb2.RebalanceResponse(result=result)
             await call.remember(conn, response)
@@ -280,40 +303,20 @@ class PortfolioServicer(portfolio_pb2_grpc.PortfolioServiceServicer):
         v = Validator()
         v.required(request.rebalance_id, "rebalance_id")
         v.raise_if_any()
-        async with tenant_transaction(self.pool, tenant) as conn:
-            payload = await conn.fetchval(
-                "SELECT payload FROM analytics.rebalances WHERE tenant_id = $1 AND rebalance_id = $2",
-                tenant,
-                request.rebalance_id,
-            )
-            if payload is None:
-                raise NotFound("rebalance", request.rebalance_id)
-            result = portfolio_pb2.RebalanceResult.FromString(payload)
-            statuses = [
-                r["status"]
-                for r in await conn.fetch(
-                    "SELECT DISTINCT ON (execution_id) execution_id, status FROM analytics.execution_results "
-                    "WHERE tenant_id = $1 AND rebalance_id = $2 ORDER BY execution_id, (status <> 1) DESC",
-                    tenant,
-                    request.rebalance_id,
-                )
-            ]
-        if statuses and all(s != 1 for s in statuses):
-            result.status = (
-                portfolio_pb2.REBALANCE_STATUS_COMPLETED
-                if all(s == 2 for s in statuses)
-                else portfolio_pb2.REBALANCE_STATUS_PARTIALLY_COMPLETED
-            )
+        async with tenant_transaction(self.pool, tenant, readonly=True) as conn:
+            row = await store.rebalance(conn, tenant, request.rebalance_id)
+        if row is None:
+            raise NotFound("rebalance", request.rebalance_id)
+        result = portfolio_pb2.RebalanceResult.FromString(row["payload"])
+        if row["execution_result"] is not None:
+            # Execution runs the rebalance: its status, trades, executions and reason are the truth
+            # (execution.v1.RebalanceUpdated); the targets and creation time stay as accepted here.
+            reported = portfolio_pb2.RebalanceResult.FromString(row["execution_result"])
+            result.status = reported.status
+            del result.trades[:]
+            result.trades.extend(reported.trades)
+            del result.execution_ids[:]
+            result.execution_ids.extend(reported.execution_ids)
+            result.reason = reported.reason
+            result.updated_at.CopyFrom(reported.updated_at)
         return portfolio_pb2.GetRebalanceResponse(result=result)
-
-
-async def kill_switch_engaged(conn: asyncpg.Connection, tenant: str) -> bool:
-    """Latest tenant-wide change of the tenant or of the platform-wide switch."""
-    rows = await conn.fetch(
-        """SELECT DISTINCT ON (tenant_id) engaged FROM analytics.kill_switch_changes k
-        WHERE tenant_id IN ($1, $2)
-        ORDER BY tenant_id, occurred_at DESC""",
-        tenant,
-        store.PLATFORM,
-    )
-    return any(r["engaged"] for r in rows)

@@ -3,6 +3,9 @@ the AnalyticsService and PortfolioService servicers and the outbox relay (rebala
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -11,12 +14,23 @@ from mevaas.events.v1 import events_pb2
 from mevaas.portfolio.v1 import portfolio_pb2, portfolio_pb2_grpc
 from mevaas_analytics import store
 from mevaas_analytics.api import AnalyticsServicer
-from mevaas_analytics.backtests import Backtests, MarketHistory
+from mevaas_analytics.backtests import Backtests
+from mevaas_analytics.billing import store as billing_store
 from mevaas_analytics.domain.compliance import RetentionSettings, SanctionsList
-from mevaas_analytics.domain.valuation import OraclePrices, PoolPrices, PoolReserves, Valuer
+from mevaas_analytics.domain.valuation import FINAL_STATUSES, value_execution
 from mevaas_analytics.events import BatchWriter, subscribe_all
-from mevaas_analytics.portfolio import PortfolioServicer
+from mevaas_analytics.history import MarketHistory
+from mevaas_analytics.portfolio import PortfolioServicer, TreasuryHoldings
+from mevaas_chain.pricing import (
+    DEFAULT_SOURCES,
+    DEFAULT_STABLECOINS,
+    PoolReserves,
+    PricingContext,
+    build_price_source,
+    parse_price_table,
+)
 from mevaas_chain.registry import ChainRegistry, load_registry
+from mevaas_core.bus.follow import follow
 from mevaas_core.config import ServiceSettings
 from mevaas_core.db import platform_transaction
 from mevaas_core.outbox import OutboxRelay
@@ -26,12 +40,16 @@ from mevaas_core.service import ServiceSpec
 
 class AnalyticsSettings(ServiceSettings):
     service_name: str = "analytics"
-    # Oracle price table "chain_id:token=price,..." in the plan currency (see domain.valuation).
+    # Price sources in the order they are asked (names registered in mevaas_chain.pricing), the
+    # configured price table "chain_id:token=usd,..." of the "fixed" source, the USD stablecoins
+    # pool prices are anchored to (symbols of the chain registry's tokens, or chain_id:address)
+    # and the longest pool path to one. See docs/pricing.md.
+    price_sources: str = ",".join(DEFAULT_SOURCES)
     price_table: str = ""
-    # Anchor prices for devnet pool valuation ("31337:<usdc>=1") and token decimals
-    # ("31337:<token>=18,...") of the tokens priced through pools.
-    anchor_prices: str = ""
-    token_decimals: str = ""
+    stablecoins: str = ",".join(DEFAULT_STABLECOINS)
+    price_max_hops: int = 3
+    # How long recording a final execution waits for the market feed to reach its block.
+    valuation_market_wait_seconds: float = 30.0
     # Sanctioned addresses: a file (one address[,list] per line) and/or inline comma-separated.
     sanctions_file: str = ""
     sanctioned_addresses: str = ""
@@ -45,19 +63,21 @@ class AnalyticsSettings(ServiceSettings):
     market_history_dir: str = ""
     # Blocks per history file.
     market_history_blocks: int = 1000
+    # History files older than this are deleted (0 = kept forever).
+    market_history_retention_hours: float = 168.0
+    # Each replica follows the whole market feed (its price book and recording are its own) from
+    # this long before it started, so the blocks between the stored reserves and its subscription
+    # are not missed.
+    market_replay_seconds: float = 120.0
     durable_prefix: str = "analytics"
     # Chain registry file (JSON/YAML) for InspectBlock's RPC nodes and backtests' tokens; empty = MEVAAS_CHAINS /
     # MEVAAS_CHAINS_FILE / the devnet's.
     chains_file: str = ""
 
 
-def parse_decimals(text: str) -> dict[str, int]:
-    table = OraclePrices.parse(text)
-    return {key: int(value) for key, value in table.prices.items()}
-
-
 class AnalyticsRuntime(ServiceRuntime[AnalyticsSettings]):
     name = "analytics"
+    erasure = store.ERASURE
 
     def chains(self) -> ChainRegistry:
         """Read per inspection (a small file): a restarted devnet's new RPC URLs apply at once."""
@@ -65,33 +85,60 @@ class AnalyticsRuntime(ServiceRuntime[AnalyticsSettings]):
 
     async def setup(self) -> None:
         s = self.settings
-        pools = PoolPrices(OraclePrices.parse(s.anchor_prices), parse_decimals(s.token_decimals))
+        pricing = PricingContext(
+            self.chains(),
+            table=parse_price_table(s.price_table),
+            stablecoins=tuple(s.stablecoins.split(",")),
+            max_hops=s.price_max_hops,
+        )
+        prices = build_price_source([n.strip() for n in s.price_sources.split(",") if n.strip()], pricing)
         async with platform_transaction(self.pool) as conn:
-            pools.update(
-                PoolReserves(
+            # The last reserves recorded before a restart, so prices are known before the next block.
+            for r in await store.pool_reserves(conn):
+                pricing.book.apply(
                     r["chain_id"],
-                    r["address"],
-                    r["token0"],
-                    r["token1"],
-                    int(r["reserve0"]),
-                    int(r["reserve1"]),
+                    r["block_number"],
+                    [
+                        PoolReserves(
+                            r["address"], r["token0"], r["token1"], int(r["reserve0"]), int(r["reserve1"])
+                        )
+                    ],
+                    observed_at=r["observed_at"],
                 )
-                for r in await store.pool_reserves(conn)
-            )
-        valuer = Valuer(OraclePrices.parse(s.price_table), pools)
 
         history = MarketHistory(
-            Path(s.market_history_dir) if s.market_history_dir else None, s.market_history_blocks
+            Path(s.market_history_dir) if s.market_history_dir else None,
+            s.market_history_blocks,
+            retention=timedelta(hours=s.market_history_retention_hours)
+            if s.market_history_retention_hours
+            else None,
         )
 
+        market_moved = asyncio.Condition()
+        priced_chains = {chain.chain_id for chain in pricing.chains}
+
         async def on_market(update: events_pb2.MarketUpdate) -> None:
-            pools.update(
-                PoolReserves(
-                    update.chain_id, p.address, p.token0, p.token1, int(p.reserve0 or 0), int(p.reserve1 or 0)
-                )
-                for p in update.pools
-            )
+            stamp = update.block_timestamp if update.HasField("block_timestamp") else update.occurred_at
+            pricing.book.apply_update(update, stamp.ToDatetime(tzinfo=UTC))
+            async with market_moved:
+                market_moved.notify_all()
             history.record(update)
+
+        async def valuations(result: events_pb2.ExecutionResult) -> list[store.Statement]:
+            # Results and market updates are separate feeds: when the market feed lags (a replay
+            # after a restart), wait for it to reach the execution's block before pricing at it
+            # (only on a configured chain: another chain's market never arrives).
+            if result.status in FINAL_STATUSES and result.chain_id in priced_chains:
+
+                async def caught_up() -> None:
+                    async with market_moved:
+                        await market_moved.wait_for(
+                            lambda: pricing.book.latest_block(result.chain_id) >= result.block_number
+                        )
+
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(caught_up(), s.valuation_market_wait_seconds)
+            return billing_store.valuation_rows(result, value_execution(result, prices), datetime.now(UTC))
 
         async def flush_history() -> None:
             history.flush()
@@ -102,15 +149,24 @@ class AnalyticsRuntime(ServiceRuntime[AnalyticsSettings]):
             self.writer,
             durable_prefix=s.durable_prefix,
             concurrency=s.consumer_concurrency,
-            on_market=on_market,
+            extra_rows={"results": valuations},
         )
+        market = await follow(
+            self.bus,
+            "CHAIN",
+            "chain.*.block",
+            events_pb2.MarketUpdate,
+            on_market,
+            since=datetime.now(UTC) - timedelta(seconds=s.market_replay_seconds),
+        )
+        self.on_stop(market.stop)
         self.on_stop(flush_history)
         for subscription in subscriptions:
             self.on_stop(subscription.stop)
         self.add_servicer(
             AnalyticsServicer(
                 self.pool,
-                valuer,
+                prices,
                 SanctionsList.load(s.sanctions_file, s.sanctioned_addresses),
                 RetentionSettings(
                     s.audit_retention_days,
@@ -125,7 +181,7 @@ class AnalyticsRuntime(ServiceRuntime[AnalyticsSettings]):
             analytics_pb2.DESCRIPTOR.services_by_name["AnalyticsService"],
         )
         self.add_servicer(
-            PortfolioServicer(self.pool),
+            PortfolioServicer(self.pool, prices, TreasuryHoldings(self.bus)),
             portfolio_pb2_grpc.add_PortfolioServiceServicer_to_server,
             portfolio_pb2.DESCRIPTOR.services_by_name["PortfolioService"],
         )

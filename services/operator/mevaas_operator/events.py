@@ -7,7 +7,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import nats
 from nats.aio.client import Client as NatsClient
@@ -17,7 +19,10 @@ from nats.js.errors import NotFoundError as StreamNotFoundError
 
 from mevaas.common.v1 import common_pb2
 from mevaas.events.v1 import events_pb2
+from mevaas_core.bus.identities import inbox_prefix
+from mevaas_core.bus.signing import EventVerifier
 from mevaas_operator.kube import TENANT_KIND, KubeClient, KubeError, NotFoundError
+from mevaas_operator.metrics import REJECTED_EVENTS
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +30,7 @@ STREAM = "TENANT"
 SUBJECTS = ["tenant.>"]
 DURABLE = "mevaas-operator"
 VERSION_ANNOTATION = "mevaas.io/tenant-version"
+
 
 TIERS = {
     common_pb2.TIER_STARTER: "starter",
@@ -88,8 +94,19 @@ async def apply_event(kube: KubeClient, event: events_pb2.TenantEvent) -> str:
 class TenantEventConsumer:
     """A durable JetStream pull consumer on TENANT; temporary Kubernetes errors are redelivered."""
 
-    def __init__(self, url: str, kube: KubeClient, *, durable: str = DURABLE, batch: int = 16) -> None:
+    def __init__(
+        self,
+        url: str,
+        kube: KubeClient,
+        verifier: EventVerifier,
+        *,
+        durable: str = DURABLE,
+        batch: int = 16,
+        tls_ca_file: str = "",
+    ) -> None:
         self._url = url
+        self._verifier = verifier
+        self._tls_ca_file = tls_ca_file
         self._kube = kube
         self._durable = durable
         self._batch = batch
@@ -97,7 +114,16 @@ class TenantEventConsumer:
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        self._nc = await nats.connect(self._url, name="mevaas-operator", max_reconnect_attempts=-1)
+        tls = ssl.create_default_context(cafile=self._tls_ca_file) if self._tls_ca_file else None
+        user = urlsplit(self._url.split(",")[0].strip()).username
+        self._nc = await nats.connect(
+            self._url,
+            name="mevaas-operator",
+            max_reconnect_attempts=-1,
+            tls=tls,
+            # Replies come on the operator identity's own inbox (mevaas_core.bus.identities).
+            inbox_prefix=inbox_prefix(unquote(user)) if user else "_INBOX",
+        )
         js = self._nc.jetstream()
         try:
             await js.stream_info(STREAM)
@@ -109,6 +135,10 @@ class TenantEventConsumer:
             "tenant.>", durable=self._durable, stream=STREAM, config=config
         )
         self._task = asyncio.create_task(self._run(subscription), name="tenant-events")
+
+    def connection(self) -> NatsClient | None:
+        """The operator's NATS connection (also used to ask for tenant data keys), once started."""
+        return self._nc
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -134,6 +164,12 @@ class TenantEventConsumer:
                 await self._handle(msg)
 
     async def _handle(self, msg: Msg) -> None:
+        # Being allowed on the bus is not enough: only tenancy's signature makes an event true.
+        if not self._verifier.verify(msg.subject, msg.data, msg.headers):
+            log.error("tenant events: %s is not signed by tenancy; dropped, nothing done", msg.subject)
+            REJECTED_EVENTS.inc()
+            await msg.term()
+            return
         try:
             event = events_pb2.TenantEvent.FromString(msg.data)
         except Exception:

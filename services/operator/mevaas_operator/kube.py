@@ -1,10 +1,18 @@
 """A small Kubernetes client for the objects the tenant chart renders: create-or-PATCH (JSON merge
 patch; no server-side apply, so it also works against API emulators), list, delete, and status.
-The official client is synchronous, so every call runs in a worker thread."""
+The official client is synchronous, so every call runs in a worker thread.
+
+Drift, including fields added by hand that the render never sets (a label, a container's
+`command`), is found by a fingerprint: the operator hashes each object as the API server returned
+it from its write (the render plus the server's defaults), and keeps the hash in memory and in an
+annotation; a live object whose hash differs was changed by someone else, and is rewritten so
+that every field the render does not set is removed (the server then re-adds its defaults). Server-side
+apply would not do that: it keeps fields another field manager owns."""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -13,7 +21,17 @@ import kubernetes
 import urllib3
 
 LAST_APPLIED = "mevaas.io/last-applied"
+FINGERPRINT = "mevaas.io/applied-fingerprint"
+# Written by the API server or by controllers that own them, never drift: the namespace name label,
+# the deployment controller's revision, `kubectl rollout restart`'s timestamp (an SRE's restart).
+SERVER_LABELS = frozenset({"kubernetes.io/metadata.name"})
+SERVER_ANNOTATIONS = frozenset({FINGERPRINT, "deployment.kubernetes.io/revision"})
+TEMPLATE_ANNOTATIONS = frozenset({"kubectl.kubernetes.io/restartedAt"})
+# Of a Namespace only its labels and annotations are the operator's (spec.finalizers and status
+# belong to the namespace controller).
+METADATA_ONLY = frozenset({"Namespace"})
 MERGE_PATCH = "application/merge-patch+json"
+JSON_PATCH = "application/json-patch+json"
 
 
 @dataclass(frozen=True)
@@ -45,6 +63,11 @@ KINDS: dict[str, Kind] = {
     ]
 }
 TENANT_KIND = Kind("mevaas.io/v1alpha1", "Tenant", "tenants", namespaced=False)
+# Read only: the cluster's warnings about a tenant's pods say why a Deployment is not available.
+EVENT_KIND = Kind("v1", "Event", "events", namespaced=True)
+# Written, never read: the Secrets the operator makes for dedicated workers (credentials.py).
+SECRET_KIND = Kind("v1", "Secret", "secrets", namespaced=True)
+CRD_KIND = Kind("apiextensions.k8s.io/v1", "CustomResourceDefinition", "customresourcedefinitions", False)
 
 
 class KubeError(Exception):
@@ -60,24 +83,85 @@ class NotFoundError(KubeError):
     pass
 
 
-def _is_temporary(status: int) -> bool:
+def _is_temporary(status: int, body: bytes = b"") -> bool:
+    # A namespace being deleted refuses new objects with 403 until it is gone: retry, not give up.
+    if status == 403 and b"being terminated" in body:
+        return True
     return status >= 500 or status in (408, 409, 429)
 
 
-def _removed_keys(old: Any, new: Any) -> Any:
-    """`new` plus explicit nulls for mapping keys `old` had and `new` dropped (merge-patch deletes)."""
-    if not isinstance(old, dict) or not isinstance(new, dict):
-        return new
-    merged: dict[str, Any] = {key: None for key in old if key not in new}
-    for key, value in new.items():
-        merged[key] = _removed_keys(old.get(key), value)
+def _replacing(live: Any, desired: Any) -> Any:
+    """`desired` plus explicit nulls for every mapping key `live` has and `desired` lacks, at any
+    depth (lists are replaced whole by a merge patch anyway)."""
+    if not isinstance(live, dict) or not isinstance(desired, dict):
+        return desired
+    merged: dict[str, Any] = {key: None for key in live if key not in desired}
+    for key, value in desired.items():
+        merged[key] = _replacing(live.get(key), value)
     return merged
+
+
+def _without(mapping: Any, keys: frozenset[str]) -> dict[str, Any]:
+    return {k: v for k, v in (mapping or {}).items() if k not in keys}
+
+
+def _owned_part(obj: dict[str, Any]) -> dict[str, Any]:
+    """What of an object the operator owns: everything but status and the server's metadata, minus
+    the labels and annotations servers and controllers write."""
+    meta = obj.get("metadata") or {}
+    owned: dict[str, Any] = {
+        "metadata": {
+            "labels": _without(meta.get("labels"), SERVER_LABELS),
+            "annotations": _without(meta.get("annotations"), SERVER_ANNOTATIONS),
+        }
+    }
+    if obj.get("kind") in METADATA_ONLY:
+        return owned
+    owned.update({k: v for k, v in obj.items() if k not in ("metadata", "status")})
+    template_meta = ((owned.get("spec") or {}).get("template") or {}).get("metadata")
+    if isinstance(template_meta, dict) and template_meta.get("annotations"):
+        spec = dict(owned["spec"])
+        template = dict(spec["template"])
+        template["metadata"] = {
+            **template_meta,
+            "annotations": _without(template_meta["annotations"], TEMPLATE_ANNOTATIONS),
+        }
+        spec["template"] = template
+        owned["spec"] = spec
+    return owned
+
+
+def fingerprint(obj: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(_owned_part(obj), sort_keys=True).encode()).hexdigest()[:32]
+
+
+def _repair_patch(live: dict[str, Any], desired: dict[str, Any]) -> dict[str, Any]:
+    """A merge patch making the operator's part of `live` exactly `desired`'s."""
+    # The server's and controllers' labels and annotations are in neither, so they are kept.
+    patch: dict[str, Any] = _replacing(_owned_part(live), _owned_part(desired))
+    return patch
+
+
+def _holds(live: Any, desired: Any) -> bool:
+    """Whether `live` already has every field of `desired` (fields the API server adds, such as
+    defaults and status, are ignored): the test for drift."""
+    if isinstance(desired, dict):
+        return isinstance(live, dict) and all(_holds(live.get(k), v) for k, v in desired.items())
+    if isinstance(desired, list):
+        return (
+            isinstance(live, list)
+            and len(live) == len(desired)
+            and all(_holds(a, b) for a, b in zip(live, desired, strict=True))
+        )
+    return bool(live == desired)
 
 
 class KubeClient:
     def __init__(self, api: kubernetes.client.ApiClient, *, timeout: float = 15.0) -> None:
         self._api = api
         self._timeout = timeout
+        # (kind, namespace, name) -> fingerprint of the object as this process last wrote it.
+        self._written: dict[tuple[str, str, str], str] = {}
 
     @classmethod
     def connect(cls, url: str | None) -> KubeClient:
@@ -113,7 +197,7 @@ class KubeClient:
             message = f"{method} {path}: {status} {response.reason}: {(data or b'')[:300]!r}"
             if status == 404:
                 raise NotFoundError(message, status=404, temporary=False)
-            raise KubeError(message, status=status, temporary=_is_temporary(status))
+            raise KubeError(message, status=status, temporary=_is_temporary(status, data or b""))
         return json.loads(data) if data else None
 
     async def request(
@@ -149,33 +233,73 @@ class KubeClient:
 
     async def delete(self, kind: Kind, name: str, namespace: str | None = None) -> bool:
         """Delete; False if it was already gone."""
+        self._written.pop((kind.kind, namespace or "", name), None)
         try:
             await self.request("DELETE", f"{kind.collection(namespace)}/{name}")
         except NotFoundError:
             return False
         return True
 
-    async def apply(self, obj: dict[str, Any]) -> str:
-        """Create the object or merge-patch it to the desired state; returns created/patched.
+    async def write_secret(self, obj: dict[str, Any]) -> None:
+        """Create the Secret, or replace its data and labels: never reads it (the operator may
+        create, patch and delete Secrets, not get or list them)."""
+        meta = obj["metadata"]
+        try:
+            await self.create(SECRET_KIND, obj)
+            return
+        except KubeError as exc:
+            if exc.status != 409:
+                raise
+        patch = [
+            {"op": "add", "path": "/metadata/labels", "value": meta["labels"]},
+            {"op": "add", "path": "/data", "value": obj["data"]},
+        ]
+        path = f"{SECRET_KIND.collection(meta['namespace'])}/{meta['name']}"
+        await self.request("PATCH", path, patch, JSON_PATCH)
 
-        The desired state is remembered in an annotation so that fields dropped from the desired
-        state are removed on the next apply (what `kubectl apply` does)."""
+    async def delete_secret(self, name: str, namespace: str) -> bool:
+        return await self.delete(SECRET_KIND, name, namespace)
+
+    async def apply(self, obj: dict[str, Any]) -> str:
+        """Create the object or merge-patch it to the desired state. Returns created; unchanged (the
+        live object is exactly as this operator last wrote it, for the same desired state: nothing
+        is written); patched (a new desired state); or restored (the desired state is the one
+        applied last, yet the live object changed: someone else edited, added or removed fields).
+
+        The desired state is remembered in an annotation (what `kubectl apply` does). The object as
+        written is remembered in memory at once and in the fingerprint annotation at the next
+        apply that finds it unchanged (so creating a tenant costs no extra write); an object whose
+        write this process has not seen and that carries no fingerprint is rewritten once."""
         kind = KINDS[obj["kind"]]
         meta = obj["metadata"]
+        key = (obj["kind"], meta.get("namespace") or "", meta["name"])
         desired = json.loads(json.dumps(obj))
         desired["metadata"].setdefault("annotations", {})[LAST_APPLIED] = json.dumps(obj, sort_keys=True)
         try:
             live = await self.get(kind, meta["name"], meta.get("namespace"))
         except NotFoundError:
             try:
-                await self.create(kind, desired)
+                written = await self.create(kind, desired)
             except KubeError as exc:
                 if exc.status != 409:
                     raise
             else:
+                self._written[key] = fingerprint(written or desired)
                 return "created"
             live = await self.get(kind, meta["name"], meta.get("namespace"))
-        previous_raw = ((live.get("metadata") or {}).get("annotations") or {}).get(LAST_APPLIED)
-        previous = json.loads(previous_raw) if previous_raw else {}
-        await self.patch(kind, meta["name"], _removed_keys(previous, desired), meta.get("namespace"))
-        return "patched"
+        annotations = (live.get("metadata") or {}).get("annotations") or {}
+        same_desired = annotations.get(LAST_APPLIED) == desired["metadata"]["annotations"][LAST_APPLIED]
+        known = self._written.get(key) or annotations.get(FINGERPRINT)
+        current = fingerprint(live)
+        if same_desired and known == current and _holds(live, desired):
+            if annotations.get(FINGERPRINT) != current:
+                # Only an annotation the fingerprint ignores: the object does not change.
+                stamp = {"metadata": {"annotations": {FINGERPRINT: current}}}
+                await self.patch(kind, meta["name"], stamp, meta.get("namespace"))
+            self._written[key] = current
+            return "unchanged"
+        written = await self.patch(kind, meta["name"], _repair_patch(live, desired), meta.get("namespace"))
+        self._written[key] = fingerprint(written or desired)
+        # Without a record of the last write a difference is not provably someone else's: it is
+        # counted like a new desired state.
+        return "restored" if same_desired and known else "patched"

@@ -35,6 +35,10 @@ def tenant_values(name: str, spec: dict[str, Any]) -> dict[str, Any]:
         "limitRange": dict(spec.get("limitRange") or {}),
         "network": {"egress": list((spec.get("network") or {}).get("egress") or [])},
         "branding": dict(spec.get("branding") or {}),
+        "scheduling": {
+            "nodeSelector": dict((spec.get("scheduling") or {}).get("nodeSelector") or {}),
+            "tolerations": list((spec.get("scheduling") or {}).get("tolerations") or []),
+        },
     }
     return values
 
@@ -69,6 +73,12 @@ async def render(config: OperatorConfig, name: str, spec: dict[str, Any]) -> lis
         labels[TENANT_LABEL] = name
         labels["app.kubernetes.io/managed-by"] = MANAGED_BY
     return objects
+
+
+def owned(obj: dict[str, Any], tenant: str) -> bool:
+    """Whether the operator made this object for this tenant (the labels `render` puts on)."""
+    labels = (obj.get("metadata") or {}).get("labels") or {}
+    return labels.get(TENANT_LABEL) == tenant and labels.get("app.kubernetes.io/managed-by") == MANAGED_BY
 
 
 def namespace_object(name: str, spec: dict[str, Any]) -> dict[str, Any]:

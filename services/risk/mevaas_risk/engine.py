@@ -24,8 +24,17 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from mevaas.common.v1 import common_pb2
 from mevaas.events.v1 import events_pb2
 from mevaas_core.db import tenant_transaction
+from mevaas_core.sanctions import SanctionsList
 from mevaas_risk import store
-from mevaas_risk.domain.checks import Breach, Exposure, OpportunityFacts, RiskContext, Verdict, decide
+from mevaas_risk.domain.checks import (
+    NO_SANCTIONS,
+    Breach,
+    Exposure,
+    OpportunityFacts,
+    RiskContext,
+    Verdict,
+    decide,
+)
 from mevaas_risk.domain.limits import Limits, TokenKey
 from mevaas_risk.events import breach_event, enqueue_breach
 
@@ -115,9 +124,16 @@ def breach_dedupe_key(kind: events_pb2.BreachKind.ValueType, strategy_id: str, d
 
 
 class RiskEngine:
-    def __init__(self, pool: asyncpg.Pool, *, reservation_ttl: timedelta = timedelta(minutes=10)) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        *,
+        reservation_ttl: timedelta = timedelta(minutes=10),
+        sanctions: SanctionsList = NO_SANCTIONS,
+    ) -> None:
         self.pool = pool
         self.reservation_ttl = reservation_ttl
+        self.sanctions = sanctions
 
     async def serialise(self, conn: asyncpg.Connection, tenant_id: str) -> None:
         """Queue this transaction behind the tenant's other decisions, releases and limit changes
@@ -142,9 +158,9 @@ class RiskEngine:
                 )
             facts = OpportunityFacts.from_proto(opp)
             context = _context(inputs, json.loads(inputs["aggregates"]), opp.strategy_id)
-            verdict = decide(facts, context)
+            verdict = decide(facts, context, self.sanctions)
             now = datetime.now(UTC)
-            decision = self._decision(opp, verdict, context, now)
+            decision = self._decision(opp, verdict, context, now, facts.exposure_amount)
             await store.insert_decision(
                 conn,
                 decision_id=decision.event_id,
@@ -158,9 +174,9 @@ class RiskEngine:
                 decided_at=now,
                 reservation=store.Reservation(
                     reservation_id=decision.reservation_id,
-                    chain_id=facts.input_token.chain_id,
-                    token=facts.input_token.address,
-                    amount=facts.amount_in,
+                    chain_id=facts.exposure_token.chain_id,
+                    token=facts.exposure_token.address,
+                    amount=facts.exposure_amount,
                     expires_at=now + self.reservation_ttl,
                 )
                 if verdict.approved
@@ -174,7 +190,7 @@ class RiskEngine:
 
     @staticmethod
     def _decision(
-        opp: events_pb2.Opportunity, verdict: Verdict, context: RiskContext, now: datetime
+        opp: events_pb2.Opportunity, verdict: Verdict, context: RiskContext, now: datetime, reserved: int
     ) -> events_pb2.RiskDecision:
         decision = events_pb2.RiskDecision(
             event_id=str(uuid.uuid4()),
@@ -194,7 +210,7 @@ class RiskEngine:
         )
         if verdict.approved:
             decision.reservation_id = str(uuid.uuid4())
-            decision.reserved_amount = str(int(opp.amount_in))
+            decision.reserved_amount = str(reserved)
         return decision
 
     async def _record_breach(
@@ -240,7 +256,7 @@ class RiskEngine:
 
     async def apply_result(self, result: events_pb2.ExecutionResult) -> ReleaseOutcome:
         """Release the reservation and book realised PnL for a final result; others change nothing."""
-        if result.status not in FINAL_STATUSES or result.rebalance_id:
+        if result.status not in FINAL_STATUSES:
             return ReleaseOutcome(released=False, booked=False)
         tenant_id = result.tenant_id
         status = common_pb2.ExecutionResultStatus.Name(result.status)
@@ -257,7 +273,14 @@ class RiskEngine:
                 execution_id=execution_id,
             )
             booked = False
-            if result.realized_profit and result.HasField("profit_token") and execution_id:
+            # A rebalance trade is not a trade for profit: its reservation is released, its gas
+            # is not booked as the strategies' PnL.
+            if (
+                result.realized_profit
+                and result.HasField("profit_token")
+                and execution_id
+                and not result.rebalance_id
+            ):
                 occurred = result.occurred_at.ToDatetime(UTC) if result.HasField("occurred_at") else None
                 day = (occurred or datetime.now(UTC)).date()
                 token = TokenKey.from_proto(result.profit_token)

@@ -154,39 +154,6 @@ async def enqueue_kill_switch_changed(
     )
 
 
-async def record_audit(
-    conn: asyncpg.Connection,
-    principal: Principal,
-    *,
-    tenant_id: str,
-    action: str,
-    resource: str,
-    occurred_at: datetime,
-    details: dict[str, str] | None = None,
-) -> None:
-    """Publish the audit record of a mutation on audit.<tenant>.record (via the outbox)."""
-    event_id = str(uuid.uuid4())
-    record = events_pb2.AuditRecord(
-        event_id=event_id,
-        tenant_id=tenant_id,
-        occurred_at=_timestamp(occurred_at),
-        actor=actor_of(principal),
-        action=action,
-        resource=resource,
-        outcome=events_pb2.AUDIT_OUTCOME_SUCCEEDED,
-        details=details or {},
-        service=SERVICE,
-    )
-    await outbox.enqueue(
-        conn,
-        SCHEMA,
-        subject=f"audit.{tenant_id}.record",
-        message=record,
-        event_id=event_id,
-        tenant_id=tenant_id,
-    )
-
-
 class RiskHandlers:
     """The service's consumers. Each handler is idempotent (see engine and store)."""
 

@@ -9,6 +9,8 @@ from decimal import Decimal
 
 import asyncpg
 
+from mevaas_core.erasure import Erase, ErasurePlan
+
 PLATFORM_SWITCH_TENANT = "_platform"
 
 # ------------------------------------------------------------------------------------------ tenants
@@ -374,3 +376,24 @@ async def list_breaches(
         after[1] if after else "",
         limit,
     )
+
+
+# What DeleteTenant leaves of a tenant here (mevaas_core.erasure): limits, state and history go
+# (analytics keeps the trade records the retention policy requires); the snapshot is a tombstone.
+ERASURE = ErasurePlan(
+    schema="risk",
+    erase=(
+        Erase("limits"),
+        Erase("risk_state"),
+        Erase("reservations"),
+        Erase("decisions"),
+        Erase("pnl_entries"),
+        Erase("kill_switches"),
+        Erase("breaches"),
+        Erase("idempotency_keys"),
+        Erase("outbox", "published_at IS NOT NULL"),
+    ),
+    keep={
+        "tenants": "tombstone: the tenant's status (deleted) and plan, so it stays refused; no personal data"
+    },
+)

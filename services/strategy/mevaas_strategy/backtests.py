@@ -7,7 +7,9 @@ Subjects (served by analytics, queue group ``analytics-backtests``):
   -> the finished strategy.v1.Backtest; a known backtest_id answers the stored result, so the id
   (derived from the tenant and the idempotency key) makes Backtest idempotent;
 * ``analytics.rpc.backtest.get`` GetBacktestRequest -> GetBacktestResponse;
-* ``analytics.rpc.backtest.compare`` CompareBacktestToLiveRequest -> CompareBacktestToLiveResponse.
+* ``analytics.rpc.backtest.compare`` CompareBacktestToLiveRequest -> CompareBacktestToLiveResponse;
+* ``analytics.rpc.backtest.list`` ListBacktestsRequest -> ListBacktestsResponse (newest first,
+  keyset pages; a page token of other filters is 400 on page.page_token).
 
 Errors come back as HTTP-style codes: 400 with "field: description", 404, 412 (precondition).
 """
@@ -19,6 +21,7 @@ from typing import TypeVar
 
 from google.protobuf.message import Message
 
+from mevaas_core import subjects
 from mevaas_core.bus import Bus, NoRespondersError, RemoteError, RequestTimeoutError
 from mevaas_core.errors import (
     ApiError,
@@ -29,9 +32,10 @@ from mevaas_core.errors import (
     Unavailable,
 )
 
-BACKTEST_SUBJECT = "analytics.rpc.backtest"
-GET_BACKTEST_SUBJECT = "analytics.rpc.backtest.get"
-COMPARE_SUBJECT = "analytics.rpc.backtest.compare"
+BACKTEST_SUBJECT = subjects.BACKTEST_RUN
+GET_BACKTEST_SUBJECT = subjects.BACKTEST_GET
+COMPARE_SUBJECT = subjects.BACKTEST_COMPARE
+LIST_BACKTESTS_SUBJECT = subjects.BACKTEST_LIST
 # A replay of the longest allowed range (100000 blocks) of a devnet-sized market fits well within it.
 BACKTEST_TIMEOUT_S = 120.0
 QUERY_TIMEOUT_S = 10.0

@@ -10,8 +10,8 @@ applies the new blocks from their ``Sync``/``PairCreated`` logs, fetched by bloc
 back reorged blocks. Each applied block yields the pools it changed; the
 engine publishes a ``MarketUpdate`` (``chain.<id>.block``) and hands exactly those pools to every
 running strategy on that chain (a strategy that just started, and every strategy after a reload of
-the pool set, evaluates everything once). Plugins are pure (see ``domain.plugins``); route optima
-are shared across strategies within a block.
+the pool set, evaluates everything once). Plugins are pure (see ``mevaas_strategies.plugins``);
+cycle strategies share one screen and exact verification per block (``evaluation``).
 
 Running strategies come from ``strategy.sessions`` (filled from ``exec.<tenant>.session`` by
 whichever replica's consumer got the event); Postgres NOTIFY tells every replica to reload, with a
@@ -35,11 +35,11 @@ import json
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from fractions import Fraction
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 import asyncpg
@@ -50,16 +50,17 @@ from mevaas.common.v1 import common_pb2
 from mevaas.events.v1 import events_pb2
 from mevaas.strategy.v1 import strategy_pb2
 from mevaas_chain.client import ChainClient
+from mevaas_chain.lending.index import LendingIndex, LendingMarket
 from mevaas_chain.pool_index import BlockUpdate, Pool, PoolIndex, Reorg
 from mevaas_chain.registry import ChainConfig, ChainRegistry
 from mevaas_core.bus import PLATFORM_TENANT, Bus
 from mevaas_core.db import platform_transaction
+from mevaas_strategies.market import ChainMarket, LendingState, MarketView
+from mevaas_strategies.model import TYPE_NAMES, StrategySpec
+from mevaas_strategies.opportunity import timestamp
+from mevaas_strategies.plugins import plugin_for
 from mevaas_strategy import store
-from mevaas_strategy.domain.market import ChainMarket, MarketView
-from mevaas_strategy.domain.model import TYPE_NAMES, StrategySpec
-from mevaas_strategy.domain.plugins import StrategyPlugin, plugin_for
-from mevaas_strategy.domain.selection import best_disjoint
-from mevaas_strategy.events import opportunity_message, timestamp
+from mevaas_strategy.evaluation import MarketEvaluation, RunningStrategy, on_one_chain
 
 log = logging.getLogger("mevaas.strategy.engine")
 
@@ -85,12 +86,14 @@ def owns_tenant(tenant_id: str, replica_index: int, replicas: int) -> bool:
     return int.from_bytes(digest[:8], "big") % replicas == replica_index
 
 
-@dataclass
-class RunningStrategy:
-    spec: StrategySpec
-    plugin: StrategyPlugin
-    # Evaluate everything on the next block (just started).
-    fresh: bool = True
+class BlockMonitor(Protocol):
+    """Runs after each block's strategies (leverage protection)."""
+
+    def reads_lending(self, chain_id: int) -> bool:
+        """Whether it needs the chain's lending index followed (see ``Engine._reads_lending``)."""
+        ...
+
+    async def on_block(self, market: ChainMarket, seen_at: datetime) -> None: ...
 
 
 @dataclass
@@ -110,6 +113,24 @@ class _Feed:
     head_seen_at: datetime | None = None
     new_head: asyncio.Event = field(default_factory=asyncio.Event)
     headers: OrderedDict[str, dict[str, Any]] = field(default_factory=OrderedDict)
+    # The chain's Aave V3 market, when its configuration names one (liquidation strategies).
+    lending: LendingIndex | None = None
+    # Left behind the head while no running strategy on the chain reads it.
+    lending_stale: bool = False
+    # Held while the lending index loads or syncs (the block loop, or `lending_now`).
+    lending_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+def lending_state(index: LendingIndex) -> LendingState:
+    return LendingState(
+        "aave_v3",
+        index.market.pool,
+        index.head_timestamp,
+        index.reserves,
+        index.positions,
+        index.prices,
+        index.flash_loan_premium,
+    )
 
 
 def market_pool_state(pool: Pool) -> events_pb2.PoolState:
@@ -151,10 +172,15 @@ class Engine:
         self.reload_interval_s = reload_interval_s
         self.view = MarketView(chains={})
         self.running: dict[str, RunningStrategy] = {}
+        # One instance per thread that evaluates: the worker (strategies on one chain) and the loop.
+        self._evaluation = MarketEvaluation()
+        self._spanning = MarketEvaluation()
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="engine-evaluation")
         self._feeds: dict[int, _Feed] = {}
         self._reload = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._listener: Any = None
+        self.monitors: list[BlockMonitor] = []
 
     # lifecycle ------------------------------------------------------------------------------------
 
@@ -163,6 +189,9 @@ class Engine:
             client = ChainClient.for_chain(config)
             index = PoolIndex(client, config.dexes, max_blocks_per_sync=1)
             feed = _Feed(config, client, index)
+            lending_market = LendingMarket.from_contracts(config.contracts)
+            if lending_market is not None:
+                feed.lending = LendingIndex(client, lending_market)
             self._feeds[config.chain_id] = feed
             with contextlib.suppress(Exception):
                 # A chain that is down at start is loaded by its follow loop once it answers.
@@ -193,6 +222,7 @@ class Engine:
             await self.pool.release(self._listener)
         for feed in self._feeds.values():
             await feed.client.close()
+        self._worker.shutdown(wait=False, cancel_futures=True)
 
     # prices for the API -----------------------------------------------------------------------------
 
@@ -243,6 +273,25 @@ class Engine:
             running[row["strategy_id"]] = RunningStrategy(spec, cls(spec))
         self.running = running
 
+    def _reads_lending(self, chain_id: int) -> bool:
+        return any(
+            r.plugin.reads_lending and chain_id in r.spec.chain_ids for r in self.running.values()
+        ) or any(m.reads_lending(chain_id) for m in self.monitors)
+
+    async def lending_now(self, chain_id: int) -> ChainMarket | None:
+        """The chain's market with its lending state (leverage protection's registration checks):
+        loaded now when the block loop left it behind because nobody on the chain reads it."""
+        feed = self._feeds.get(chain_id)
+        if feed is None or feed.market is None:
+            return None
+        if feed.lending is not None and feed.market.lending is None:
+            async with feed.lending_lock:
+                if feed.market.lending is None:
+                    await feed.lending.load()
+                    feed.lending_stale = False
+                    feed.market.lending = lending_state(feed.lending)
+        return feed.market
+
     # chains ---------------------------------------------------------------------------------------
 
     async def _load(self, feed: _Feed) -> None:
@@ -266,6 +315,9 @@ class Engine:
         )
         self.view.chains[config.chain_id] = feed.market
         self.view.memo.clear()
+        if feed.lending is not None:
+            await feed.lending.load()
+            feed.market.lending = lending_state(feed.lending)
 
     async def _subscribe_heads(self, feed: _Feed, ws_url: str) -> None:
         """Keep a newHeads subscription open, reconnecting when it drops (after 1 s, doubling up to
@@ -363,6 +415,18 @@ class Engine:
         base_fee = int(header.get("baseFeePerGas", "0x0"), 16) if header else market.base_fee
         block_time = int(header["timestamp"], 16) if header else int(seen_at.timestamp())
         market.block_number, market.block_hash, market.base_fee = update.number, update.hash, base_fee
+        if feed.lending is not None and self._reads_lending(market.chain_id):
+            # Follows the same head; a lending read that fails keeps the last state for this block.
+            try:
+                async with feed.lending_lock:
+                    await (feed.lending.load() if feed.lending_stale else feed.lending.sync())
+                    feed.lending_stale = False
+                    market.lending = lending_state(feed.lending)
+            except Exception:
+                log.warning("chain %s: lending index sync failed", market.chain_id, exc_info=True)
+        elif feed.lending is not None:
+            # Nobody reads it: its round trips stay off this block; a later reader loads afresh.
+            feed.lending_stale, market.lending = True, None
         reorg, feed.pending_reorg = feed.pending_reorg, None
         full = reorg is not None and reorg.full_reload
         if update.new_pools:
@@ -395,7 +459,7 @@ class Engine:
         )
         feed.stats["blocks"] += 1
         evaluated = time.perf_counter()
-        opportunities = self.evaluate(market.chain_id, None if full else frozenset(changed), seen_at)
+        opportunities = await self.evaluate(market.chain_id, None if full else frozenset(changed), seen_at)
         EVALUATION_SECONDS.labels(str(market.chain_id)).observe(time.perf_counter() - evaluated)
         results = await asyncio.gather(
             publish_market,
@@ -411,6 +475,11 @@ class Engine:
             if isinstance(result, BaseException):
                 log.error("chain %s block %s: publish failed: %r", market.chain_id, update.number, result)
         feed.stats["opportunities"] += len(opportunities)
+        for monitor in self.monitors:
+            try:
+                await monitor.on_block(market, seen_at)
+            except Exception:
+                log.exception("chain %s block %s: monitor failed", market.chain_id, update.number)
         BLOCK_TO_OPPORTUNITY_SECONDS.labels(str(market.chain_id)).observe(
             (datetime.now(UTC) - seen_at).total_seconds()
         )
@@ -423,44 +492,31 @@ class Engine:
             (time.perf_counter() - started) * 1000,
         )
 
-    def _head(self, chain_id: int, market: ChainMarket) -> int | None:
-        """The latest block seen on ``chain_id`` when it is not the updated chain's."""
-        if chain_id == market.chain_id:
-            return None
-        other = self.view.chain(chain_id)
-        return other.block_number if other is not None else None
-
-    def evaluate(
+    async def evaluate(
         self, chain_id: int, changed: frozenset[str] | None, seen_at: datetime
     ) -> list[events_pb2.Opportunity]:
-        """Run every running strategy on `chain_id` against the current view (pure, synchronous)."""
-        market = self.view.chain(chain_id)
-        if market is None:
-            return []
-        self.view.per_block.clear()
-        changed_by_chain: Mapping[int, frozenset[str]] | None = (
-            None if changed is None else {chain_id: changed}
+        """Every running strategy on `chain_id` against the current view. Strategies reading this chain
+        only are evaluated on the worker thread, so gRPC and NATS keep being served during a heavy
+        block (meanwhile the loop changes only other chains' state: this chain's follow loop is
+        waiting here); the few spanning chains then on the loop, which owns the other chains' state."""
+        running = dict(self.running)
+        loop = asyncio.get_running_loop()
+        local = await loop.run_in_executor(
+            self._worker,
+            self._evaluation.evaluate,
+            self._block_view(),
+            running,
+            chain_id,
+            changed,
+            seen_at,
+            on_one_chain(chain_id),
         )
-        found: list[events_pb2.Opportunity] = []
-        for running in list(self.running.values()):
-            if chain_id not in running.spec.chain_ids:
-                continue
-            if any(self.view.chain(c) is None for c in running.spec.chain_ids):
-                continue
-            candidates = running.plugin.on_market_update(
-                self.view, None if running.fresh else changed_by_chain
-            )
-            running.fresh = False
-            detected_at = datetime.now(UTC)
-            found += [
-                opportunity_message(
-                    running.spec,
-                    c,
-                    market,
-                    block_seen_at=seen_at,
-                    detected_at=detected_at,
-                    chain_head=self._head(c.chain_id, market),
-                )
-                for c in best_disjoint(candidates)
-            ]
-        return found
+        one_chain = on_one_chain(chain_id)
+        spanning = self._spanning.evaluate(
+            self._block_view(), running, chain_id, changed, seen_at, lambda r: not one_chain(r)
+        )
+        return local + spanning
+
+    def _block_view(self) -> MarketView:
+        """The view with a per-block cache of its own, so evaluations on two threads never share one."""
+        return MarketView(chains=self.view.chains, memo=self.view.memo)

@@ -7,6 +7,8 @@ from datetime import datetime
 
 import asyncpg
 
+from mevaas_core.erasure import Erase, ErasurePlan
+
 SESSIONS_CHANNEL = "strategy_sessions"
 
 _STRATEGY_COLUMNS = (
@@ -194,13 +196,17 @@ async def apply_session(
     state: int,
     sequence: int,
     occurred_at: datetime,
+    wallet_address: str = "",
 ) -> bool:
     """Record a session state change unless it is older than what is stored; True if applied."""
     row = await conn.fetchrow(
-        "INSERT INTO strategy.sessions AS x (strategy_id, tenant_id, session_id, strategy_version, state, sequence, occurred_at) "
-        "VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (strategy_id) DO UPDATE SET "
+        "INSERT INTO strategy.sessions AS x (strategy_id, tenant_id, session_id, strategy_version, state, sequence, "
+        "occurred_at, wallet_address) "
+        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (strategy_id) DO UPDATE SET "
         "session_id = EXCLUDED.session_id, strategy_version = EXCLUDED.strategy_version, state = EXCLUDED.state, "
-        "sequence = EXCLUDED.sequence, occurred_at = EXCLUDED.occurred_at, updated_at = now() "
+        "sequence = EXCLUDED.sequence, occurred_at = EXCLUDED.occurred_at, "
+        "wallet_address = CASE WHEN EXCLUDED.wallet_address <> '' THEN EXCLUDED.wallet_address "
+        "ELSE x.wallet_address END, updated_at = now() "
         "WHERE (x.session_id = EXCLUDED.session_id AND EXCLUDED.sequence > x.sequence) "
         "OR (x.session_id <> EXCLUDED.session_id AND EXCLUDED.occurred_at >= x.occurred_at) "
         "RETURNING strategy_id",
@@ -211,10 +217,19 @@ async def apply_session(
         state,
         sequence,
         occurred_at,
+        wallet_address,
     )
     if row is not None:
         await conn.execute(f"NOTIFY {SESSIONS_CHANNEL}")
     return row is not None
+
+
+async def wallet_tenants(conn: asyncpg.Connection) -> dict[str, str]:
+    """Lower-case wallet address -> the tenant whose sessions sign with it (platform scope)."""
+    rows = await conn.fetch(
+        "SELECT DISTINCT lower(wallet_address) AS wallet, tenant_id FROM strategy.sessions WHERE wallet_address <> ''"
+    )
+    return {r["wallet"]: r["tenant_id"] for r in rows}
 
 
 async def apply_tenant(
@@ -260,3 +275,21 @@ async def running_strategies(
         excluded_tenant_statuses,
     )
     return rows
+
+
+# What DeleteTenant leaves of a tenant here (mevaas_core.erasure): strategy definitions are the
+# tenant's own, not trade records, so all go; the plan snapshot stays as a tombstone.
+ERASURE = ErasurePlan(
+    schema="strategy",
+    erase=(
+        Erase("protections"),
+        Erase("strategy_versions"),
+        Erase("sessions"),
+        Erase("strategies"),
+        Erase("idempotency_keys"),
+        Erase("outbox", "published_at IS NOT NULL"),
+    ),
+    keep={
+        "tenant_plans": "tombstone: the tenant's status (deleted) and plan, so it stays refused; no personal data"
+    },
+)

@@ -1,48 +1,25 @@
-"""gRPC servicers for TenantService and AuthService: validate, translate, and run each mutation as
-one transaction (state change + audit record + events + idempotency record)."""
+"""gRPC servicers for TenantService and AuthService: each handler validates the request, calls one
+command (commands/) and converts the answer."""
 
 from __future__ import annotations
 
-import json
-import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-import asyncpg
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from mevaas.common.v1 import common_pb2
 from mevaas.events.v1 import events_pb2
 from mevaas.tenancy.v1 import tenancy_pb2, tenancy_pb2_grpc
-from mevaas_core.auth import (
-    ALGORITHM,
-    PLATFORM_TENANT_ID,
-    Principal,
-    Role,
-    SigningKey,
-    TokenIssuer,
-    key_id_of_pem,
-)
-from mevaas_core.db import platform_transaction, tenant_transaction
-from mevaas_core.errors import (
-    AlreadyExists,
-    FailedPrecondition,
-    FieldViolation,
-    InvalidArgument,
-    NotFound,
-    PermissionDenied,
-    Unauthenticated,
-)
+from mevaas_core.auth import ALGORITHM, Role, SigningKey, TokenIssuer, key_id_of_pem
+from mevaas_core.errors import FieldViolation, InvalidArgument, PermissionDenied
 from mevaas_core.grpckit import ALL_TENANT_ROLES, current_principal, require_tenant_scope, rpc
-from mevaas_core.idempotency import IdempotentCall
 from mevaas_core.pagination import decode_page_token, split_page
 from mevaas_core.validation import EMAIL, HEX_COLOUR, HOSTNAME, Validator
-from mevaas_tenancy import convert, store
-from mevaas_tenancy.domain import api_keys, onboarding, plans
+from mevaas_tenancy import convert
+from mevaas_tenancy.commands import AccessCommands, BrandingInput, TenantChanges, TenantCommands
+from mevaas_tenancy.domain import api_keys, plans
 from mevaas_tenancy.domain.validation import SLUG, validate_plan
-from mevaas_tenancy.events import SCHEMA, publish_tenant_event, record_audit
 
 Ctx = Any
 OWNER_ADMIN = (Role.OWNER, Role.ADMIN)
@@ -66,51 +43,17 @@ def _roles_from_proto(values: Any, field: str, validator: Validator) -> list[str
     return sorted(set(roles))
 
 
-def _check_may_grant(principal: Principal, roles: list[str]) -> None:
-    if Role.OWNER.value in roles and not (principal.is_platform_admin or Role.OWNER in principal.roles):
-        raise PermissionDenied("only an owner can grant the owner role")
-
-
-class TenancyStore:
-    """Transactions on tenancy's schema with the right row-level-security scope."""
-
-    def __init__(self, pool: asyncpg.Pool) -> None:
-        self.pool = pool
-
-    @asynccontextmanager
-    async def tenant(self, tenant_id: str) -> AsyncIterator[asyncpg.Connection]:
-        async with tenant_transaction(self.pool, tenant_id) as conn:
-            yield conn
-
-    @asynccontextmanager
-    async def caller_scope(self) -> AsyncIterator[asyncpg.Connection]:
-        """Platform admins see every tenant's rows; anyone else only their own."""
-        principal = current_principal()
-        if principal.is_platform_admin:
-            async with platform_transaction(self.pool) as conn:
-                yield conn
-        else:
-            async with tenant_transaction(self.pool, principal.tenant_id) as conn:
-                yield conn
-
-    @asynccontextmanager
-    async def platform(self) -> AsyncIterator[asyncpg.Connection]:
-        async with platform_transaction(self.pool) as conn:
-            yield conn
-
-
-async def _live_tenant(conn: asyncpg.Connection, tenant_id: str) -> asyncpg.Record:
-    row = await store.get_tenant(conn, tenant_id, for_update=True)
-    if row is None:
-        raise NotFound("tenant", tenant_id)
-    if row["status"] == "deleted":
-        raise FailedPrecondition("the tenant is deleted", subject=f"tenants/{tenant_id}")
-    return row
+def _cursor(token: str) -> str:
+    cursor = decode_page_token(token, 1)
+    return str(cursor[0]) if cursor else ""
 
 
 class TenantServicer(tenancy_pb2_grpc.TenantServiceServicer):
-    def __init__(self, db: TenancyStore) -> None:
-        self._db = db
+    def __init__(self, tenants: TenantCommands, access: AccessCommands) -> None:
+        self._tenants = tenants
+        self._access = access
+
+    # tenants --------------------------------------------------------------------------------------
 
     @rpc(*PLATFORM)
     async def CreateTenant(
@@ -133,65 +76,14 @@ class TenantServicer(tenancy_pb2_grpc.TenantServiceServicer):
         if request.HasField("plan"):
             validate_plan(request.plan, "plan", v)
         v.raise_if_any()
-        principal = current_principal()
-        async with self._db.platform() as conn:
-            call = IdempotentCall(
-                SCHEMA, tenant_id=principal.tenant_id, method="CreateTenant", request=request
-            )
-            replay = await call.replay(conn, tenancy_pb2.CreateTenantResponse)
-            if replay is not None:
-                return replay
-            plan = request.plan if request.HasField("plan") else plans.standard_plan(request.tier)
-            row = await store.insert_tenant(
-                conn,
-                tenant_id=str(uuid.uuid4()),
-                slug=request.slug,
-                display_name=request.display_name,
-                contact_email=request.contact_email,
-                tier=convert.TIER_NAMES[request.tier],
-                isolation=convert.ISOLATION_NAMES.get(request.isolation, "shared"),
-                plan=plan.SerializeToString(deterministic=True),
-            )
-            if row is None:
-                raise AlreadyExists(f"slug {request.slug!r} is taken")
-            tenant_id = row["tenant_id"]
-            response = tenancy_pb2.CreateTenantResponse(tenant=convert.tenant(row))
-            if request.owner_email:
-                owner = await store.insert_user(
-                    conn,
-                    user_id=str(uuid.uuid4()),
-                    tenant_id=tenant_id,
-                    email=request.owner_email,
-                    display_name=request.owner_display_name,
-                    roles=[Role.OWNER.value],
-                )
-                assert owner is not None, "a new tenant has no users yet"
-                response.owner.CopyFrom(convert.user(owner))
-            await record_audit(
-                conn,
-                principal,
-                tenant_id=tenant_id,
-                action="tenancy.CreateTenant",
-                resource=f"tenants/{tenant_id}",
-                details={"slug": request.slug, "tier": row["tier"]},
-                idempotency_key=request.idempotency_key,
-            )
-            await publish_tenant_event(conn, principal, events_pb2.TENANT_EVENT_KIND_CREATED, row)
-            await call.remember(conn, response)
-            return response
+        return await self._tenants.create_tenant(current_principal(), request)
 
     @rpc(*READERS)
     async def GetTenant(
         self, request: tenancy_pb2.GetTenantRequest, context: Ctx
     ) -> tenancy_pb2.GetTenantResponse:
-        tenant_id = require_tenant_scope(request.tenant_id)
-        async with self._db.tenant(tenant_id) as conn:
-            row = await store.get_tenant(conn, tenant_id)
-            if row is None:
-                raise NotFound("tenant", tenant_id)
-            return tenancy_pb2.GetTenantResponse(
-                tenant=convert.tenant(row, await store.get_branding(conn, tenant_id))
-            )
+        row, branding = await self._tenants.get_tenant(require_tenant_scope(request.tenant_id))
+        return tenancy_pb2.GetTenantResponse(tenant=convert.tenant(row, branding))
 
     @rpc(*PLATFORM)
     async def ListTenants(
@@ -202,16 +94,12 @@ class TenantServicer(tenancy_pb2_grpc.TenantServiceServicer):
         v.check(request.status in (0, *convert.STATUS_NAMES), "status", "is not a known tenant status")
         v.check(request.tier in (0, *convert.TIER_NAMES), "tier", "is not a known tier")
         v.raise_if_any()
-        cursor = decode_page_token(request.page.page_token, 1)
-        async with self._db.platform() as conn:
-            rows = await store.list_tenants(
-                conn,
-                after=str(cursor[0]) if cursor else "",
-                limit=size + 1,
-                status=convert.STATUS_NAMES.get(request.status),
-                tier=convert.TIER_NAMES.get(request.tier),
-                exclude=PLATFORM_TENANT_ID,
-            )
+        rows = await self._tenants.list_tenants(
+            after=_cursor(request.page.page_token),
+            limit=size + 1,
+            status=convert.STATUS_NAMES.get(request.status),
+            tier=convert.TIER_NAMES.get(request.tier),
+        )
         page, token = split_page(rows, size, lambda r: (r["tenant_id"],))
         return tenancy_pb2.ListTenantsResponse(
             tenants=[convert.tenant(r) for r in page], page=common_pb2.PageResponse(next_page_token=token)
@@ -224,112 +112,48 @@ class TenantServicer(tenancy_pb2_grpc.TenantServiceServicer):
         principal = current_principal()
         tenant_id = require_tenant_scope(request.tenant.tenant_id)
         paths = list(request.update_mask.paths)
+        tenant = request.tenant
         v = Validator()
         v.check(bool(paths), "update_mask", "must name the fields to change")
         allowed = TENANT_EDITABLE_FIELDS | PLATFORM_ONLY_FIELDS
         for index, path in enumerate(paths):
             v.check(path in allowed, f"update_mask.paths[{index}]", f"must be one of {sorted(allowed)}")
         if "display_name" in paths:
-            v.length(request.tenant.display_name, "tenant.display_name", 1, 128)
-        if "contact_email" in paths and request.tenant.contact_email:
-            v.pattern(request.tenant.contact_email, "tenant.contact_email", EMAIL, "an email address")
+            v.length(tenant.display_name, "tenant.display_name", 1, 128)
+        if "contact_email" in paths and tenant.contact_email:
+            v.pattern(tenant.contact_email, "tenant.contact_email", EMAIL, "an email address")
         if "tier" in paths:
             v.check(
-                request.tenant.tier in convert.TIER_NAMES,
+                tenant.tier in convert.TIER_NAMES,
                 "tenant.tier",
                 "must be STARTER, PROFESSIONAL or ENTERPRISE",
             )
         if "isolation" in paths:
             v.check(
-                request.tenant.isolation in convert.ISOLATION_NAMES,
-                "tenant.isolation",
-                "must be SHARED or DEDICATED",
+                tenant.isolation in convert.ISOLATION_NAMES, "tenant.isolation", "must be SHARED or DEDICATED"
             )
         if "plan" in paths:
-            validate_plan(request.tenant.plan, "tenant.plan", v)
+            validate_plan(tenant.plan, "tenant.plan", v)
         v.raise_if_any()
         if PLATFORM_ONLY_FIELDS & set(paths) and not principal.is_platform_admin:
             raise PermissionDenied(
                 "tier, plan and isolation are changed by the platform (contact your account manager)"
             )
-        async with self._db.tenant(tenant_id) as conn:
-            row = await _live_tenant(conn, tenant_id)
-            if request.expected_version and request.expected_version != row["version"]:
-                raise FailedPrecondition(
-                    f"tenant is at version {row['version']}, not {request.expected_version}",
-                    subject=f"tenants/{tenant_id}",
-                    violation_type="VERSION",
-                )
-            changes: dict[str, object] = {}
-            if "display_name" in paths:
-                changes["display_name"] = request.tenant.display_name
-            if "contact_email" in paths:
-                changes["contact_email"] = request.tenant.contact_email
-            if "isolation" in paths:
-                changes["isolation"] = convert.ISOLATION_NAMES[request.tenant.isolation]
-            if "tier" in paths:
-                changes["tier"] = convert.TIER_NAMES[request.tenant.tier]
-                if "plan" not in paths:
-                    changes["plan"] = plans.standard_plan(request.tenant.tier).SerializeToString(
-                        deterministic=True
-                    )
-            if "plan" in paths:
-                changes["plan"] = request.tenant.plan.SerializeToString(deterministic=True)
-            updated = await store.update_tenant(conn, tenant_id, changes)
-            tier_changed = updated["tier"] != row["tier"]
-            await record_audit(
-                conn,
-                principal,
-                tenant_id=tenant_id,
-                action="tenancy.UpdateTenant",
-                resource=f"tenants/{tenant_id}",
-                details={"fields": ",".join(sorted(paths))},
-            )
-            await publish_tenant_event(
-                conn,
-                principal,
-                events_pb2.TENANT_EVENT_KIND_TIER_CHANGED
-                if tier_changed
-                else events_pb2.TENANT_EVENT_KIND_UPDATED,
-                updated,
-                previous_tier=row["tier"] if tier_changed else "",
-            )
-            return tenancy_pb2.UpdateTenantResponse(
-                tenant=convert.tenant(updated, await store.get_branding(conn, tenant_id))
-            )
-
-    async def _set_status(
-        self,
-        tenant_id: str,
-        *,
-        target: str,
-        expected: str,
-        reason: str,
-        action: str,
-        kind: events_pb2.TenantEventKind.ValueType,
-    ) -> tenancy_pb2.Tenant:
-        principal = current_principal()
-        async with self._db.tenant(tenant_id) as conn:
-            row = await _live_tenant(conn, tenant_id)
-            if row["status"] == target:
-                return convert.tenant(row)
-            if row["status"] != expected:
-                raise FailedPrecondition(f"tenant is {row['status']}", subject=f"tenants/{tenant_id}")
-            updated = await store.update_tenant(
-                conn,
-                tenant_id,
-                {"status": target, "suspended_reason": reason if target == "suspended" else ""},
-            )
-            await record_audit(
-                conn,
-                principal,
-                tenant_id=tenant_id,
-                action=action,
-                resource=f"tenants/{tenant_id}",
-                details={"reason": reason},
-            )
-            await publish_tenant_event(conn, principal, kind, updated, reason=reason)
-            return convert.tenant(updated)
+        # A tier change without an explicit plan takes the tier's standard plan.
+        plan = (
+            tenant.plan if "plan" in paths else plans.standard_plan(tenant.tier) if "tier" in paths else None
+        )
+        changes = TenantChanges(
+            display_name=tenant.display_name if "display_name" in paths else None,
+            contact_email=tenant.contact_email if "contact_email" in paths else None,
+            isolation=convert.ISOLATION_NAMES[tenant.isolation] if "isolation" in paths else None,
+            tier=convert.TIER_NAMES[tenant.tier] if "tier" in paths else None,
+            plan=plan.SerializeToString(deterministic=True) if plan is not None else None,
+        )
+        row, branding = await self._tenants.update_tenant(
+            principal, tenant_id, changes, fields=paths, expected_version=request.expected_version
+        )
+        return tenancy_pb2.UpdateTenantResponse(tenant=convert.tenant(row, branding))
 
     @rpc(*PLATFORM)
     async def SuspendTenant(
@@ -339,15 +163,15 @@ class TenantServicer(tenancy_pb2_grpc.TenantServiceServicer):
         v.required(request.tenant_id, "tenant_id")
         v.length(request.reason, "reason", 1, 512)
         v.raise_if_any()
-        tenant = await self._set_status(
+        row = await self._tenants.set_status(
+            current_principal(),
             request.tenant_id,
             target="suspended",
             expected="active",
             reason=request.reason,
-            action="tenancy.SuspendTenant",
             kind=events_pb2.TENANT_EVENT_KIND_SUSPENDED,
         )
-        return tenancy_pb2.SuspendTenantResponse(tenant=tenant)
+        return tenancy_pb2.SuspendTenantResponse(tenant=convert.tenant(row))
 
     @rpc(*PLATFORM)
     async def ResumeTenant(
@@ -356,88 +180,46 @@ class TenantServicer(tenancy_pb2_grpc.TenantServiceServicer):
         v = Validator()
         v.required(request.tenant_id, "tenant_id")
         v.raise_if_any()
-        tenant = await self._set_status(
+        row = await self._tenants.set_status(
+            current_principal(),
             request.tenant_id,
             target="active",
             expected="suspended",
             reason=request.reason,
-            action="tenancy.ResumeTenant",
             kind=events_pb2.TENANT_EVENT_KIND_RESUMED,
         )
-        return tenancy_pb2.ResumeTenantResponse(tenant=tenant)
+        return tenancy_pb2.ResumeTenantResponse(tenant=convert.tenant(row))
 
     @rpc(Role.OWNER)
     async def DeleteTenant(
         self, request: tenancy_pb2.DeleteTenantRequest, context: Ctx
     ) -> tenancy_pb2.DeleteTenantResponse:
-        principal = current_principal()
         tenant_id = require_tenant_scope(request.tenant_id)
         v = Validator()
         v.required(request.confirm_slug, "confirm_slug")
         v.raise_if_any()
-        async with self._db.tenant(tenant_id) as conn:
-            row = await store.get_tenant(conn, tenant_id, for_update=True)
-            if row is None:
-                raise NotFound("tenant", tenant_id)
-            if request.confirm_slug != row["slug"]:
-                raise InvalidArgument(FieldViolation("confirm_slug", "must equal the tenant's slug"))
-            if row["status"] == "deleted":
-                return tenancy_pb2.DeleteTenantResponse(tenant=convert.tenant(row))
-            users, keys = await store.erase_tenant_personal_data(conn, tenant_id)
-            updated = await store.update_tenant(
-                conn, tenant_id, {"status": "deleted", "contact_email": "", "deleted_at": datetime.now(UTC)}
-            )
-            await record_audit(
-                conn,
-                principal,
-                tenant_id=tenant_id,
-                action="tenancy.DeleteTenant",
-                resource=f"tenants/{tenant_id}",
-                details={"reason": request.reason, "users_erased": str(users), "api_keys_revoked": str(keys)},
-            )
-            await publish_tenant_event(
-                conn, principal, events_pb2.TENANT_EVENT_KIND_DELETED, updated, reason=request.reason
-            )
-            return tenancy_pb2.DeleteTenantResponse(
-                tenant=convert.tenant(updated), users_erased=users, api_keys_revoked=keys
-            )
+        row, users, keys = await self._tenants.delete_tenant(
+            current_principal(), tenant_id, confirm_slug=request.confirm_slug, reason=request.reason
+        )
+        return tenancy_pb2.DeleteTenantResponse(
+            tenant=convert.tenant(row), users_erased=users, api_keys_revoked=keys
+        )
 
     @rpc(*OWNER_ADMIN)
     async def AdvanceOnboarding(
         self, request: tenancy_pb2.AdvanceOnboardingRequest, context: Ctx
     ) -> tenancy_pb2.AdvanceOnboardingResponse:
-        principal = current_principal()
         tenant_id = require_tenant_scope(request.tenant_id)
         target = convert.PHASE_NAMES.get(request.target_phase)
         if target is None:
             raise InvalidArgument(FieldViolation("target_phase", "must be a known onboarding phase"))
-        async with self._db.tenant(tenant_id) as conn:
-            row = await _live_tenant(conn, tenant_id)
-            try:
-                onboarding.check_transition(row["onboarding_phase"], target)
-            except onboarding.OnboardingTransitionError as exc:
-                raise FailedPrecondition(
-                    str(exc), subject=f"tenants/{tenant_id}", violation_type="ONBOARDING"
-                ) from None
-            if row["onboarding_phase"] == target:
-                return tenancy_pb2.AdvanceOnboardingResponse(tenant=convert.tenant(row))
-            updated = await store.update_tenant(conn, tenant_id, {"onboarding_phase": target})
-            await record_audit(
-                conn,
-                principal,
-                tenant_id=tenant_id,
-                action="tenancy.AdvanceOnboarding",
-                resource=f"tenants/{tenant_id}",
-                details={"from": row["onboarding_phase"], "to": target, "notes": request.notes},
-            )
-            await publish_tenant_event(conn, principal, events_pb2.TENANT_EVENT_KIND_UPDATED, updated)
-            return tenancy_pb2.AdvanceOnboardingResponse(tenant=convert.tenant(updated))
+        row = await self._tenants.advance_onboarding(current_principal(), tenant_id, target, request.notes)
+        return tenancy_pb2.AdvanceOnboardingResponse(tenant=convert.tenant(row))
 
     @rpc(*OWNER_ADMIN)
     async def SetBranding(
         self, request: tenancy_pb2.SetBrandingRequest, context: Ctx
     ) -> tenancy_pb2.SetBrandingResponse:
-        principal = current_principal()
         tenant_id = require_tenant_scope(request.tenant_id)
         b = request.branding
         v = Validator()
@@ -461,50 +243,28 @@ class TenantServicer(tenancy_pb2_grpc.TenantServiceServicer):
                 "a lower-case hostname such as mev.example.com",
             )
         v.raise_if_any()
-        async with self._db.tenant(tenant_id) as conn:
-            tenant_row = await _live_tenant(conn, tenant_id)
-            try:
-                async with conn.transaction():
-                    row = await store.upsert_branding(
-                        conn,
-                        tenant_id,
-                        display_name=b.display_name,
-                        logo_url=b.logo_url,
-                        primary_color=b.primary_color,
-                        secondary_color=b.secondary_color,
-                        custom_domain=b.custom_domain or None,
-                    )
-            except asyncpg.UniqueViolationError:
-                raise AlreadyExists(f"custom domain {b.custom_domain!r} belongs to another tenant") from None
-            await record_audit(
-                conn,
-                principal,
-                tenant_id=tenant_id,
-                action="tenancy.SetBranding",
-                resource=f"tenants/{tenant_id}/branding",
-                details={"custom_domain": b.custom_domain},
-            )
-            await publish_tenant_event(conn, principal, events_pb2.TENANT_EVENT_KIND_UPDATED, tenant_row)
-            branding = convert.branding(row)
-            assert branding is not None
-            return tenancy_pb2.SetBrandingResponse(branding=branding)
+        row = await self._tenants.set_branding(
+            current_principal(),
+            tenant_id,
+            BrandingInput(b.display_name, b.logo_url, b.primary_color, b.secondary_color, b.custom_domain),
+        )
+        branding = convert.branding(row)
+        assert branding is not None
+        return tenancy_pb2.SetBrandingResponse(branding=branding)
 
     @rpc(*READERS)
     async def GetBranding(
         self, request: tenancy_pb2.GetBrandingRequest, context: Ctx
     ) -> tenancy_pb2.GetBrandingResponse:
-        tenant_id = require_tenant_scope(request.tenant_id)
-        async with self._db.tenant(tenant_id) as conn:
-            if await store.get_tenant(conn, tenant_id) is None:
-                raise NotFound("tenant", tenant_id)
-            branding = convert.branding(await store.get_branding(conn, tenant_id))
-            return tenancy_pb2.GetBrandingResponse(branding=branding or tenancy_pb2.Branding())
+        row = await self._tenants.get_branding(require_tenant_scope(request.tenant_id))
+        return tenancy_pb2.GetBrandingResponse(branding=convert.branding(row) or tenancy_pb2.Branding())
+
+    # users ----------------------------------------------------------------------------------------
 
     @rpc(*OWNER_ADMIN)
     async def CreateUser(
         self, request: tenancy_pb2.CreateUserRequest, context: Ctx
     ) -> tenancy_pb2.CreateUserResponse:
-        principal = current_principal()
         tenant_id = require_tenant_scope(request.tenant_id)
         v = Validator()
         v.idempotency_key(request.idempotency_key)
@@ -512,35 +272,7 @@ class TenantServicer(tenancy_pb2_grpc.TenantServiceServicer):
         v.length(request.display_name, "display_name", 0, 128)
         roles = _roles_from_proto(request.roles, "roles", v)
         v.raise_if_any()
-        _check_may_grant(principal, roles)
-        async with self._db.tenant(tenant_id) as conn:
-            call = IdempotentCall(SCHEMA, tenant_id=tenant_id, method="CreateUser", request=request)
-            replay = await call.replay(conn, tenancy_pb2.CreateUserResponse)
-            if replay is not None:
-                return replay
-            await _live_tenant(conn, tenant_id)
-            row = await store.insert_user(
-                conn,
-                user_id=str(uuid.uuid4()),
-                tenant_id=tenant_id,
-                email=request.email,
-                display_name=request.display_name,
-                roles=roles,
-            )
-            if row is None:
-                raise AlreadyExists(f"{request.email} is already a user of this tenant")
-            await record_audit(
-                conn,
-                principal,
-                tenant_id=tenant_id,
-                action="tenancy.CreateUser",
-                resource=f"users/{row['user_id']}",
-                details={"roles": ",".join(roles)},
-                idempotency_key=request.idempotency_key,
-            )
-            response = tenancy_pb2.CreateUserResponse(user=convert.user(row))
-            await call.remember(conn, response)
-            return response
+        return await self._access.create_user(current_principal(), tenant_id, request, roles)
 
     @rpc(Role.OWNER, Role.ADMIN, Role.COMPLIANCE, Role.VIEWER)
     async def ListUsers(
@@ -550,11 +282,9 @@ class TenantServicer(tenancy_pb2_grpc.TenantServiceServicer):
         v = Validator()
         size = v.page_size(request.page.page_size)
         v.raise_if_any()
-        cursor = decode_page_token(request.page.page_token, 1)
-        async with self._db.tenant(tenant_id) as conn:
-            rows = await store.list_users(
-                conn, tenant_id, after=str(cursor[0]) if cursor else "", limit=size + 1
-            )
+        rows = await self._access.list_users(
+            tenant_id, after=_cursor(request.page.page_token), limit=size + 1
+        )
         page, token = split_page(rows, size, lambda r: (r["user_id"],))
         return tenancy_pb2.ListUsersResponse(
             users=[convert.user(r) for r in page],
@@ -565,65 +295,28 @@ class TenantServicer(tenancy_pb2_grpc.TenantServiceServicer):
     async def UpdateUserRoles(
         self, request: tenancy_pb2.UpdateUserRolesRequest, context: Ctx
     ) -> tenancy_pb2.UpdateUserRolesResponse:
-        principal = current_principal()
         v = Validator()
         v.required(request.user_id, "user_id")
         roles = _roles_from_proto(request.roles, "roles", v)
         v.raise_if_any()
-        _check_may_grant(principal, roles)
-        async with self._db.caller_scope() as conn:
-            row = await store.get_user(conn, request.user_id)
-            if row is None:
-                raise NotFound("user", request.user_id)
-            if Role.OWNER.value in row["roles"] and Role.OWNER.value not in roles:
-                _check_may_grant(principal, [Role.OWNER.value])
-                if await store.count_owners(conn, row["tenant_id"]) <= 1:
-                    raise FailedPrecondition(
-                        "a tenant must keep at least one owner", subject=f"users/{request.user_id}"
-                    )
-            updated = await store.set_user_roles(conn, request.user_id, roles)
-            await record_audit(
-                conn,
-                principal,
-                tenant_id=row["tenant_id"],
-                action="tenancy.UpdateUserRoles",
-                resource=f"users/{request.user_id}",
-                details={"roles": ",".join(roles)},
-            )
-            return tenancy_pb2.UpdateUserRolesResponse(user=convert.user(updated))
+        row = await self._access.update_user_roles(current_principal(), request.user_id, roles)
+        return tenancy_pb2.UpdateUserRolesResponse(user=convert.user(row))
 
     @rpc(*OWNER_ADMIN)
     async def DeleteUser(
         self, request: tenancy_pb2.DeleteUserRequest, context: Ctx
     ) -> tenancy_pb2.DeleteUserResponse:
-        principal = current_principal()
         if not request.user_id:
             raise InvalidArgument(FieldViolation("user_id", "is required"))
-        async with self._db.caller_scope() as conn:
-            row = await store.get_user(conn, request.user_id)
-            if row is None:
-                raise NotFound("user", request.user_id)
-            if Role.OWNER.value in row["roles"]:
-                _check_may_grant(principal, [Role.OWNER.value])
-                if await store.count_owners(conn, row["tenant_id"]) <= 1:
-                    raise FailedPrecondition(
-                        "a tenant must keep at least one owner", subject=f"users/{request.user_id}"
-                    )
-            await store.delete_user(conn, request.user_id)
-            await record_audit(
-                conn,
-                principal,
-                tenant_id=row["tenant_id"],
-                action="tenancy.DeleteUser",
-                resource=f"users/{request.user_id}",
-            )
-            return tenancy_pb2.DeleteUserResponse()
+        await self._access.delete_user(current_principal(), request.user_id)
+        return tenancy_pb2.DeleteUserResponse()
+
+    # API keys -------------------------------------------------------------------------------------
 
     @rpc(*OWNER_ADMIN)
     async def CreateApiKey(
         self, request: tenancy_pb2.CreateApiKeyRequest, context: Ctx
     ) -> tenancy_pb2.CreateApiKeyResponse:
-        principal = current_principal()
         tenant_id = require_tenant_scope(request.tenant_id)
         v = Validator()
         v.idempotency_key(request.idempotency_key)
@@ -633,40 +326,7 @@ class TenantServicer(tenancy_pb2_grpc.TenantServiceServicer):
         if expires_at is not None:
             v.check(expires_at > datetime.now(UTC), "expires_at", "must be in the future")
         v.raise_if_any()
-        _check_may_grant(principal, roles)
-        async with self._db.tenant(tenant_id) as conn:
-            # The secret is shown once: a replay returns the key's metadata, never the secret again.
-            call = IdempotentCall(SCHEMA, tenant_id=tenant_id, method="CreateApiKey", request=request)
-            replay = await call.replay(conn, tenancy_pb2.CreateApiKeyResponse)
-            if replay is not None:
-                return replay
-            await _live_tenant(conn, tenant_id)
-            if request.user_id and await store.get_user(conn, request.user_id) is None:
-                raise NotFound("user", request.user_id)
-            new_key = api_keys.generate_api_key()
-            row = await store.insert_api_key(
-                conn,
-                key_id=new_key.key_id,
-                tenant_id=tenant_id,
-                name=request.name,
-                secret_hash=new_key.secret_hash,
-                roles=roles,
-                user_id=request.user_id,
-                created_by=principal.subject,
-                expires_at=expires_at,
-            )
-            await record_audit(
-                conn,
-                principal,
-                tenant_id=tenant_id,
-                action="tenancy.CreateApiKey",
-                resource=f"api_keys/{new_key.key_id}",
-                details={"roles": ",".join(roles), "name": request.name},
-                idempotency_key=request.idempotency_key,
-            )
-            metadata_only = tenancy_pb2.CreateApiKeyResponse(api_key=convert.api_key(row))
-            await call.remember(conn, metadata_only)
-            return tenancy_pb2.CreateApiKeyResponse(api_key=convert.api_key(row), secret=new_key.plaintext)
+        return await self._access.create_api_key(current_principal(), tenant_id, request, roles, expires_at)
 
     @rpc(Role.OWNER, Role.ADMIN, Role.COMPLIANCE)
     async def ListApiKeys(
@@ -676,15 +336,12 @@ class TenantServicer(tenancy_pb2_grpc.TenantServiceServicer):
         v = Validator()
         size = v.page_size(request.page.page_size)
         v.raise_if_any()
-        cursor = decode_page_token(request.page.page_token, 1)
-        async with self._db.tenant(tenant_id) as conn:
-            rows = await store.list_api_keys(
-                conn,
-                tenant_id,
-                after=str(cursor[0]) if cursor else "",
-                limit=size + 1,
-                include_revoked=request.include_revoked,
-            )
+        rows = await self._access.list_api_keys(
+            tenant_id,
+            after=_cursor(request.page.page_token),
+            limit=size + 1,
+            include_revoked=request.include_revoked,
+        )
         page, token = split_page(rows, size, lambda r: (r["key_id"],))
         return tenancy_pb2.ListApiKeysResponse(
             api_keys=[convert.api_key(r) for r in page],
@@ -695,25 +352,10 @@ class TenantServicer(tenancy_pb2_grpc.TenantServiceServicer):
     async def RevokeApiKey(
         self, request: tenancy_pb2.RevokeApiKeyRequest, context: Ctx
     ) -> tenancy_pb2.RevokeApiKeyResponse:
-        principal = current_principal()
         if not request.api_key_id:
             raise InvalidArgument(FieldViolation("api_key_id", "is required"))
-        async with self._db.caller_scope() as conn:
-            row = await store.get_api_key(conn, request.api_key_id)
-            if row is None:
-                raise NotFound("api key", request.api_key_id)
-            if row["revoked_at"] is not None:
-                return tenancy_pb2.RevokeApiKeyResponse(api_key=convert.api_key(row))
-            revoked = await store.revoke_api_key(conn, request.api_key_id)
-            await record_audit(
-                conn,
-                principal,
-                tenant_id=row["tenant_id"],
-                action="tenancy.RevokeApiKey",
-                resource=f"api_keys/{request.api_key_id}",
-                details={"reason": request.reason},
-            )
-            return tenancy_pb2.RevokeApiKeyResponse(api_key=convert.api_key(revoked))
+        row = await self._access.revoke_api_key(current_principal(), request.api_key_id, request.reason)
+        return tenancy_pb2.RevokeApiKeyResponse(api_key=convert.api_key(row))
 
     @rpc(Role.OWNER, Role.ADMIN, Role.COMPLIANCE)
     async def ListAuditRecords(
@@ -725,49 +367,32 @@ class TenantServicer(tenancy_pb2_grpc.TenantServiceServicer):
         v.raise_if_any()
         cursor = decode_page_token(request.page.page_token, 1)
         time_range = request.time_range
-        async with self._db.tenant(tenant_id) as conn:
-            rows = await store.list_audit_records(
-                conn,
-                tenant_id,
-                after=int(cursor[0]) if cursor else 0,
-                limit=size + 1,
-                start=time_range.start.ToDatetime(tzinfo=UTC) if time_range.HasField("start") else None,
-                end=time_range.end.ToDatetime(tzinfo=UTC) if time_range.HasField("end") else None,
-                actor_id=request.actor_id,
-                action_prefix=request.action_prefix,
-                resource_prefix=request.resource_prefix,
-            )
+        rows = await self._access.list_audit_records(
+            tenant_id,
+            after=int(cursor[0]) if cursor else 0,
+            limit=size + 1,
+            start=time_range.start.ToDatetime(tzinfo=UTC) if time_range.HasField("start") else None,
+            end=time_range.end.ToDatetime(tzinfo=UTC) if time_range.HasField("end") else None,
+            actor_id=request.actor_id,
+            action_prefix=request.action_prefix,
+            resource_prefix=request.resource_prefix,
+        )
         page, token = split_page(rows, size, lambda r: (r["record_id"],))
         return tenancy_pb2.ListAuditRecordsResponse(
-            records=[_audit_record(r) for r in page],
+            records=[convert.audit_record(r) for r in page],
             page=common_pb2.PageResponse(next_page_token=token),
         )
 
 
-def _audit_record(row: asyncpg.Record) -> events_pb2.AuditRecord:
-    return events_pb2.AuditRecord(
-        event_id=row["event_id"],
-        tenant_id=row["tenant_id"],
-        occurred_at=convert.timestamp(row["occurred_at"]),
-        actor=events_pb2.Actor(
-            kind=events_pb2.ActorKind.Value(row["actor_kind"]),
-            id=row["actor_id"],
-            tenant_id=row["actor_tenant_id"],
-        ),
-        action=row["action"],
-        resource=row["resource"],
-        outcome=events_pb2.AuditOutcome.Value(row["outcome"]),
-        details=json.loads(row["details"]) if isinstance(row["details"], str) else dict(row["details"]),
-        idempotency_key=row["idempotency_key"],
-        service="tenancy",
-    )
-
-
 class AuthServicer(tenancy_pb2_grpc.AuthServiceServicer):
     def __init__(
-        self, db: TenancyStore, issuer: TokenIssuer, signing_key: SigningKey, extra_public_pems: list[str]
+        self,
+        access: AccessCommands,
+        issuer: TokenIssuer,
+        signing_key: SigningKey,
+        extra_public_pems: list[str],
     ) -> None:
-        self._db = db
+        self._access = access
         self._issuer = issuer
         self._signing_key = signing_key
         self._extra_public_pems = extra_public_pems
@@ -780,41 +405,16 @@ class AuthServicer(tenancy_pb2_grpc.AuthServiceServicer):
             key_id, secret = api_keys.split_api_key(request.api_key)
         except api_keys.MalformedApiKey as exc:
             raise InvalidArgument(FieldViolation("api_key", str(exc))) from None
-        async with self._db.platform() as conn:
-            key = await store.get_api_key(conn, key_id)
-            # One message for unknown and wrong keys, so key ids cannot be probed.
-            if key is None or not await api_keys.verify_secret(key["secret_hash"], secret):
-                raise Unauthenticated("invalid API key")
-            if key["revoked_at"] is not None:
-                raise Unauthenticated("API key revoked")
-            if key["expires_at"] is not None and key["expires_at"] <= datetime.now(UTC):
-                raise Unauthenticated("API key expired")
-            tenant = await store.get_tenant(conn, key["tenant_id"])
-            assert tenant is not None, "api_keys.tenant_id references tenants"
-            if tenant["status"] != "active":
-                raise PermissionDenied(f"tenant is {tenant['status']}")
-            await store.touch_api_key(conn, key_id)
-        plan = convert.plan_from_bytes(bytes(tenant["plan"]))
-        roles = frozenset(Role(r) for r in key["roles"])
-        is_admin = Role.PLATFORM_ADMIN in roles
-        principal = Principal(
-            subject=key_id,
-            tenant_id=key["tenant_id"],
-            roles=roles,
-            tier=tenant["tier"],
-            rate_per_second=0.0 if is_admin else float(plan.rate_limit_per_second),
-            burst=0 if is_admin else int(plan.rate_limit_burst or plan.rate_limit_per_second),
-        )
-        token, expires_at = self._issuer.issue(principal)
+        issued = await self._access.exchange_api_key(key_id, secret)
         return tenancy_pb2.ExchangeApiKeyResponse(
-            access_token=token,
+            access_token=issued.token,
             token_type="Bearer",
-            expires_at=Timestamp(seconds=expires_at),
-            tenant_id=key["tenant_id"],
-            roles=convert.roles_to_proto(sorted(key["roles"])),
-            plan=plan,
-            tier=convert.TIERS[tenant["tier"]],
-            api_key_id=key_id,
+            expires_at=Timestamp(seconds=issued.expires_at),
+            tenant_id=issued.tenant_id,
+            roles=convert.roles_to_proto(sorted(issued.roles)),
+            plan=issued.plan,
+            tier=convert.TIERS[issued.tier],
+            api_key_id=issued.key_id,
         )
 
     @rpc(public=True)
@@ -830,13 +430,38 @@ class AuthServicer(tenancy_pb2_grpc.AuthServiceServicer):
             keys=keys, issuer=self._issuer.issuer, audience=self._issuer.audience
         )
 
+    @rpc(public=True)
+    async def GetPortal(
+        self, request: tenancy_pb2.GetPortalRequest, context: Ctx
+    ) -> tenancy_pb2.GetPortalResponse:
+        v = Validator()
+        v.check(
+            bool(request.slug) != bool(request.custom_domain),
+            "slug",
+            "give exactly one of slug and custom_domain",
+        )
+        if request.custom_domain:
+            v.pattern(
+                request.custom_domain.lower(), "custom_domain", HOSTNAME, "a hostname, e.g. portal.acme.com"
+            )
+        v.raise_if_any()
+        row = await self._access.find_portal(slug=request.slug, custom_domain=request.custom_domain.lower())
+        return tenancy_pb2.GetPortalResponse(
+            slug=row["slug"],
+            display_name=row["display_name"],
+            logo_url=row["logo_url"],
+            primary_color=row["primary_color"],
+            secondary_color=row["secondary_color"],
+            custom_domain=row["custom_domain"],
+            onboarding_phase=convert.PHASES[row["onboarding_phase"]],
+            tenant_id=row["tenant_id"],
+            oidc_enabled=row["oidc_enabled"],
+        )
+
     @rpc(*READERS)
     async def WhoAmI(self, request: tenancy_pb2.WhoAmIRequest, context: Ctx) -> tenancy_pb2.WhoAmIResponse:
         principal = current_principal()
-        async with self._db.tenant(principal.tenant_id) as conn:
-            tenant = await store.get_tenant(conn, principal.tenant_id)
-        if tenant is None:
-            raise NotFound("tenant", principal.tenant_id)
+        tenant = await self._access.caller_tenant(principal)
         return tenancy_pb2.WhoAmIResponse(
             tenant_id=principal.tenant_id,
             subject=principal.subject,
@@ -848,5 +473,6 @@ class AuthServicer(tenancy_pb2_grpc.AuthServiceServicer):
             plan=convert.plan_from_bytes(bytes(tenant["plan"])),
             expires_at=Timestamp(seconds=principal.expires_at),
             api_key_id=principal.subject,
+            user_id=principal.user_id,
             tenant_status=convert.STATUSES[tenant["status"]],
         )

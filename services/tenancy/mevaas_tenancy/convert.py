@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 
 import asyncpg
@@ -10,6 +11,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from mevaas.common.v1 import common_pb2
 from mevaas.events.v1 import events_pb2
 from mevaas.tenancy.v1 import tenancy_pb2
+from mevaas_core import onboarding
 from mevaas_core.auth import Role
 
 TIERS = {
@@ -26,13 +28,7 @@ STATUSES = {
     "deleted": common_pb2.TENANT_STATUS_DELETED,
 }
 STATUS_NAMES = {v: k for k, v in STATUSES.items()}
-PHASES = {
-    "discovery": common_pb2.ONBOARDING_PHASE_DISCOVERY,
-    "setup": common_pb2.ONBOARDING_PHASE_SETUP,
-    "deployment": common_pb2.ONBOARDING_PHASE_DEPLOYMENT,
-    "optimization": common_pb2.ONBOARDING_PHASE_OPTIMIZATION,
-    "live": common_pb2.ONBOARDING_PHASE_LIVE,
-}
+PHASES = dict(onboarding.PROTO_OF_PHASE)
 PHASE_NAMES = {v: k for k, v in PHASES.items()}
 ROLES = {
     Role.OWNER: common_pb2.ROLE_OWNER,
@@ -95,6 +91,15 @@ def tenant(row: asyncpg.Record, branding_row: asyncpg.Record | None = None) -> t
     )
 
 
+def onboarding_state(row: asyncpg.Record) -> common_pb2.OnboardingStateResponse:
+    return common_pb2.OnboardingStateResponse(
+        onboarding_phase=PHASES[row["onboarding_phase"]],
+        status=STATUSES[row["status"]],
+        plan=plan_from_bytes(bytes(row["plan"])),
+        tier=TIERS[row["tier"]],
+    )
+
+
 def tenant_snapshot(
     row: asyncpg.Record, owner_user_ids: list[str], custom_domain: str
 ) -> events_pb2.TenantSnapshot:
@@ -139,4 +144,25 @@ def api_key(row: asyncpg.Record) -> tenancy_pb2.ApiKey:
         revoked=row["revoked_at"] is not None,
         revoked_at=timestamp(row["revoked_at"]),
         created_by=row["created_by"],
+    )
+
+
+def audit_record(row: asyncpg.Record) -> events_pb2.AuditRecord:
+    return events_pb2.AuditRecord(
+        event_id=row["event_id"],
+        tenant_id=row["tenant_id"],
+        occurred_at=timestamp(row["occurred_at"]),
+        actor=events_pb2.Actor(
+            kind=events_pb2.ActorKind.Value(row["actor_kind"]),
+            id=row["actor_id"],
+            tenant_id=row["actor_tenant_id"],
+            roles=[common_pb2.Role.Value(r) for r in row["actor_roles"]],
+        ),
+        action=row["action"],
+        resource=row["resource"],
+        outcome=events_pb2.AuditOutcome.Value(row["outcome"]),
+        details=json.loads(row["details"]) if isinstance(row["details"], str) else dict(row["details"]),
+        idempotency_key=row["idempotency_key"],
+        service=row["service"],
+        request_id=row["request_id"],
     )

@@ -9,8 +9,10 @@ import asyncpg
 
 from mevaas.common.v1 import common_pb2
 from mevaas.events.v1 import events_pb2
-from mevaas_core import outbox
+from mevaas_core import audit, outbox, revocation
 from mevaas_core.auth import Principal
+from mevaas_core.bus import Delivery
+from mevaas_core.db import platform_transaction
 from mevaas_tenancy import convert, store
 
 SCHEMA = "tenancy"
@@ -42,50 +44,35 @@ def actor_of(principal: Principal | None) -> events_pb2.Actor:
 
 async def record_audit(
     conn: asyncpg.Connection,
-    principal: Principal | None,
     *,
     tenant_id: str,
-    action: str,
     resource: str,
     details: dict[str, str] | None = None,
     idempotency_key: str = "",
+    outcome: events_pb2.AuditOutcome.ValueType = audit.SUCCEEDED,
+    actor: events_pb2.Actor | None = None,
 ) -> None:
-    """Append the audit record and publish it on `audit.<tenant>.record` (via the outbox)."""
-    actor = actor_of(principal)
-    event_id = str(uuid.uuid4())
-    row = await store.insert_audit_record(
-        conn,
-        event_id=event_id,
-        tenant_id=tenant_id,
-        actor_kind=events_pb2.ActorKind.Name(actor.kind),
-        actor_id=actor.id,
-        actor_tenant_id=actor.tenant_id,
-        action=action,
-        resource=resource,
-        outcome="AUDIT_OUTCOME_SUCCEEDED",
-        details=details or {},
-        idempotency_key=idempotency_key,
-    )
-    record = events_pb2.AuditRecord(
-        event_id=event_id,
-        tenant_id=tenant_id,
-        occurred_at=convert.timestamp(row["occurred_at"]),
-        actor=actor,
-        action=action,
-        resource=resource,
-        outcome=events_pb2.AUDIT_OUTCOME_SUCCEEDED,
-        details=details or {},
-        idempotency_key=idempotency_key,
-        service=SERVICE,
-    )
-    await outbox.enqueue(
+    """Record the current RPC in its transaction: into the trail at once (so ListAuditRecords
+    shows it on return) and on audit.<tenant>.record through the outbox, like every service."""
+    entry = await audit.record(
         conn,
         SCHEMA,
-        subject=f"audit.{tenant_id}.record",
-        message=record,
-        event_id=event_id,
         tenant_id=tenant_id,
+        target=resource,
+        details=details,
+        idempotency_key=idempotency_key,
+        outcome=outcome,
+        actor=actor,
     )
+    await store.insert_audit_record(conn, entry)
+
+
+async def keep_audit_record(pool: asyncpg.Pool, record: events_pb2.AuditRecord, delivery: Delivery) -> None:
+    """Every service's audit records (audit.*.record) join the one trail ListAuditRecords reads."""
+    if not record.tenant_id:
+        record.tenant_id = delivery.tenant_id
+    async with platform_transaction(pool) as conn:
+        await store.insert_audit_record(conn, record)
 
 
 async def publish_tenant_event(
@@ -97,11 +84,7 @@ async def publish_tenant_event(
     previous_tier: str = "",
     reason: str = "",
 ) -> None:
-    owners = await conn.fetch(
-        "SELECT user_id FROM tenancy.users WHERE tenant_id = $1 AND deleted_at IS NULL AND 'owner' = ANY(roles) "
-        "ORDER BY user_id",
-        tenant_row["tenant_id"],
-    )
+    owners = await store.owner_ids(conn, tenant_row["tenant_id"])
     branding_row = await store.get_branding(conn, tenant_row["tenant_id"])
     event_id = str(uuid.uuid4())
     event = events_pb2.TenantEvent(
@@ -111,7 +94,7 @@ async def publish_tenant_event(
         kind=kind,
         tenant=convert.tenant_snapshot(
             tenant_row,
-            [r["user_id"] for r in owners],
+            owners,
             (branding_row["custom_domain"] or "") if branding_row else "",
         ),
         previous_tier=convert.TIERS.get(previous_tier, common_pb2.TIER_UNSPECIFIED),
@@ -125,4 +108,21 @@ async def publish_tenant_event(
         message=event,
         event_id=event_id,
         tenant_id=tenant_row["tenant_id"],
+    )
+
+
+async def publish_revocation(
+    conn: asyncpg.Connection, tenant_id: str, kind: revocation.Kind, subject_id: str, reason: str
+) -> None:
+    """Tell every service to refuse the tokens of (kind, subject_id) issued until now (the
+    transaction's time: a token issued after the commit is newer)."""
+    event_id = str(uuid.uuid4())
+    now = await store.clock_now(conn)
+    await outbox.enqueue(
+        conn,
+        SCHEMA,
+        subject=revocation.subject_for(tenant_id),
+        message=revocation.revocation_event(event_id, tenant_id, kind, subject_id, reason, at=now),
+        event_id=event_id,
+        tenant_id=tenant_id,
     )

@@ -4,12 +4,66 @@ tenant (or platform scope) set, so row-level security applies to each statement.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
-from datetime import datetime
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 
 import asyncpg
 
+from mevaas.common.v1 import common_pb2
+from mevaas.events.v1 import events_pb2
+from mevaas_core.auth import Principal
+from mevaas_core.db import platform_transaction, tenant_transaction
+from mevaas_core.erasure import AUDIT_RETENTION, Erase, ErasurePlan, Scrub
+
 Row = asyncpg.Record
+
+
+class TenancyStore:
+    """Transactions on tenancy's schema with the right row-level-security scope."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    @asynccontextmanager
+    async def tenant(self, tenant_id: str) -> AsyncIterator[asyncpg.Connection]:
+        async with tenant_transaction(self.pool, tenant_id) as conn:
+            yield conn
+
+    @asynccontextmanager
+    async def caller_scope(self, principal: Principal) -> AsyncIterator[asyncpg.Connection]:
+        """Platform admins see every tenant's rows; anyone else only their own."""
+        if principal.is_platform_admin:
+            async with platform_transaction(self.pool) as conn:
+                yield conn
+        else:
+            async with tenant_transaction(self.pool, principal.tenant_id) as conn:
+                yield conn
+
+    @asynccontextmanager
+    async def platform(self) -> AsyncIterator[asyncpg.Connection]:
+        async with platform_transaction(self.pool) as conn:
+            yield conn
+
+
+async def clock_epoch(conn: asyncpg.Connection) -> float:
+    """The database's clock (seconds since the epoch): tokens and revocations share one clock."""
+    return float(await conn.fetchval("SELECT extract(epoch FROM clock_timestamp())::float8"))
+
+
+async def clock_now(conn: asyncpg.Connection) -> datetime:
+    now: datetime = await conn.fetchval("SELECT clock_timestamp()")
+    return now
+
+
+async def owner_ids(conn: asyncpg.Connection, tenant_id: str) -> list[str]:
+    rows = await conn.fetch(
+        "SELECT user_id FROM tenancy.users WHERE tenant_id = $1 AND deleted_at IS NULL "
+        "AND 'owner' = ANY(roles) ORDER BY user_id",
+        tenant_id,
+    )
+    return [r["user_id"] for r in rows]
+
 
 TENANT_COLUMNS = (
     "tenant_id, slug, display_name, contact_email, tier, isolation, status, onboarding_phase, plan, "
@@ -42,8 +96,10 @@ async def insert_tenant(
     )
 
 
-async def get_tenant(conn: asyncpg.Connection, tenant_id: str, *, for_update: bool = False) -> Row | None:
-    lock = " FOR UPDATE" if for_update else ""
+async def get_tenant(
+    conn: asyncpg.Connection, tenant_id: str, *, for_update: bool = False, for_share: bool = False
+) -> Row | None:
+    lock = " FOR UPDATE" if for_update else " FOR SHARE" if for_share else ""
     return await conn.fetchrow(
         f"SELECT {TENANT_COLUMNS} FROM tenancy.tenants WHERE tenant_id = $1{lock}", tenant_id
     )
@@ -143,6 +199,12 @@ async def delete_user(conn: asyncpg.Connection, user_id: str) -> None:
         "WHERE user_id = $1",
         user_id,
     )
+    # Their password hash and TOTP secret go; their links and sessions end.
+    await conn.execute("DELETE FROM tenancy.user_credentials WHERE user_id = $1", user_id)
+    await conn.execute("DELETE FROM tenancy.enrolments WHERE user_id = $1", user_id)
+    await conn.execute(
+        "UPDATE tenancy.user_sessions SET ended_at = coalesce(ended_at, now()) WHERE user_id = $1", user_id
+    )
 
 
 async def erase_tenant_personal_data(conn: asyncpg.Connection, tenant_id: str) -> tuple[int, int]:
@@ -160,6 +222,8 @@ async def erase_tenant_personal_data(conn: asyncpg.Connection, tenant_id: str) -
         tenant_id,
     )
     await conn.execute("DELETE FROM tenancy.branding WHERE tenant_id = $1", tenant_id)
+    for table in ("user_credentials", "enrolments", "user_sessions", "oidc_providers"):
+        await conn.execute(f"DELETE FROM tenancy.{table} WHERE tenant_id = $1", tenant_id)
     return int(users), int(keys)
 
 
@@ -224,6 +288,35 @@ async def revoke_api_key(conn: asyncpg.Connection, key_id: str) -> Row:
     return row
 
 
+async def revoke_descendant_keys(conn: asyncpg.Connection, key_id: str) -> list[str]:
+    """Revoke every key minted (directly or through other minted keys) with a token of `key_id`:
+    no credential outlives the one it came from. Returns the ids revoked now."""
+    rows = await conn.fetch(
+        "WITH RECURSIVE minted AS (SELECT key_id FROM tenancy.api_keys WHERE created_by = $1 "
+        "UNION SELECT k.key_id FROM tenancy.api_keys k JOIN minted m ON k.created_by = m.key_id) "
+        "UPDATE tenancy.api_keys SET revoked_at = now() "
+        "WHERE key_id IN (SELECT key_id FROM minted) AND revoked_at IS NULL RETURNING key_id",
+        key_id,
+    )
+    return sorted(r["key_id"] for r in rows)
+
+
+async def lock_api_key(conn: asyncpg.Connection, key_id: str) -> Row | None:
+    """The key, share-locked so that its revocation waits for (and then sees) what this
+    transaction mints with it."""
+    return await conn.fetchrow(
+        f"SELECT {API_KEY_COLUMNS} FROM tenancy.api_keys WHERE key_id = $1 FOR SHARE", key_id
+    )
+
+
+async def live_user_roles(conn: asyncpg.Connection, user_id: str) -> list[str] | None:
+    """The roles of a user that is not deleted, or None."""
+    roles = await conn.fetchval(
+        "SELECT roles FROM tenancy.users WHERE user_id = $1 AND deleted_at IS NULL FOR SHARE", user_id
+    )
+    return None if roles is None else list(roles)
+
+
 async def touch_api_key(conn: asyncpg.Connection, key_id: str) -> None:
     await conn.execute("UPDATE tenancy.api_keys SET last_used_at = now() WHERE key_id = $1", key_id)
 
@@ -234,6 +327,21 @@ BRANDING_COLUMNS = "tenant_id, display_name, logo_url, primary_color, secondary_
 async def get_branding(conn: asyncpg.Connection, tenant_id: str) -> Row | None:
     return await conn.fetchrow(
         f"SELECT {BRANDING_COLUMNS} FROM tenancy.branding WHERE tenant_id = $1", tenant_id
+    )
+
+
+async def find_portal(conn: asyncpg.Connection, *, slug: str = "", custom_domain: str = "") -> Row | None:
+    """An active tenant's public portal face, by slug or by custom domain (platform scope)."""
+    return await conn.fetchrow(
+        "SELECT t.tenant_id, t.slug, coalesce(nullif(b.display_name, ''), t.display_name) AS display_name, "
+        "coalesce(b.logo_url, '') AS logo_url, coalesce(b.primary_color, '') AS primary_color, "
+        "coalesce(b.secondary_color, '') AS secondary_color, coalesce(b.custom_domain, '') AS custom_domain, "
+        "t.onboarding_phase, EXISTS (SELECT 1 FROM tenancy.oidc_providers o WHERE o.tenant_id = t.tenant_id) "
+        "AS oidc_enabled FROM tenancy.tenants t LEFT JOIN tenancy.branding b USING (tenant_id) "
+        "WHERE t.status = 'active' AND ((t.slug = $1 AND $1 <> '') "
+        "OR (lower(b.custom_domain) = lower($2) AND $2 <> ''))",
+        slug,
+        custom_domain,
     )
 
 
@@ -264,37 +372,28 @@ async def upsert_branding(
     return row
 
 
-async def insert_audit_record(
-    conn: asyncpg.Connection,
-    *,
-    event_id: str,
-    tenant_id: str,
-    actor_kind: str,
-    actor_id: str,
-    actor_tenant_id: str,
-    action: str,
-    resource: str,
-    outcome: str,
-    details: dict[str, str],
-    idempotency_key: str,
-) -> Row:
-    row = await conn.fetchrow(
+async def insert_audit_record(conn: asyncpg.Connection, record: events_pb2.AuditRecord) -> None:
+    """Keep one record of the trail; a redelivered one changes nothing."""
+    await conn.execute(
         "INSERT INTO tenancy.audit_records (event_id, tenant_id, actor_kind, actor_id, actor_tenant_id, action, "
-        "resource, outcome, details, idempotency_key) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, $10) "
-        "RETURNING record_id, occurred_at",
-        event_id,
-        tenant_id,
-        actor_kind,
-        actor_id,
-        actor_tenant_id,
-        action,
-        resource,
-        outcome,
-        json.dumps(details),
-        idempotency_key,
+        "resource, outcome, details, idempotency_key, occurred_at, service, request_id, actor_roles) "
+        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, $10, $11, $12, $13, $14) "
+        "ON CONFLICT (event_id) DO NOTHING",
+        record.event_id,
+        record.tenant_id,
+        events_pb2.ActorKind.Name(record.actor.kind),
+        record.actor.id,
+        record.actor.tenant_id,
+        record.action,
+        record.resource,
+        events_pb2.AuditOutcome.Name(record.outcome),
+        json.dumps(dict(record.details)),
+        record.idempotency_key,
+        record.occurred_at.ToDatetime(tzinfo=UTC),
+        record.service,
+        record.request_id,
+        [common_pb2.Role.Name(r) for r in record.actor.roles],
     )
-    assert row is not None
-    return row
 
 
 async def list_audit_records(
@@ -311,7 +410,7 @@ async def list_audit_records(
 ) -> list[Row]:
     return await conn.fetch(
         "SELECT record_id, event_id, tenant_id, actor_kind, actor_id, actor_tenant_id, action, resource, outcome, "
-        "details, idempotency_key, occurred_at FROM tenancy.audit_records "
+        "details, idempotency_key, occurred_at, service, request_id, actor_roles FROM tenancy.audit_records "
         "WHERE tenant_id = $1 AND record_id > $2 AND ($3::timestamptz IS NULL OR occurred_at >= $3) "
         "AND ($4::timestamptz IS NULL OR occurred_at < $4) AND ($5 = '' OR actor_id = $5) "
         "AND starts_with(action, $6) AND starts_with(resource, $7) ORDER BY record_id LIMIT $8",
@@ -324,3 +423,38 @@ async def list_audit_records(
         resource_prefix,
         limit,
     )
+
+
+# What a deleted tenant leaves here (mevaas_core.erasure, run after DeleteTenant's own erasure):
+# ids stay so the audit trail still resolves, nothing personal or secret does.
+ERASURE = ErasurePlan(
+    schema="tenancy",
+    erase=(
+        Erase("branding"),
+        Erase("idempotency_keys"),
+        Erase("outbox", "published_at IS NOT NULL"),
+        # A person's password hash and TOTP secret, their links and sessions, the SSO settings.
+        Erase("user_credentials"),
+        Erase("enrolments"),
+        Erase("user_sessions"),
+        Erase("oidc_providers"),
+    ),
+    scrub=(
+        Scrub(
+            "tenants",
+            "contact_email = '', display_name = slug, deleted_at = coalesce(deleted_at, now())",
+            "tombstone: id, slug (stays taken) and status (deleted), so the tenant stays refused",
+        ),
+        Scrub(
+            "users",
+            "email = 'erased-' || user_id, display_name = '', deleted_at = coalesce(deleted_at, now())",
+            "pseudonymised: only the id stays, for the audit trail",
+        ),
+        Scrub(
+            "api_keys",
+            "secret_hash = '', name = '', revoked_at = coalesce(revoked_at, now())",
+            "revoked, hash and name erased: only the id stays, for the audit trail",
+        ),
+    ),
+    keep={"audit_records": AUDIT_RETENTION},
+)

@@ -160,7 +160,7 @@ def load_history(
 
 
 class ReplayCandidate(Protocol):
-    """What the replay needs of a plugin's candidate (`mevaas_strategy` Candidate satisfies it)."""
+    """What the replay needs of a plugin's candidate (`mevaas_strategies` Candidate satisfies it)."""
 
     @property
     def net_profit(self) -> int: ...

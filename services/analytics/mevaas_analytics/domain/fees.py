@@ -5,8 +5,11 @@ Billing rules:
 * Periods are UTC calendar months; the revenue-share year is the UTC calendar year, so the
   cumulative profit that places a month in the bands restarts every 1 January.
 * The profit base of a month is the tenant's realised profit net of gas (ExecutionResult
-  `realized_profit` of included and reverted executions), valued in the plan currency (see
-  `valuation`) and rounded half-even to the currency's minor unit ONCE per month. A month whose
+  `realized_profit` of included and reverted executions), each execution valued in USD when it
+  happened with the platform's price source (see `valuation`, docs/pricing.md), summed exactly
+  and rounded half-even to the currency's minor unit ONCE per month. Profit in a token that
+  could not be priced is in no fee base: it gets an UNPRICED_PROFIT line per token (its amount in
+  token units, flagged, no money amount), never a silent 0. A month whose
   profit is negative bills no performance fee or revenue share and earns no credit: the
   cumulative profit of the year only grows by billed (positive) months.
 * Flat performance fee: `profit_base * performance_fee_percent / 100`. Tiered revenue share
@@ -14,8 +17,24 @@ Billing rules:
   [ytd_before, ytd_before + profit_base) of the year's cumulative profit; every band that range
   touches gives one line with the exact overlap as quantity and the band's percent as rate, so a
   month straddling a boundary is split exactly.
-* Per-transaction fees: `count * unit_price` for protected (private) transactions and for
-  executed strategy transactions.
+* Success fees (`success_fees`): each of the plan's success fees gives a line whose quantity is
+  its measure of the month against the plan's benchmark, rounded to the minor unit, billed at
+  its percent only when positive; the success bonus is measured after the month's performance
+  fee / revenue-share lines.
+* Per-transaction fees: `count * unit_price` for the tenant's clients' protected transactions
+  (the Protect RPC and SubmitProtectedTransaction; each one accepted, not refused at ingress; the
+  tenant's own strategy bundles are executed strategy transactions, not protected ones), for
+  those of them sent in fair-ordering mode (the fair-ordering fee, on top: the plan's, else the
+  tier's standard `mevaas_core.protection_fees.FAIR_ORDERING_FEES`, the brief's $0.50-2.00), and for executed strategy
+  transactions. A protected transaction is billed at the fee execution priced it with when it
+  accepted it (the plan in force then), not the plan at invoice time: one line per unit price;
+  only those not priced then are billed at the plan's price now.
+* Leverage protection (`leverage_fees`): the yearly percent of the protected positions' priced
+  collateral value, pro-rated: quantity = USD-years of protected value in the period (rounded
+  half-even to the minor unit), amount = quantity * percent / 100. The percent is the tier's
+  `LEVERAGE_PROTECTION_PERCENT` (the brief's 5-15% a year). Collateral the price source cannot
+  price gets its own LEVERAGE_PROTECTION_FEE line per token: unpriced, quantity in whole-token-
+  years (8 decimals), token_amount its base units in the latest snapshot, no amount.
 * Every line amount is rounded half-even (banker's rounding) to the minor unit at the line level;
   subtotal is the sum of rounded lines, tax is `subtotal * tax_percent / 100` rounded the same
   way, total = subtotal + tax. Every revenue-share band touched gets its line even when its
@@ -24,6 +43,7 @@ Billing rules:
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal
@@ -31,6 +51,18 @@ from fractions import Fraction
 
 from mevaas.analytics.v1 import analytics_pb2
 from mevaas.common.v1 import common_pb2
+from mevaas_analytics.domain import success_fees
+from mevaas_analytics.domain.leverage_fees import LeverageAccrual
+from mevaas_analytics.domain.success_fees import Benchmark
+from mevaas_core.protection_fees import fair_ordering_fee
+
+# The brief's "Leverage_Optimization: 5-15% of position value annually", by tier (percent a year).
+LEVERAGE_PROTECTION_PERCENT: dict[int, Decimal] = {
+    common_pb2.TIER_STARTER: Decimal(15),
+    common_pb2.TIER_PROFESSIONAL: Decimal(10),
+    common_pb2.TIER_ENTERPRISE: Decimal(5),
+}
+TOKEN_YEAR_DIGITS = 8
 
 # ISO 4217 minor units of the currencies plans are priced in; anything else has 2.
 MINOR_UNITS = {"JPY": 0, "KRW": 0, "BHD": 3, "KWD": 3}
@@ -48,7 +80,11 @@ def round_money(amount: Decimal, currency: str) -> Decimal:
 def round_fraction(value: Fraction, currency: str) -> Decimal:
     """An exact rational rounded half-even to the currency's minor unit (no float, no context
     precision involved)."""
-    digits = MINOR_UNITS.get(currency, 2)
+    return round_digits(value, MINOR_UNITS.get(currency, 2))
+
+
+def round_digits(value: Fraction, digits: int) -> Decimal:
+    """An exact rational rounded half-even to ``digits`` decimals."""
     scaled = value * 10**digits
     quotient, remainder = divmod(scaled.numerator, scaled.denominator)
     twice = 2 * remainder
@@ -74,9 +110,14 @@ class Pricing:
     bands: tuple[Band, ...]
     protection_fee: Decimal
     execution_fee: Decimal
+    # (SuccessFeeKind, percent) in plan order.
+    success_fees: tuple[tuple[int, Decimal], ...] = ()
+    benchmark: Benchmark | None = None
+    fair_ordering_fee: Decimal = Decimal(0)
+    leverage_protection_percent: Decimal = Decimal(0)
 
     @classmethod
-    def from_plan(cls, plan: common_pb2.Plan) -> Pricing:
+    def from_plan(cls, plan: common_pb2.Plan, tier: int = 0) -> Pricing:
         currency = plan.monthly_base_fee.currency_code or "USD"
 
         def money(value: common_pb2.Money) -> Decimal:
@@ -93,8 +134,27 @@ class Pricing:
             performance_fee_percent=Decimal(plan.performance_fee_percent.value or "0"),
             bands=bands,
             protection_fee=money(plan.protection_fee_per_transaction),
+            fair_ordering_fee=fair_ordering_fee(plan, tier),
             execution_fee=money(plan.execution_fee_per_transaction),
+            leverage_protection_percent=LEVERAGE_PROTECTION_PERCENT.get(tier, Decimal(0)),
+            success_fees=tuple((f.kind, Decimal(f.fee_percent.value or "0")) for f in plan.success_fees),
+            benchmark=Benchmark(
+                capital=money(plan.benchmark.capital),
+                annual_return_percent=Decimal(plan.benchmark.annual_return_percent.value or "0"),
+                risk_free_annual_percent=Decimal(plan.benchmark.risk_free_annual_percent.value or "0"),
+                sharpe_ratio=Decimal(plan.benchmark.sharpe_ratio.value or "0"),
+            )
+            if plan.HasField("benchmark")
+            else None,
         )
+
+
+@dataclass(frozen=True)
+class UnpricedProfit:
+    """Realised profit of the month in one token the price source could not price."""
+
+    token: common_pb2.Token
+    amount: int
 
 
 @dataclass(frozen=True)
@@ -107,6 +167,18 @@ class MonthlyUsage:
     year_to_date_before: Decimal
     protected_transactions: int
     executed_transactions: int
+    # Of protected_transactions, those sent in fair-ordering mode.
+    fair_ordering_transactions: int = 0
+    unpriced: tuple[UnpricedProfit, ...] = ()
+    # Priced realised profit per UTC day of the period (success fees); empty = none billed.
+    daily_profit: tuple[Fraction, ...] = ()
+    # Protected positions' value over the period (leverage protection); None = none protected.
+    leverage: LeverageAccrual | None = None
+    # Of protected_transactions / fair_ordering_transactions, those execution priced when it
+    # accepted them: (currency, unit price then, count). The rest (not priced then, or priced in
+    # another currency than the plan's now) are billed at the plan's price now.
+    protection_recorded: tuple[tuple[str, Decimal, int], ...] = ()
+    fair_ordering_recorded: tuple[tuple[str, Decimal, int], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -114,9 +186,12 @@ class LineItem:
     kind: int
     description: str
     quantity: Decimal
-    amount: Decimal
+    # None only on an unpriced line (nothing billed, nothing counted as 0).
+    amount: Decimal | None
     unit_price: Decimal | None = None
     rate_percent: Decimal | None = None
+    unpriced: UnpricedProfit | None = None
+    success_fee_kind: int = 0
 
 
 @dataclass(frozen=True)
@@ -159,6 +234,105 @@ def revenue_share_lines(
     return lines
 
 
+def success_fee_lines(
+    pricing: Pricing, usage: MonthlyUsage, profit_lines: Sequence[LineItem]
+) -> list[LineItem]:
+    """One line per success fee of the plan with a positive measure (see `success_fees`)."""
+    if not pricing.success_fees or pricing.benchmark is None or not usage.daily_profit:
+        return []
+    profit_fees = sum(
+        (
+            line.amount
+            for line in profit_lines
+            if line.amount is not None
+            and line.kind
+            in (analytics_pb2.LINE_ITEM_KIND_PERFORMANCE_FEE, analytics_pb2.LINE_ITEM_KIND_REVENUE_SHARE)
+        ),
+        Decimal(0),
+    )
+    period = success_fees.Period(usage.daily_profit, pricing.benchmark, profit_fees)
+    currency = pricing.currency
+    lines: list[LineItem] = []
+    for kind, percent in pricing.success_fees:
+        measure_of = success_fees.MEASURES.get(kind)
+        if measure_of is None:
+            continue
+        value = measure_of(period)
+        measure = (
+            round_fraction(value, currency) if isinstance(value, Fraction) else round_money(value, currency)
+        )
+        if measure > 0 and percent:
+            lines.append(
+                LineItem(
+                    kind=analytics_pb2.LINE_ITEM_KIND_SUCCESS_FEE,
+                    description=f"Success fee {percent}% of {success_fees.KIND_LABELS[kind]}",
+                    quantity=measure,
+                    rate_percent=percent,
+                    amount=round_money(measure * percent / HUNDRED, currency),
+                    success_fee_kind=kind,
+                )
+            )
+    return lines
+
+
+def whole_tokens(amount: int, decimals: int) -> Decimal:
+    """Base units as whole tokens, exactly, without trailing zeros (normalize() would round to
+    the context's 28 digits)."""
+    while decimals and amount % 10 == 0 and amount:
+        amount, decimals = amount // 10, decimals - 1
+    return Decimal(f"{amount}E-{decimals}") if amount else Decimal(0)
+
+
+def unpriced_line(unpriced: UnpricedProfit) -> LineItem:
+    token = unpriced.token
+    name = token.symbol or f"{token.chain_id}:{token.address}"
+    return LineItem(
+        kind=analytics_pb2.LINE_ITEM_KIND_UNPRICED_PROFIT,
+        description=f"Realised profit in {name} (chain {token.chain_id}): no price, not billed",
+        quantity=whole_tokens(unpriced.amount, token.decimals),
+        amount=None,
+        unpriced=unpriced,
+    )
+
+
+def leverage_lines(pricing: Pricing, accrual: LeverageAccrual | None) -> list[LineItem]:
+    """The leverage-protection fee line and one unpriced line per token it could not value."""
+    if accrual is None or not pricing.leverage_protection_percent:
+        return []
+    currency, percent = pricing.currency, pricing.leverage_protection_percent
+    lines: list[LineItem] = []
+    quantity = round_fraction(accrual.usd_years, currency)
+    if quantity:
+        lines.append(
+            LineItem(
+                kind=analytics_pb2.LINE_ITEM_KIND_LEVERAGE_PROTECTION_FEE,
+                description=(
+                    f"Leverage protection {percent}% a year of protected collateral value "
+                    f"({len(accrual.protections)} position(s); quantity in {currency}-years)"
+                ),
+                quantity=quantity,
+                rate_percent=percent,
+                amount=round_money(quantity * percent / HUNDRED, currency),
+            )
+        )
+    for (chain_id, _), unpriced in sorted(accrual.unpriced.items()):
+        token = unpriced.token
+        name = token.symbol or f"{chain_id}:{token.address}"
+        lines.append(
+            LineItem(
+                kind=analytics_pb2.LINE_ITEM_KIND_LEVERAGE_PROTECTION_FEE,
+                description=(
+                    f"Leverage protection of collateral in {name} (chain {chain_id}): no price "
+                    f"({unpriced.reason}), not billed; quantity in token-years"
+                ),
+                quantity=round_digits(unpriced.token_years, TOKEN_YEAR_DIGITS),
+                amount=None,
+                unpriced=UnpricedProfit(token, unpriced.last_amount),
+            )
+        )
+    return lines
+
+
 def compute_invoice(
     pricing: Pricing, usage: MonthlyUsage, *, tax_percent: Decimal = Decimal(0)
 ) -> InvoiceAmounts:
@@ -185,12 +359,22 @@ def compute_invoice(
                 amount=round_money(profit_base * pricing.performance_fee_percent / HUNDRED, currency),
             )
         )
+    lines += success_fee_lines(pricing, usage, lines)
     for kind, label, count, price in (
-        (
-            analytics_pb2.LINE_ITEM_KIND_PROTECTION_FEE,
-            "Protected transactions",
-            usage.protected_transactions,
-            pricing.protection_fee,
+        *(
+            (analytics_pb2.LINE_ITEM_KIND_PROTECTION_FEE, "Protected transactions", n, unit)
+            for unit, n in by_unit_price(
+                usage.protected_transactions, usage.protection_recorded, pricing.protection_fee, currency
+            )
+        ),
+        *(
+            (analytics_pb2.LINE_ITEM_KIND_FAIR_ORDERING_FEE, "Fair-ordering transactions", n, unit)
+            for unit, n in by_unit_price(
+                usage.fair_ordering_transactions,
+                usage.fair_ordering_recorded,
+                pricing.fair_ordering_fee,
+                currency,
+            )
         ),
         (
             analytics_pb2.LINE_ITEM_KIND_EXECUTION_FEE,
@@ -209,7 +393,9 @@ def compute_invoice(
                     amount=round_money(Decimal(count) * price, currency),
                 )
             )
-    subtotal = sum((line.amount for line in lines), Decimal(0))
+    lines += leverage_lines(pricing, usage.leverage)
+    lines += [unpriced_line(u) for u in usage.unpriced]
+    subtotal = sum((line.amount for line in lines if line.amount is not None), Decimal(0))
     subtotal = round_money(subtotal, currency)
     tax = round_money(subtotal * tax_percent / HUNDRED, currency)
     return InvoiceAmounts(
@@ -220,6 +406,22 @@ def compute_invoice(
         tax=tax,
         total=subtotal + tax,
     )
+
+
+def by_unit_price(
+    count: int, recorded: Sequence[tuple[str, Decimal, int]], price_now: Decimal, currency: str
+) -> list[tuple[Decimal, int]]:
+    """``count`` transactions grouped by the unit price they are billed at: the one recorded when
+    each was accepted (in the invoice's currency), the rest at the plan's price now; one line per
+    price, so a plan change within the month splits the line exactly."""
+    groups: dict[Decimal, int] = defaultdict(int)
+    for recorded_currency, unit, n in recorded:
+        if recorded_currency == currency:
+            groups[unit] += n
+            count -= n
+    if count > 0:
+        groups[price_now] += count
+    return sorted(groups.items(), reverse=True)
 
 
 def decimal_text(value: Decimal) -> str:
@@ -234,8 +436,14 @@ def to_proto_line(line: LineItem, currency: str) -> analytics_pb2.InvoiceLineIte
         kind=line.kind,  # type: ignore[arg-type]
         description=line.description,
         quantity=common_pb2.Decimal(value=decimal_text(line.quantity)),
-        amount=common_pb2.Money(currency_code=currency, amount=decimal_text(line.amount)),
+        success_fee_kind=line.success_fee_kind,  # type: ignore[arg-type]
     )
+    if line.amount is not None:
+        item.amount.CopyFrom(common_pb2.Money(currency_code=currency, amount=decimal_text(line.amount)))
+    if line.unpriced is not None:
+        item.unpriced = True
+        item.token.CopyFrom(line.unpriced.token)
+        item.token_amount = str(line.unpriced.amount)
     if line.unit_price is not None:
         item.unit_price.CopyFrom(
             common_pb2.Money(currency_code=currency, amount=decimal_text(line.unit_price))

@@ -2,9 +2,16 @@
 without I/O. The store calls it while holding the tenant's risk-state row lock, so the exposure it
 sees cannot change until the decision (and its reservation) is committed.
 
-Amount limits are denominated in one token. An opportunity whose input (for max_position) or
+Amount limits are denominated in one token. An opportunity whose exposure (for max_position) or
 profit token (for min_profit) is another token cannot be measured against them, so it is rejected
 rather than let through unmeasured: no limit may be exceeded unnoticed.
+
+A protective action (a deleverage of the tenant's own position) is approved once the kill
+switches, suspension, staleness, sanctions, the chain and token allow-lists and max_gas_price
+pass: min_profit, daily_loss_limit, max_position and max_concurrent_executions do not apply to it
+(it costs gas by design, is needed most on a losing day, and repays debt rather than opening a
+position). Every kill switch stops it, an emergency one too: a kill switch means nothing is
+sent (a compromised key, a misbehaving platform), and the protection's alerts say it failed.
 """
 
 from __future__ import annotations
@@ -13,49 +20,53 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from mevaas.events.v1 import events_pb2
+from mevaas_core.sanctions import SanctionsList
+from mevaas_risk.domain.actions import ActionFacts, facts_of
 from mevaas_risk.domain.limits import Limits, TokenKey
 
 R = events_pb2
+NO_SANCTIONS = SanctionsList()
 
 
 @dataclass(frozen=True, slots=True)
 class OpportunityFacts:
-    """What the check needs from an Opportunity, as exact integers."""
+    """What the check needs from an Opportunity, as exact integers; the action's part comes from
+    its kind's case in `actions` (``action`` None: no action risk can measure)."""
 
     strategy_id: str
+    action: ActionFacts | None
     chain_ids: frozenset[int]
     tokens: frozenset[TokenKey]
-    input_token: TokenKey
-    amount_in: int
     profit_token: TokenKey | None
     net_profit: int
     gas_price_wei: int
     detected_block: int
     deadline_block: int
 
+    @property
+    def exposure_token(self) -> TokenKey:
+        return self.action.exposure_token if self.action is not None else TokenKey.of(0, "")
+
+    @property
+    def exposure_amount(self) -> int:
+        return self.action.exposure_amount if self.action is not None else 0
+
     @classmethod
     def from_proto(cls, opp: events_pb2.Opportunity) -> OpportunityFacts:
+        action = facts_of(opp)
         chains = {opp.chain_id, *opp.chain_ids} - {0}
         tokens: set[TokenKey] = set()
-        for hop in opp.hops:
-            chain = hop.chain_id or opp.chain_id
-            tokens.add(TokenKey.of(chain, hop.token_in))
-            tokens.add(TokenKey.of(chain, hop.token_out))
-            if hop.chain_id:
-                chains.add(hop.chain_id)
-        first = opp.hops[0] if opp.hops else None
-        input_token = TokenKey.of(
-            (first.chain_id if first else 0) or opp.chain_id, first.token_in if first else ""
-        )
+        if action is not None:
+            chains |= action.chain_ids
+            tokens |= action.tokens
         profit_token = TokenKey.from_proto(opp.profit_token) if opp.HasField("profit_token") else None
         if profit_token is not None:
             tokens.add(profit_token)
         return cls(
             strategy_id=opp.strategy_id,
+            action=action,
             chain_ids=frozenset(chains),
             tokens=frozenset(tokens),
-            input_token=input_token,
-            amount_in=int(opp.amount_in or 0),
             profit_token=profit_token,
             net_profit=int(opp.expected_profit_net_of_gas or opp.expected_profit or 0),
             gas_price_wei=int(opp.gas_price or 0),
@@ -113,14 +124,21 @@ class Verdict:
 
 
 APPROVED = Verdict(True, R.RISK_REASON_CODE_WITHIN_LIMITS, "within limits")
+PROTECTIVE = Verdict(
+    True,
+    R.RISK_REASON_CODE_WITHIN_LIMITS,
+    "protective action: kill switches, allow-lists and max_gas_price hold; profit, loss, position "
+    "and concurrency limits do not apply",
+)
 
 
 def _reject(code: events_pb2.RiskReasonCode.ValueType, reason: str, breach: Breach | None = None) -> Verdict:
     return Verdict(False, code, reason, breach)
 
 
-def decide(opp: OpportunityFacts, ctx: RiskContext) -> Verdict:
-    """Approve only when every limit holds after reserving this opportunity's input amount."""
+def decide(opp: OpportunityFacts, ctx: RiskContext, sanctions: SanctionsList = NO_SANCTIONS) -> Verdict:
+    """Approve only when every limit holds after reserving this opportunity's exposure amount,
+    and no counterparty of the action is on a sanctions list."""
     if ctx.platform_kill_switch:
         return _reject(R.RISK_REASON_CODE_KILL_SWITCH_ENGAGED, "the platform-wide kill switch is engaged")
     if ctx.tenant_kill_switch:
@@ -134,8 +152,22 @@ def decide(opp: OpportunityFacts, ctx: RiskContext) -> Verdict:
             R.RISK_REASON_CODE_STALE,
             f"deadline block {opp.deadline_block} passed (current block {opp.detected_block})",
         )
-    if opp.amount_in <= 0:
-        return _reject(R.RISK_REASON_CODE_MAX_POSITION, "amount_in must be positive")
+    if opp.action is None:
+        return _reject(
+            R.RISK_REASON_CODE_UNSUPPORTED_ACTION, "the opportunity carries no action risk can measure"
+        )
+    listed = sanctions.hits(opp.action.counterparties)
+    if listed:
+        hit = listed[0]
+        return _reject(
+            R.RISK_REASON_CODE_SANCTIONED_COUNTERPARTY,
+            f"counterparty {hit.describe()}; the {opp.action.kind} action is refused",
+            Breach(R.BREACH_KIND_SANCTIONED_COUNTERPARTY, hit.list_name, hit.address, None, opp.strategy_id),
+        )
+    if opp.exposure_amount <= 0:
+        return _reject(
+            R.RISK_REASON_CODE_MAX_POSITION, f"the {opp.action.kind} action's amount must be positive"
+        )
     limits = ctx.effective
     if limits.allowed_chain_ids is not None:
         outside = sorted(opp.chain_ids - limits.allowed_chain_ids)
@@ -161,6 +193,8 @@ def decide(opp: OpportunityFacts, ctx: RiskContext) -> Verdict:
                 opp.strategy_id,
             ),
         )
+    if opp.action.protective:
+        return PROTECTIVE
     if limits.min_profit is not None:
         if opp.profit_token != limits.denomination:
             return _reject(
@@ -211,12 +245,12 @@ def decide(opp: OpportunityFacts, ctx: RiskContext) -> Verdict:
     ):
         if scope_limits.max_position is None:
             continue
-        if opp.input_token != scope_limits.denomination:
+        if opp.exposure_token != scope_limits.denomination:
             return _reject(
                 R.RISK_REASON_CODE_MAX_POSITION,
-                "input token differs from the limits' denomination, max_position cannot be checked",
+                "exposure token differs from the limits' denomination, max_position cannot be checked",
             )
-        after = exposure.reserved.get(opp.input_token, 0) + opp.amount_in
+        after = exposure.reserved.get(opp.exposure_token, 0) + opp.exposure_amount
         if after > scope_limits.max_position:
             return _reject(
                 R.RISK_REASON_CODE_MAX_POSITION,

@@ -27,6 +27,7 @@ LIMIT_FIELDS = frozenset(
         "max_concurrent_executions",
         "allowed_chain_ids",
         "allowed_tokens",
+        "withdrawal_allowlist",
     }
 )
 AMOUNT_FIELDS = ("max_position", "min_profit", "daily_loss_limit")
@@ -65,6 +66,8 @@ class Limits:
     # None = every chain/token; a set (possibly empty after merging) = only those.
     allowed_chain_ids: frozenset[int] | None = None
     allowed_tokens: frozenset[TokenKey] | None = None
+    # Lower-case destinations Withdraw may use besides the wallet (None = the wallet only).
+    withdrawal_allowlist: frozenset[str] | None = None
 
     @classmethod
     def from_proto(cls, limits: common_pb2.RiskLimits) -> Limits:
@@ -81,6 +84,7 @@ class Limits:
             max_concurrent_executions=limits.max_concurrent_executions or None,
             allowed_chain_ids=frozenset(limits.allowed_chain_ids) or None,
             allowed_tokens=frozenset(TokenKey.from_proto(t) for t in limits.allowed_tokens) or None,
+            withdrawal_allowlist=frozenset(a.lower() for a in limits.withdrawal_allowlist) or None,
         )
 
     def to_proto(self) -> common_pb2.RiskLimits:
@@ -93,6 +97,7 @@ class Limits:
             max_concurrent_executions=self.max_concurrent_executions or 0,
             allowed_chain_ids=sorted(self.allowed_chain_ids or ()),
             allowed_tokens=[t.to_proto() for t in sorted(self.allowed_tokens or ())],
+            withdrawal_allowlist=sorted(self.withdrawal_allowlist or ()),
         )
         if self.denomination is not None:
             out.denomination.CopyFrom(self.denomination.to_proto())
@@ -110,6 +115,7 @@ class Limits:
             max_concurrent_executions=_min(self.max_concurrent_executions, other.max_concurrent_executions),
             allowed_chain_ids=_intersect(self.allowed_chain_ids, other.allowed_chain_ids),
             allowed_tokens=_intersect(self.allowed_tokens, other.allowed_tokens),
+            withdrawal_allowlist=_intersect(self.withdrawal_allowlist, other.withdrawal_allowlist),
         )
 
     def capped(self, plan_max_concurrent: int) -> Limits:
@@ -157,7 +163,7 @@ def apply_mask(
         if path == "denomination":
             if update.HasField("denomination"):
                 merged.denomination.CopyFrom(update.denomination)
-        elif path in ("allowed_chain_ids", "allowed_tokens"):
+        elif path in ("allowed_chain_ids", "allowed_tokens", "withdrawal_allowlist"):
             getattr(merged, path).extend(getattr(update, path))
         else:
             setattr(merged, path, getattr(update, path))
@@ -212,6 +218,12 @@ def validate_limits(limits: common_pb2.RiskLimits, v: Validator, field: str = "l
         key = TokenKey.from_proto(token)
         v.check(key not in seen_tokens, f"{field}.allowed_tokens[{index}]", "is a duplicate")
         seen_tokens.add(key)
+    seen_destinations: set[str] = set()
+    for index, address in enumerate(limits.withdrawal_allowlist):
+        name = f"{field}.withdrawal_allowlist[{index}]"
+        v.pattern(address, name, ADDRESS, "an address (0x + 40 hex characters)")
+        v.check(address.lower() not in seen_destinations, name, "is a duplicate")
+        seen_destinations.add(address.lower())
 
 
 def _validate_token(token: common_pb2.Token, v: Validator, field: str) -> None:

@@ -12,9 +12,9 @@ from mevaas.common.v1 import common_pb2
 from mevaas.strategy.v1 import strategy_pb2
 from mevaas_chain.registry import ChainRegistry
 from mevaas_core.validation import ADDRESS, INTEGER_AMOUNT
-from mevaas_strategy.domain.model import ARBITRAGE_TYPES, TYPE_NAMES, StrategySpec
+from mevaas_strategies.model import ARBITRAGE_TYPES, TYPE_NAMES, StrategySpec
+from mevaas_strategies.plugins import Violation, plugin_for
 from mevaas_strategy.domain.plans import PlanLimits
-from mevaas_strategy.domain.plugins import Violation, plugin_for
 
 # USD per base unit of a token on a chain, None when no market price is known.
 UsdPrice = Callable[[int, str], Fraction | None]

@@ -3,7 +3,8 @@ phase, or stay. Skipping ahead or going back is a FAILED_PRECONDITION for the ca
 
 from __future__ import annotations
 
-PHASES: tuple[str, ...] = ("discovery", "setup", "deployment", "optimization", "live")
+# The phases, and what each allows, are defined once for every service in mevaas_core.onboarding.
+from mevaas_core.onboarding import PHASES
 
 
 class OnboardingTransitionError(ValueError):

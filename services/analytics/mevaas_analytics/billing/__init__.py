@@ -1,0 +1,1 @@
+"""Billing: every execution valued when it happened, and the invoices built on it."""

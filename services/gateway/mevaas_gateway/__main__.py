@@ -1,0 +1,3 @@
+from mevaas_gateway.server import run
+
+run()

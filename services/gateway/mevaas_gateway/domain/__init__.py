@@ -1,0 +1,2 @@
+"""Pure rules of the gateway: routes from proto descriptors, OpenAPI, HTTP error mapping, cache
+keys, TOTP."""
