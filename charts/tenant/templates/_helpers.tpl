@@ -26,7 +26,12 @@ mevaas.io/tenant: {{ .root.Values.tenant.name }}
 
 {{- define "tenant.image" -}}
 {{- $img := .root.Values.workers.image -}}
-{{- printf "%s/mevaas-%s:%s" $img.registry .component $img.tag -}}
+{{- $ref := printf "%s/mevaas-%s:%s" $img.registry .component $img.tag -}}
+{{- with index (default (dict) $img.digests) .component -}}
+{{- printf "%s@%s" $ref . -}}
+{{- else -}}
+{{- $ref -}}
+{{- end -}}
 {{- end -}}
 
 {{/* Egress rules from [{cidr, except, ports: [{port, protocol}]}]. */}}
