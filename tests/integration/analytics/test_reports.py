@@ -17,6 +17,7 @@ from mevaas.events.v1 import events_pb2
 from mevaas.portfolio.v1 import portfolio_pb2, portfolio_pb2_grpc
 from mevaas_core.auth import Role
 from mevaas_core.bus import PLATFORM_TENANT, Bus
+from mevaas_core.db import platform_transaction
 from tests.fixtures.analytics import stamp, wait_until
 
 pytestmark = pytest.mark.integration
@@ -47,12 +48,19 @@ def opportunity(
         type=common_pb2.STRATEGY_TYPE_DEX_ARBITRAGE,
         chain_id=CHAIN,
         chain_ids=[CHAIN],
-        hops=[
-            events_pb2.RouteHop(
-                chain_id=CHAIN, pool=pool, token_in=TOKEN.address, token_out=TOKEN.address, dex="uniswap_v2"
-            )
-        ],
-        amount_in=str(E18),
+        swap_cycle=events_pb2.SwapCycleAction(
+            hops=[
+                events_pb2.RouteHop(
+                    chain_id=CHAIN,
+                    pool=pool,
+                    token_in=TOKEN.address,
+                    token_out=TOKEN.address,
+                    dex="uniswap_v2",
+                )
+            ],
+            amount_in=str(E18),
+            financing=events_pb2.FINANCING_INVENTORY,
+        ),
         expected_profit=str(expected),
         expected_profit_net_of_gas=str(expected),
         profit_token=TOKEN,
@@ -143,7 +151,9 @@ async def seed(bus: Bus, tenant: str) -> dict[str, events_pb2.Opportunity]:
             tenant_id=tenant,
             occurred_at=stamp(T0 - timedelta(days=9)),
             kind=events_pb2.TENANT_EVENT_KIND_CREATED,
-            tenant=events_pb2.TenantSnapshot(tenant_id=tenant, plan=plan, version=1),
+            tenant=events_pb2.TenantSnapshot(
+                tenant_id=tenant, plan=plan, version=1, tier=common_pb2.TIER_STARTER
+            ),
         ),
     )
     won = opportunity(tenant, T0, 6 * E18 // 10)
@@ -217,7 +227,71 @@ async def seed(bus: Bus, tenant: str) -> dict[str, events_pb2.Opportunity]:
             service="risk",
         ),
     )
+    # The tenant's clients' protected transactions: a private one (received, then included, then
+    # refunded), a fair-ordering one, and one refused at ingress (sanctioned sender): two billed.
+    for event in protected_events(tenant):
+        await publish(bus, f"exec.{tenant}.protected", event)
     return {"won": won, "lost": lost, "low": low, "sanctioned": sanctioned, "pending": pending}
+
+
+PROTECTED_HASHES = ["0x" + c * 64 for c in "abc"]
+
+
+def protected_events(tenant: str) -> list[events_pb2.ProtectedTransactionEvent]:
+    def event(index: int, status: str, **fields: Any) -> events_pb2.ProtectedTransactionEvent:
+        return events_pb2.ProtectedTransactionEvent(
+            event_id=str(uuid.uuid4()),
+            tenant_id=tenant,
+            occurred_at=stamp(T0 + timedelta(days=3, minutes=index)),
+            protected_transaction_id=f"p{index}",
+            chain_id=CHAIN,
+            tx_hash=PROTECTED_HASHES[index],
+            sender="0x" + "12" * 20,
+            status=status,
+            source="rpc",
+            received_at=stamp(T0 + timedelta(days=3)),
+            **fields,
+        )
+
+    return [
+        event(0, "received"),
+        event(0, "included", block_number=900),
+        event(
+            0,
+            "included",
+            block_number=900,
+            refund_token=TOKEN.address,
+            refund_amount=str(10**16),
+            gas_refund_wei=str(10**15),
+            backrun_tx_hash="0x" + "dd" * 32,
+        ),
+        event(0, "received"),  # a late redelivery changes nothing
+        # Accepted under the tenant's earlier plan (3.00, fair-ordering 1.50): execution recorded
+        # that fee then; the plan changed (5.00, the tier's 2.00) before the invoice. The late
+        # events carrying no fee (or another figure) do not reprice it.
+        event(
+            1,
+            "received",
+            fair_ordering=True,
+            protection_fee=common_pb2.Money(currency_code="USD", amount="4.50"),
+            fair_ordering_fee=common_pb2.Money(currency_code="USD", amount="1.50"),
+        ),
+        event(1, "submitted", fair_ordering=True),
+        event(
+            1,
+            "submitted",
+            fair_ordering=True,
+            protection_fee=common_pb2.Money(currency_code="USD", amount="9.00"),
+            fair_ordering_fee=common_pb2.Money(currency_code="USD", amount="2.00"),
+        ),
+        event(
+            2,
+            "failed",
+            error="sanctioned counterparty (RISK_REASON_CODE_SANCTIONED_COUNTERPARTY): ...",
+            reason_code=events_pb2.RISK_REASON_CODE_SANCTIONED_COUNTERPARTY,
+            sanctioned=[events_pb2.SanctionedParty(address=SANCTIONED, list_name="TEST-LIST", entity="Demo")],
+        ),
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -238,8 +312,7 @@ async def seeded(
     await bus.close()
 
     async def landed() -> bool:
-        async with analytics_service.pool.acquire() as conn, conn.transaction():
-            await conn.execute("SELECT set_config('app.scope', 'platform', true)")
+        async with platform_transaction(analytics_service.pool) as conn:
             results = await conn.fetchval(
                 "SELECT count(*) FROM analytics.execution_results WHERE tenant_id = ANY($1)",
                 [tenant_a, tenant_b],
@@ -252,7 +325,12 @@ async def seeded(
                 " + (SELECT count(*) FROM analytics.opportunities WHERE tenant_id = $1)",
                 tenant_a,
             )
-            return bool(results == 5 and others == 4 + 1 + 1 + 1 + 5)
+            refunded = await conn.fetchval(
+                "SELECT count(*) FROM analytics.protected_transactions WHERE tenant_id = $1 "
+                "AND (refunded_at IS NOT NULL OR protected_transaction_id <> 'p0')",
+                tenant_a,
+            )
+            return bool(results == 5 and others == 4 + 1 + 1 + 1 + 5 and refunded == 3)
 
     await wait_until(landed)
     return tenant_a, tenant_b, opps
@@ -361,7 +439,12 @@ async def test_compliance_report_and_roles(seeded: Any, analytics_channel: Any) 
     assert [b.kind for b in report.breaches] == [events_pb2.BREACH_KIND_DAILY_LOSS_LIMIT]
     assert [
         (h.address, h.list_name, h.opportunity_id, h.action) for h in report.sanctioned_counterparty_hits
-    ] == [(SANCTIONED, "TEST-LIST", opps["sanctioned"].opportunity_id, "rejected")]
+    ] == [
+        (SANCTIONED, "TEST-LIST", opps["sanctioned"].opportunity_id, "rejected"),
+        # Refused at the Protect RPC's ingress (a client's transaction, not an opportunity).
+        (SANCTIONED, "TEST-LIST", "", "refused at protected-transaction ingress"),
+    ]
+    assert report.sanctioned_counterparty_hits[1].tx_hash == PROTECTED_HASHES[2]
     assert report.retention_policy.audit_retention_days == 2555
     assert missing.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
@@ -390,13 +473,31 @@ async def test_invoice_of_january_from_plan_and_valued_profit(seeded: Any, analy
         )
         with pytest.raises(grpc.aio.AioRpcError) as missing:
             await stub.GetInvoice(analytics_pb2.GetInvoiceRequest(invoice_id="nope"), metadata=md)
-    # 0.49 WETH at the configured 2000 USD = 980.00; 20 % = 196.00; 2 private submissions at 5.00.
-    assert [(li.kind, li.quantity.value, li.amount.amount) for li in january.line_items] == [
-        (analytics_pb2.LINE_ITEM_KIND_BASE_FEE, "1", "25000.00"),
-        (analytics_pb2.LINE_ITEM_KIND_PERFORMANCE_FEE, "980.00", "196.00"),
-        (analytics_pb2.LINE_ITEM_KIND_PROTECTION_FEE, "2", "10.00"),
+    # 0.49 WETH at the configured 2000 USD = 980.00; 20 % = 196.00; the clients' 2 accepted
+    # protected transactions (the strategy's own private bundles are not billed as such, the one
+    # refused at ingress is not billed): p0, with no fee recorded at acceptance, at the plan's
+    # 5.00 now; p1 at the 3.00 + fair-ordering 1.50 execution recorded when it accepted it under
+    # the earlier plan (not the plan's 5.00 and the starter tier's 2.00 at invoice time).
+    assert [
+        (li.kind, li.quantity.value, li.unit_price.amount, li.amount.amount) for li in january.line_items
+    ] == [
+        (analytics_pb2.LINE_ITEM_KIND_BASE_FEE, "1", "25000.00", "25000.00"),
+        (analytics_pb2.LINE_ITEM_KIND_PERFORMANCE_FEE, "980.00", "", "196.00"),
+        (analytics_pb2.LINE_ITEM_KIND_PROTECTION_FEE, "1", "5.00", "5.00"),
+        (analytics_pb2.LINE_ITEM_KIND_PROTECTION_FEE, "1", "3.00", "3.00"),
+        (analytics_pb2.LINE_ITEM_KIND_FAIR_ORDERING_FEE, "1", "1.50", "1.50"),
     ]
-    assert january.total.amount == "25206.00"
+    assert january.total.amount == "25205.50"
+    # The refund paid to the private one's sender: 0.01 of a token whose decimals this analytics
+    # does not know (no chain registry entry), so it is listed unpriced, never as 0 USD.
+    (refund,) = january.refunds_paid
+    assert (refund.token, refund.count, refund.amount, refund.gas_refund) == (
+        TOKEN.address,
+        1,
+        str(10**16),
+        str(10**15),
+    )
+    assert refund.unpriced and "decimals" in refund.unpriced_reason and not refund.HasField("value")
     assert january.status == analytics_pb2.INVOICE_STATUS_ISSUED
     assert again.invoice == january  # issued once, frozen
     assert missing.value.code() == grpc.StatusCode.NOT_FOUND
@@ -410,7 +511,6 @@ async def test_performance_positions_and_exports(seeded: Any, analytics_channel:
         perf = await portfolio.GetPerformance(
             portfolio_pb2.GetPerformanceRequest(timeframe=JANUARY), metadata=md
         )
-        positions = await portfolio.GetPositions(portfolio_pb2.GetPositionsRequest(), metadata=md)
         analytics = analytics_pb2_grpc.AnalyticsServiceStub(channel)
         csv_export = await analytics.ExportReport(
             analytics_pb2.ExportReportRequest(
@@ -453,9 +553,6 @@ async def test_performance_positions_and_exports(seeded: Any, analytics_channel:
         and points[9].pnl == str(E18 // 2)
         and points[10].cumulative_pnl == str(49 * E18 // 100)
     )
-    assert [(p.token.address, p.realized_pnl) for p in positions.positions] == [
-        (TOKEN.address, str(49 * E18 // 100))
-    ]
     lines = csv_export.content.decode().splitlines()
     token = f"{CHAIN}:{TOKEN.address}"
     assert lines == [

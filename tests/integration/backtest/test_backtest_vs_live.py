@@ -31,7 +31,7 @@ from tests.fixtures.mev_staging import pool_of
 from tests.fixtures.platform import BOOTSTRAP_ADMIN_KEY
 from tests.fixtures.strategy import strategy_config
 from tests.integration.execution.helpers import clients
-from tests.integration.tenancy.helpers import create_tenant, field_violations
+from tests.integration.tenancy.helpers import TRADING_PHASE, create_tenant, field_violations
 
 pytestmark = pytest.mark.integration
 
@@ -59,7 +59,7 @@ async def fleet(
     execution = await execution_harness.start(strategy_lookup_subject=LOOKUP_SUBJECT)
     make = clients(tenancy_service)
     async with make(BOOTSTRAP_ADMIN_KEY) as admin:
-        tenant, other = await create_tenant(admin), await create_tenant(admin)
+        tenant, other = await create_tenant(admin, phase=TRADING_PHASE), await create_tenant(admin)
     endpoints = {
         name: f"127.0.0.1:{runtime.grpc_port}"
         for name, runtime in (
@@ -195,7 +195,11 @@ async def test_backtest_reproduces_the_live_run(
         (t.block_number - 1, tuple(p.lower() for p in t.pools), t.amount_in): t for t in backtest.trades
     }
     for opp, row in zip(live_opportunities, live, strict=True):
-        key = (opp.detected_block, tuple(h.pool.lower() for h in opp.hops), opp.amount_in)
+        key = (
+            opp.detected_block,
+            tuple(h.pool.lower() for h in opp.swap_cycle.hops),
+            opp.swap_cycle.amount_in,
+        )
         assert key in simulated, f"live execution {key} not reproduced; backtest found {list(simulated)}"
         trade = simulated[key]
         assert trade.expected_profit == opp.expected_profit

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -123,3 +124,75 @@ async def test_bundle_for_a_past_block_is_rejected(devnet: Devnet) -> None:
         assert (
             await relay.request("eth_getTransactionReceipt", [abi.keccak_hex(bytes.fromhex(tx2[2:]))]) is None
         )
+
+
+async def test_a_simulation_is_never_seen_by_readers(devnet: Devnet) -> None:
+    """A reader polling the relay while eth_callBundle simulates never sees a simulated block
+    (it would take it for a block reorged away): the simulation mines nothing."""
+    chain = devnet.main
+    usdc = chain.deployment.token("USDC").address
+    searcher = _account(devnet, 3)
+    async with ChainClient(chain.relay.url) as relay:
+        head = await relay.block_number()
+        n = await _nonce(relay, searcher.address)
+        txs = [await _sign(chain, searcher, n + i, usdc, _transfer(searcher.address, 1)) for i in range(3)]
+        seen: set[int] = set()
+        simulating = True
+
+        async def poll() -> None:
+            while simulating:
+                seen.add(await relay.block_number())
+
+        pollers = [asyncio.create_task(poll()) for _ in range(4)]
+        try:
+            for _ in range(5):
+                simulated = await relay.request(
+                    "eth_callBundle", [{"txs": txs, "blockNumber": hex(head + 1)}]
+                )
+                assert simulated["stateBlockNumber"] == head
+                assert all("error" not in r for r in simulated["results"]), simulated
+        finally:
+            simulating = False
+            await asyncio.gather(*pollers)
+        assert seen == {head}
+        assert await _nonce(relay, searcher.address) == n
+
+
+async def test_a_simulation_reports_gas_reverts_and_refuses_bad_bundles_clearly(devnet: Devnet) -> None:
+    """eth_callBundle runs the bundle in order on the head's state (a later transaction sees the
+    earlier one's effects), reports a revert per transaction, and refuses what could never be
+    included (a nonce gap, a past block) with a clear error; nothing is mined, nothing rewound
+    (a balance written straight to anvil meanwhile stays)."""
+    chain = devnet.main
+    usdc = chain.deployment.token("USDC").address
+    searcher, other = _account(devnet, 3), _account(devnet, 5)
+    async with ChainClient(chain.relay.url) as relay:
+        head = await relay.block_number()
+        n = await _nonce(relay, searcher.address)
+        balance = int(await relay.request("eth_call", [_balance_call(usdc, searcher.address), "latest"]), 16)
+        # The whole balance out, then one more unit: the second reverts only after the first.
+        txs = [
+            await _sign(chain, searcher, n, usdc, _transfer(other.address, balance)),
+            await _sign(chain, searcher, n + 1, usdc, _transfer(other.address, 1)),
+        ]
+        simulated = await relay.request("eth_callBundle", [{"txs": txs, "blockNumber": hex(head + 1)}])
+        first, second = simulated["results"]
+        assert simulated["stateBlockNumber"] == head
+        assert "error" not in first and first["gasUsed"] > 21_000
+        assert second["error"] == "execution reverted" and second["gasUsed"] > 0
+        assert first["fromAddress"].lower() == searcher.address.lower()
+        assert simulated["totalGasUsed"] == first["gasUsed"] + second["gasUsed"]
+        gap = await _sign(chain, searcher, n + 2, usdc, _transfer(other.address, 1))
+        with pytest.raises(RpcError, match=f"has nonce {n + 2}: .* next is {n}"):
+            await relay.request("eth_callBundle", [{"txs": [gap]}])
+        with pytest.raises(RpcError, match="in the past"):
+            await relay.request("eth_callBundle", [{"txs": txs[:1], "blockNumber": hex(head)}])
+        await chain.client.request("anvil_setBalance", [other.address, hex(12345 * 10**18)])
+        await relay.request("eth_callBundle", [{"txs": txs}])
+        assert await relay.block_number() == head
+        assert await _nonce(relay, searcher.address) == n
+        assert int(await relay.request("eth_getBalance", [other.address, "latest"]), 16) == 12345 * 10**18
+
+
+def _balance_call(token: str, owner: str) -> dict[str, str]:
+    return {"to": token, "data": "0x" + abi.encode_call("balanceOf(address)", owner).hex()}

@@ -11,16 +11,18 @@ import pytest
 from mevaas.common.v1 import common_pb2
 from mevaas.events.v1 import events_pb2
 from mevaas_core.bus import Bus
-from mevaas_local.fleet import LiveView
+from mevaas_local.live_view import LiveView
 from tests.fixtures.execution import wait_for
+from tests.fixtures.servers import NatsAccess
 
 pytestmark = pytest.mark.integration
 
 
-async def test_live_view_follows_the_bus(nats_server: str, bus: Bus) -> None:
+async def test_live_view_follows_the_bus(nats_access: NatsAccess, bus: Bus) -> None:
     tenant = str(uuid.uuid4())
     view = LiveView()
-    nc = await nats.connect(nats_server)
+    # As `mevaas up` runs it: the read-only console identity.
+    nc = await nats.connect(nats_access.url_for("console"), inbox_prefix="_INBOX_console")
     try:
         await view.attach(nc)
         opportunity = events_pb2.Opportunity(tenant_id=tenant, opportunity_id="o1", chain_id=31337)

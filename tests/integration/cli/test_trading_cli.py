@@ -24,7 +24,7 @@ from mevaas_sdk import MevaasClient
 from mevaas_sdk.trading_cli import exec_app, risk_app, strategy_app
 from tests.fixtures.execution import block_production, fund, wait_for
 from tests.fixtures.strategy import strategy_config
-from tests.integration.tenancy.helpers import create_tenant
+from tests.integration.tenancy.helpers import TRADING_PHASE, create_tenant
 
 pytestmark = pytest.mark.integration
 
@@ -63,8 +63,8 @@ async def tenant_cli(
     risk_service: ServiceRuntime[Any],
     execution_service: Any,
 ) -> Cli:
-    tenant = await create_tenant(admin_client)
-    env = {"MEVAAS_API_KEY": tenant.owner_key, "MEVAAS_CONFIG": "/nonexistent/mevaas.json"}
+    tenant = await create_tenant(admin_client, phase=TRADING_PHASE)
+    env = {"MEVAAS_API_KEY": tenant.owner_key, "XDG_CONFIG_HOME": "/nonexistent"}
     for name, runtime in (
         ("tenancy", tenancy_service),
         ("strategy", strategy_service),

@@ -56,7 +56,7 @@ UUID_A = "0a0a0a0a-0000-0000-0000-000000000001"
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def seeded(service: ServiceDsns) -> ServiceDsns:
-    pool = await create_pool(service.app_dsn, max_size=2)
+    pool = await create_pool(service.app_dsn, platform_dsn=service.platform_dsn, max_size=2)
     try:
         async with platform_transaction(pool) as conn:
             await conn.executemany(
@@ -87,7 +87,8 @@ async def test_without_a_tenant_the_app_role_sees_no_rows(app_conn: asyncpg.Conn
 
 
 async def test_a_tenant_sees_and_writes_only_its_own_rows(seeded: ServiceDsns) -> None:
-    pool = await create_pool(seeded.app_dsn, max_size=1)  # one connection: settings must not leak
+    # One connection: settings must not leak.
+    pool = await create_pool(seeded.app_dsn, platform_dsn=seeded.platform_dsn, max_size=1)
     try:
         async with tenant_transaction(pool, TENANT_A) as conn:
             assert sorted(r["name"] for r in await conn.fetch("SELECT name FROM things")) == ["a1", "a2"]
@@ -143,6 +144,31 @@ async def test_the_app_role_cannot_bypass_row_level_security(
     await app_conn.execute("SET row_security = off")
     with pytest.raises(asyncpg.InsufficientPrivilegeError, match="row-level security"):
         await app_conn.fetchval("SELECT count(*) FROM things")
+
+
+async def test_no_setting_gives_the_app_role_platform_scope(
+    app_conn: asyncpg.Connection, seeded: ServiceDsns
+) -> None:
+    async with app_conn.transaction():
+        await app_conn.execute("SELECT set_config('app.scope', 'platform', true)")
+        assert await app_conn.fetchval("SELECT count(*) FROM things") == 0
+        await app_conn.execute("SELECT set_config('app.tenant_id', $1, true)", TENANT_A)
+        assert await app_conn.fetchval("SELECT count(*) FROM things WHERE tenant_id <> $1", TENANT_A) == 0
+    is_member = await app_conn.fetchval(
+        "SELECT pg_has_role(current_user, $1, 'MEMBER')", seeded.platform_role
+    )
+    assert is_member is False
+    with pytest.raises(asyncpg.PostgresError):
+        await app_conn.execute(f"SET ROLE {seeded.platform_role}")
+    platform = await asyncpg.connect(seeded.platform_dsn)
+    try:
+        role = await platform.fetchrow(
+            "SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = current_user"
+        )
+        assert role is not None and not any(role.values())
+        assert await platform.fetchval("SELECT count(*) FROM things") == 3
+    finally:
+        await platform.close()
 
 
 async def test_force_rls_binds_the_owner_too(seeded: ServiceDsns) -> None:

@@ -15,13 +15,8 @@ import asyncpg
 import nats
 import pytest
 
-from mevaas_local.embedded import (
-    EmbeddedNats,
-    EmbeddedPostgres,
-    EmbeddedServerError,
-    _descendants,
-    _pid_alive,
-)
+from mevaas_local.embedded import EmbeddedNats, EmbeddedPostgres, EmbeddedServerError
+from mevaas_local.embedded.processes import _descendants, _pid_alive
 
 pytestmark = pytest.mark.integration
 

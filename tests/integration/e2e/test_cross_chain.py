@@ -14,33 +14,35 @@ strategy (executors deployed on both), a test swap makes WETH cheaper on one cha
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 import pytest
-import pytest_asyncio
 
 from mevaas.common.v1 import common_pb2
 from mevaas.events.v1 import events_pb2
-from mevaas.execution.v1 import execution_pb2, execution_pb2_grpc
-from mevaas.risk.v1 import risk_pb2, risk_pb2_grpc
-from mevaas.strategy.v1 import strategy_pb2, strategy_pb2_grpc
-from mevaas.tenancy.v1 import tenancy_pb2
+from mevaas.execution.v1 import execution_pb2
 from mevaas_chain import abi
 from mevaas_chain.amm.v2 import SwapLeg, amounts_out
 from mevaas_core.bus import Bus
 from mevaas_local.devnet import Devnet, DevnetChain
 from mevaas_local.devnet.deploy import mint_tokens
 from mevaas_sdk import MevaasClient
-from mevaas_strategy.events import LOOKUP_SUBJECT
 from tests.fixtures.devnet import reserves, skew_pool
-from tests.fixtures.execution import ExecutionHarness, block_production, fund, wait_for
-from tests.fixtures.platform import BOOTSTRAP_ADMIN_KEY
+from tests.fixtures.e2e import (
+    FINAL,
+    blocks_pass,
+    collect_decisions,
+    collect_opportunities,
+    create_strategy,
+    default_wallet,
+    reservations_released,
+    start_running,
+    stop_session,
+    tenant_of,
+)
+from tests.fixtures.execution import block_production, execution_stub, fund, wait_for
 from tests.fixtures.strategy import strategy_config
-from tests.integration.execution.helpers import clients
-from tests.integration.tenancy.helpers import create_tenant
 
 pytestmark = pytest.mark.integration
 
@@ -48,39 +50,6 @@ S = common_pb2
 # Whole tokens the wallet holds on each chain, well above what one trade moves (max_position is
 # 5 WETH, the other leg's stablecoin amount is worth as much).
 INVENTORY = {"WETH": 100, "USDC": 1_000_000, "USDT": 1_000_000, "DAI": 1_000_000}
-FINAL = {
-    S.EXECUTION_RESULT_STATUS_INCLUDED,
-    S.EXECUTION_RESULT_STATUS_REVERTED,
-    S.EXECUTION_RESULT_STATUS_DROPPED,
-    S.EXECUTION_RESULT_STATUS_STALE,
-    S.EXECUTION_RESULT_STATUS_FAILED,
-}
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def fleet_execution(execution_harness: ExecutionHarness) -> AsyncIterator[Any]:
-    runtime = await execution_harness.start(strategy_lookup_subject=LOOKUP_SUBJECT)
-    yield runtime
-    await execution_harness.stop(runtime)
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def fleet_client(
-    tenancy_service: Any, strategy_service: Any, risk_service: Any, fleet_execution: Any
-) -> AsyncIterator[MevaasClient]:
-    make = clients(tenancy_service)
-    async with make(BOOTSTRAP_ADMIN_KEY) as admin:
-        tenant = await create_tenant(admin)
-    endpoints = {
-        name: f"127.0.0.1:{runtime.grpc_port}"
-        for name, runtime in (
-            ("strategy", strategy_service),
-            ("risk", risk_service),
-            ("execution", fleet_execution),
-        )
-    }
-    async with make(tenant.owner_key, **endpoints) as client:
-        yield client
 
 
 @dataclass
@@ -103,18 +72,9 @@ async def run_cross_chain(client: MevaasClient, devnet: Devnet, bus: Bus) -> Cro
     opportunity that reached execution with its risk decision and its execution (final)."""
     first, second = devnet.chains[0], devnet.chains[1]
     by_chain = {c.spec.chain_id: c for c in devnet.chains}
-    execution: execution_pb2_grpc.ExecutionServiceAsyncStub = client.stub(
-        "execution", execution_pb2_grpc.ExecutionServiceStub
-    )
-    strategies: strategy_pb2_grpc.StrategyServiceAsyncStub = client.stub(
-        "strategy", strategy_pb2_grpc.StrategyServiceStub
-    )
-    wallet = (
-        await execution.CreateWallet(
-            execution_pb2.CreateWalletRequest(idempotency_key=str(uuid.uuid4()), make_default=True)
-        )
-    ).wallet
-    tenant_id = (await client.auth.WhoAmI(tenancy_pb2.WhoAmIRequest())).tenant_id
+    execution = execution_stub(client)
+    wallet = await default_wallet(client)
+    tenant_id = await tenant_of(client)
     for chain in devnet.chains:
         await fund(chain, wallet.address)
         # Inventory on both chains: each leg is paid from what the wallet holds on its chain.
@@ -137,51 +97,16 @@ async def run_cross_chain(client: MevaasClient, devnet: Devnet, bus: Bus) -> Cro
         symbols=("WETH", "USDC", "USDT", "DAI"),
         extra_chains=(second.config,),
     )
-    strategy = (
-        await strategies.CreateStrategy(
-            strategy_pb2.CreateStrategyRequest(idempotency_key=str(uuid.uuid4()), config=config)
-        )
-    ).strategy
-
-    opportunities: dict[str, events_pb2.Opportunity] = {}
-    decisions: dict[str, events_pb2.RiskDecision] = {}
-
-    async def collect_opportunity(msg: Any) -> None:
-        opp = events_pb2.Opportunity.FromString(msg.data)
-        opportunities[opp.opportunity_id] = opp
-
-    async def collect_decision(msg: Any) -> None:
-        decision = events_pb2.RiskDecision.FromString(msg.data)
-        decisions[decision.opportunity_id] = decision
-
-    subscriptions = [
-        await bus.nc.subscribe(f"opp.{tenant_id}.{strategy.strategy_id}", cb=collect_opportunity),
-        await bus.nc.subscribe(f"risk.{tenant_id}.decision", cb=collect_decision),
-    ]
+    strategy = await create_strategy(client, config)
+    collected = await collect_opportunities(bus, tenant_id, strategy.strategy_id)
+    collected_decisions = await collect_decisions(bus, tenant_id)
+    opportunities: dict[str, events_pb2.Opportunity] = collected.items
+    decisions: dict[str, events_pb2.RiskDecision] = collected_decisions.items
     session_id = ""
     try:
         async with block_production(*devnet.chains, block_time_s=0.3):
-            started = await execution.StartExecution(
-                execution_pb2.StartExecutionRequest(
-                    idempotency_key=str(uuid.uuid4()), strategy_id=strategy.strategy_id
-                )
-            )
-            session_id = started.session.session_id
-
-            async def running() -> bool:
-                status = await execution.GetExecutionStatus(
-                    execution_pb2.GetExecutionStatusRequest(session_id=session_id)
-                )
-                assert status.session.state != S.EXECUTION_STATE_FAILED, status.last_error
-                return status.session.state == S.EXECUTION_STATE_RUNNING
-
-            await wait_for(running, timeout_s=60)
-            loaded_from = await first.client.block_number() + 2
-
-            async def next_blocks() -> bool:
-                return await first.client.block_number() >= loaded_from
-
-            await wait_for(next_blocks)
+            session_id = await start_running(client, strategy.strategy_id)
+            await blocks_pass(first)
             # Differences earlier tests left between the chains are traded first; the gap opens
             # once nothing is in flight and no new execution appeared for a few blocks.
             quiet = {"count": -1, "since": 0}
@@ -233,19 +158,22 @@ async def run_cross_chain(client: MevaasClient, devnet: Devnet, bus: Bus) -> Cro
 
             done: execution_pb2.Execution = await wait_for(finished, timeout_s=60)
     finally:
-        for subscription in subscriptions:
-            await subscription.unsubscribe()
+        for each in (collected, collected_decisions):
+            await each.close()
         if session_id:
             # Nothing may keep trading on the shared devnet for later tests.
-            await execution.StopExecution(execution_pb2.StopExecutionRequest(session_id=session_id))
+            await stop_session(client, session_id)
     opportunity = opportunities[done.opportunity_id]
     # The expected profit is exact on both chains' pools as the gap left them.
-    buy, sell = opportunity.hops
-    bought = await leg_output(by_chain[buy.chain_id], buy, int(opportunity.amount_in), state_at[buy.chain_id])
+    leg_a, leg_b = opportunity.cross_chain.legs
+    (buy,), (sell,) = leg_a.hops, leg_b.hops
+    assert (buy.chain_id, sell.chain_id) == (leg_a.chain_id, leg_b.chain_id)
+    assert leg_a.deadline_block and leg_b.deadline_block
+    bought = await leg_output(by_chain[buy.chain_id], buy, int(leg_a.amount_in), state_at[buy.chain_id])
     sold = await leg_output(by_chain[sell.chain_id], sell, bought, state_at[sell.chain_id])
-    assert int(buy.amount_out) == bought == int(sell.amount_in)
+    assert int(buy.amount_out) == bought == int(sell.amount_in) == int(leg_b.amount_in)
     assert int(sell.amount_out) == sold
-    assert int(opportunity.expected_profit) == sold - int(opportunity.amount_in) > 0
+    assert int(opportunity.expected_profit) == sold - int(leg_a.amount_in) > 0
     return CrossChainRun(opportunity, decisions[done.opportunity_id], done)
 
 
@@ -256,25 +184,21 @@ async def test_cross_chain_opportunity_found_across_both_chains_and_risk_checked
     opportunity = run.opportunity
     chain_ids = {c.spec.chain_id for c in devnet.chains}
     assert set(opportunity.chain_ids) == chain_ids
-    assert {hop.chain_id for hop in opportunity.hops} == chain_ids
+    legs = opportunity.cross_chain.legs
+    assert {leg.chain_id for leg in legs} == chain_ids
     assert opportunity.type == S.STRATEGY_TYPE_CROSS_CHAIN_ARBITRAGE
     # Each leg swaps one token of the pair for the other, and the trade ends in the token it
     # started with (by symbol: WETH on each chain).
-    buy, sell = opportunity.hops
+    (buy,), (sell,) = legs[0].hops, legs[1].hops
     assert buy.token_out != buy.token_in and sell.token_in != sell.token_out
     assert run.decision.outcome == events_pb2.RISK_DECISION_OUTCOME_APPROVED, run.decision.reason
-    assert run.decision.reserved_amount == opportunity.amount_in
+    assert run.decision.reserved_amount == legs[0].amount_in
 
-    # Whatever execution made of it, the reservation does not outlive the execution.
-    risk: risk_pb2_grpc.RiskServiceAsyncStub = fleet_client.stub("risk", risk_pb2_grpc.RiskServiceStub)
-
-    async def released() -> bool:
-        exposure = await risk.GetExposure(risk_pb2.GetExposureRequest())
-        return exposure.concurrent_executions == 0 and all(
-            e.open_reservations == 0 for e in exposure.exposures
-        )
-
-    await wait_for(released, timeout_s=30)
+    # Whatever execution made of it, the reservation does not outlive the execution. A leg still
+    # in flight when the session stopped settles only as blocks keep coming, as they do on a real
+    # chain (the shared devnet otherwise mines on demand).
+    async with block_production(*devnet.chains, block_time_s=0.3):
+        await reservations_released(fleet_client, run.execution.session_id, timeout_s=60)
 
 
 async def test_cross_chain_arbitrage_lands_on_both_chains(

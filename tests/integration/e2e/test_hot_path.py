@@ -7,63 +7,37 @@ Flash (capital-free) and own-capital (executor holds inventory) variants."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
-from typing import Any
 
-import asyncpg
 import pytest
-import pytest_asyncio
 
 from mevaas.common.v1 import common_pb2
 from mevaas.events.v1 import events_pb2
-from mevaas.execution.v1 import execution_pb2, execution_pb2_grpc
-from mevaas.risk.v1 import risk_pb2, risk_pb2_grpc
-from mevaas.strategy.v1 import strategy_pb2, strategy_pb2_grpc
-from mevaas.tenancy.v1 import tenancy_pb2
+from mevaas.execution.v1 import execution_pb2
 from mevaas_chain import abi
 from mevaas_chain.amm.v2 import SwapLeg, amounts_out
 from mevaas_core.bus import Bus
 from mevaas_local.devnet import Devnet, DevnetChain
 from mevaas_local.devnet.deploy import mint_tokens
 from mevaas_sdk import MevaasClient
-from mevaas_strategy.events import LOOKUP_SUBJECT
-from tests.fixtures.execution import ExecutionHarness, block_production, fund, open_gap, wait_for
-from tests.fixtures.platform import BOOTSTRAP_ADMIN_KEY
+from tests.fixtures.e2e import (
+    blocks_pass,
+    collect_opportunities,
+    create_strategy,
+    default_wallet,
+    executor_of,
+    reservations_released,
+    session_executions,
+    start_running,
+    stop_session,
+    tenant_of,
+)
+from tests.fixtures.execution import block_production, execution_stub, fund, open_gap, wait_for
 from tests.fixtures.strategy import strategy_config
-from tests.integration.execution.helpers import clients
-from tests.integration.tenancy.helpers import create_tenant
 
 pytestmark = pytest.mark.integration
 
 S = common_pb2
 LANDED = {S.EXECUTION_RESULT_STATUS_INCLUDED}
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def fleet_execution(execution_harness: ExecutionHarness) -> AsyncIterator[Any]:
-    """Execution wired to the real strategy lookup, so sessions carry the strategy's settings."""
-    runtime = await execution_harness.start(strategy_lookup_subject=LOOKUP_SUBJECT)
-    yield runtime
-    await execution_harness.stop(runtime)
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def fleet_client(
-    tenancy_service: Any, strategy_service: Any, risk_service: Any, fleet_execution: Any
-) -> AsyncIterator[MevaasClient]:
-    make = clients(tenancy_service)
-    async with make(BOOTSTRAP_ADMIN_KEY) as admin:
-        tenant = await create_tenant(admin)
-    endpoints = {
-        name: f"127.0.0.1:{runtime.grpc_port}"
-        for name, runtime in (
-            ("strategy", strategy_service),
-            ("risk", risk_service),
-            ("execution", fleet_execution),
-        )
-    }
-    async with make(tenant.owner_key, **endpoints) as client:
-        yield client
 
 
 def _oriented(hop: events_pb2.RouteHop, r0: int, r1: int) -> SwapLeg:
@@ -72,7 +46,7 @@ def _oriented(hop: events_pb2.RouteHop, r0: int, r1: int) -> SwapLeg:
 
 
 def _gross(opportunity: events_pb2.Opportunity, legs: list[SwapLeg]) -> int:
-    amount_in = int(opportunity.amount_in)
+    amount_in = int(opportunity.swap_cycle.amount_in)
     return amounts_out(amount_in, legs)[-1] - amount_in
 
 
@@ -80,7 +54,7 @@ async def gross_profit_at(chain: DevnetChain, opportunity: events_pb2.Opportunit
     """The cycle's gross profit for the opportunity's input on the pools as they were after `block`,
     with the contracts' integer math."""
     legs = []
-    for hop in opportunity.hops:
+    for hop in opportunity.swap_cycle.hops:
         r0, r1 = abi.decode_reserves(await chain.client.call(hop.pool, abi.GET_RESERVES, block))
         legs.append(_oriented(hop, r0, r1))
     return _gross(opportunity, legs)
@@ -105,29 +79,17 @@ async def gross_profit_on_met_state(
             )
             swapped[pool] = (a0_in, a1_in, a0_out, a1_out)
     legs = []
-    for hop in opportunity.hops:
+    for hop in opportunity.swap_cycle.hops:
         (post0, post1), (a0_in, a1_in, a0_out, a1_out) = synced[hop.pool.lower()], swapped[hop.pool.lower()]
         legs.append(_oriented(hop, post0 - a0_in + a0_out, post1 - a1_in + a1_out))
     return _gross(opportunity, legs)
 
 
-async def run_arbitrage(
-    client: MevaasClient, devnet: Devnet, bus: Bus, postgres_server: str, strategy_type: int
-) -> None:
+async def run_arbitrage(client: MevaasClient, devnet: Devnet, bus: Bus, strategy_type: int) -> None:
     chain = devnet.main
-    execution: execution_pb2_grpc.ExecutionServiceAsyncStub = client.stub(
-        "execution", execution_pb2_grpc.ExecutionServiceStub
-    )
-    strategies: strategy_pb2_grpc.StrategyServiceAsyncStub = client.stub(
-        "strategy", strategy_pb2_grpc.StrategyServiceStub
-    )
-    risk: risk_pb2_grpc.RiskServiceAsyncStub = client.stub("risk", risk_pb2_grpc.RiskServiceStub)
-    wallet = (
-        await execution.CreateWallet(
-            execution_pb2.CreateWalletRequest(idempotency_key=str(uuid.uuid4()), make_default=True)
-        )
-    ).wallet
-    tenant_id = (await client.auth.WhoAmI(tenancy_pb2.WhoAmIRequest())).tenant_id
+    execution = execution_stub(client)
+    wallet = await default_wallet(client)
+    tenant_id = await tenant_of(client)
     for each in devnet.chains:
         await fund(each, wallet.address)
     config = strategy_config(
@@ -136,74 +98,50 @@ async def run_arbitrage(
         type_=strategy_type,
         symbols=("WETH", "USDC", "USDT", "DAI"),
     )
-    strategy = (
-        await strategies.CreateStrategy(
-            strategy_pb2.CreateStrategyRequest(idempotency_key=str(uuid.uuid4()), config=config)
-        )
-    ).strategy
-
-    opportunities: dict[str, events_pb2.Opportunity] = {}
-
-    async def collect(msg: Any) -> None:
-        opp = events_pb2.Opportunity.FromString(msg.data)
-        opportunities[opp.opportunity_id] = opp
-
-    subscription = await bus.nc.subscribe(f"opp.{tenant_id}.{strategy.strategy_id}", cb=collect)
+    strategy = await create_strategy(client, config)
+    opportunities = await collect_opportunities(bus, tenant_id, strategy.strategy_id)
     session_id = ""
     stopped = False
     try:
         async with block_production(*devnet.chains, block_time_s=0.3):
-            started = await execution.StartExecution(
-                execution_pb2.StartExecutionRequest(
-                    idempotency_key=str(uuid.uuid4()), strategy_id=strategy.strategy_id
-                )
-            )
-            session_id = started.session.session_id
-
-            async def running() -> bool:
-                status = await execution.GetExecutionStatus(
-                    execution_pb2.GetExecutionStatusRequest(session_id=session_id)
-                )
-                assert status.session.state != S.EXECUTION_STATE_FAILED, status.last_error
-                return status.session.state == S.EXECUTION_STATE_RUNNING
-
-            await wait_for(running, timeout_s=60)
+            session_id = await start_running(client, strategy.strategy_id)
             if strategy_type == S.STRATEGY_TYPE_DEX_ARBITRAGE:
-                conn = await asyncpg.connect(postgres_server)
-                try:
-                    executor = await conn.fetchval(
-                        "SELECT address FROM execution.executors WHERE tenant_id = $1 AND chain_id = $2",
-                        tenant_id,
-                        chain.spec.chain_id,
-                    )
-                finally:
-                    await conn.close()
                 await mint_tokens(
                     chain.client,
                     chain.transact,
                     chain.deployment,
                     deployer=chain.deployer,
-                    to=executor,
+                    to=await executor_of(client, wallet.address, chain.spec.chain_id),
                     amounts={"WETH": 50 * 10**18},
                 )
             # The strategy engine learns the session is RUNNING from exec.<tenant>.session; give
             # it a block to load it, then open the gap with a test swap.
-            loaded_from = await chain.client.block_number() + 2
-
-            async def next_blocks() -> bool:
-                return await chain.client.block_number() >= loaded_from
-
-            await wait_for(next_blocks)
+            await blocks_pass(chain)
             await open_gap(chain, share=15)
 
             async def landed() -> execution_pb2.Execution | None:
-                listed = await execution.ListExecutions(
-                    execution_pb2.ListExecutionsRequest(session_id=session_id)
+                return next(
+                    (e for e in await session_executions(client, session_id) if e.status in LANDED), None
                 )
-                return next((e for e in listed.executions if e.status in LANDED), None)
 
-            included: execution_pb2.Execution = await wait_for(landed, timeout_s=60)
-            opportunity = opportunities[included.opportunity_id]
+            try:
+                included: execution_pb2.Execution = await wait_for(landed, timeout_s=60)
+            except TimeoutError:
+                # Say what became of the opportunities, to tell a slow pipeline from a closed gap.
+                made = [
+                    (S.ExecutionResultStatus.Name(e.status), e.error)
+                    for e in await session_executions(client, session_id)
+                ]
+                raise AssertionError(
+                    f"nothing landed: {len(opportunities.items)} opportunities, executions {made}"
+                ) from None
+            opportunity = opportunities.items[included.opportunity_id]
+            if strategy_type == S.STRATEGY_TYPE_FLASH_ARBITRAGE:
+                # The flash provider the strategy chose travels with the action: the first pair's
+                # flash swap, whose fee beyond the cycle's own swap is nothing.
+                cycle = opportunity.swap_cycle
+                assert (cycle.flash_provider, cycle.flash_fee) == ("uniswap_v2", "0")
+                assert cycle.financing == events_pb2.FINANCING_FLASH_SWAP
             realized = int(included.realized_profit)
             assert realized > 0
             # Gas is paid in ETH and the profit is WETH. The strategy's expected profit is exact on
@@ -216,22 +154,15 @@ async def run_arbitrage(
             assert realized + int(included.gas_cost) == met_gross
             receipt = await chain.client.get_receipt(included.tx_hashes[0])
             assert receipt is not None and int(receipt["status"], 16) == 1
-            await execution.StopExecution(execution_pb2.StopExecutionRequest(session_id=session_id))
+            await stop_session(client, session_id)
             stopped = True
-
             # Every other opportunity of the wave ends too (dropped or failed): nothing stays reserved.
-            async def released() -> bool:
-                exposure = await risk.GetExposure(risk_pb2.GetExposureRequest())
-                return exposure.concurrent_executions == 0 and all(
-                    e.open_reservations == 0 for e in exposure.exposures
-                )
-
-            await wait_for(released, timeout_s=30)
+            await reservations_released(client, session_id)
     finally:
-        await subscription.unsubscribe()
+        await opportunities.close()
         if session_id and not stopped:
             # A failed run must not leave a session trading on the shared devnet for later tests.
-            await execution.StopExecution(execution_pb2.StopExecutionRequest(session_id=session_id))
+            await stop_session(client, session_id)
     status = await execution.GetExecutionStatus(
         execution_pb2.GetExecutionStatusRequest(session_id=session_id)
     )
@@ -240,13 +171,11 @@ async def run_arbitrage(
     assert int(status.realized_profit) >= realized
 
 
-async def test_flash_arbitrage_end_to_end(
-    fleet_client: MevaasClient, devnet: Devnet, bus: Bus, postgres_server: str
-) -> None:
-    await run_arbitrage(fleet_client, devnet, bus, postgres_server, S.STRATEGY_TYPE_FLASH_ARBITRAGE)
+async def test_flash_arbitrage_end_to_end(fleet_client: MevaasClient, devnet: Devnet, bus: Bus) -> None:
+    await run_arbitrage(fleet_client, devnet, bus, S.STRATEGY_TYPE_FLASH_ARBITRAGE)
 
 
 async def test_dex_arbitrage_with_own_capital_end_to_end(
-    fleet_client: MevaasClient, devnet: Devnet, bus: Bus, postgres_server: str
+    fleet_client: MevaasClient, devnet: Devnet, bus: Bus
 ) -> None:
-    await run_arbitrage(fleet_client, devnet, bus, postgres_server, S.STRATEGY_TYPE_DEX_ARBITRAGE)
+    await run_arbitrage(fleet_client, devnet, bus, S.STRATEGY_TYPE_DEX_ARBITRAGE)

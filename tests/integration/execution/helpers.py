@@ -13,7 +13,7 @@ from mevaas_local.devnet import DevnetChain
 from mevaas_sdk import ClientConfig, MevaasClient
 from tests.fixtures.execution import block_production, execution_stub, fund, wait_for
 from tests.fixtures.platform import BOOTSTRAP_ADMIN_KEY
-from tests.integration.tenancy.helpers import create_tenant
+from tests.integration.tenancy.helpers import TRADING_PHASE, create_tenant
 
 
 @dataclass
@@ -39,10 +39,12 @@ def clients(tenancy: Any) -> Callable[..., MevaasClient]:
 
 
 async def tenant_with_wallet(
-    client_for: Callable[..., MevaasClient], runtime: Any, chain: DevnetChain
+    client_for: Callable[..., MevaasClient], runtime: Any, chain: DevnetChain, *, phase: str = TRADING_PHASE
 ) -> TenantSession:
+    """A new tenant (in an onboarding phase that may trade, unless ``phase`` says otherwise) with a
+    funded default wallet."""
     async with client_for(BOOTSTRAP_ADMIN_KEY) as admin:
-        tenant = await create_tenant(admin)
+        tenant = await create_tenant(admin, phase=phase)
     client = client_for(tenant.owner_key, execution=f"127.0.0.1:{runtime.grpc_port}")
     stub = execution_stub(client)
     created = await stub.CreateWallet(

@@ -50,7 +50,7 @@ def slices(opportunity: events_pb2.Opportunity, parts: int) -> list[events_pb2.O
         piece = events_pb2.Opportunity()
         piece.CopyFrom(opportunity)
         piece.opportunity_id = str(uuid.uuid4())
-        piece.amount_in = str(int(opportunity.amount_in) // parts)
+        piece.swap_cycle.amount_in = str(int(opportunity.swap_cycle.amount_in) // parts)
         piece.expected_profit = str(int(opportunity.expected_profit) // parts)
         result.append(piece)
     return result
@@ -71,8 +71,13 @@ async def test_sigkill_mid_stream_loses_and_duplicates_nothing(
     await tenant.client.close()
     await execution_harness.stop(setup)
 
-    env = dict(os.environ)
-    env.update({k.upper(): str(v) for k, v in (await execution_harness.settings(**ack_wait)).items()})
+    # Settings as files in its SECRETS_DIR, as the charts and `mevaas up` deliver them (a NATS URL
+    # with the service's credentials is refused in the environment).
+    secrets_dir = tmp_path / "secrets"
+    secrets_dir.mkdir()
+    for name, value in (await execution_harness.settings(**ack_wait)).items():
+        (secrets_dir / name).write_text(str(value))
+    env = dict(os.environ) | {"SECRETS_DIR": str(secrets_dir)}
     log = (tmp_path / "execution.log").open("wb")
     process = subprocess.Popen(
         [sys.executable, "-m", "mevaas_execution"], env=env, stdout=log, stderr=subprocess.STDOUT

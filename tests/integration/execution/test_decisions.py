@@ -15,6 +15,7 @@ from mevaas.common.v1 import common_pb2
 from mevaas.events.v1 import events_pb2
 from mevaas.execution.v1 import execution_pb2
 from mevaas_core.bus import Bus
+from mevaas_core.db import platform_transaction
 from mevaas_local.devnet import Devnet
 from tests.fixtures.execution import approved, build_opportunity, publish_decision, wait_for
 from tests.integration.execution.helpers import TenantSession, clients, start_running, tenant_with_wallet
@@ -73,7 +74,7 @@ async def test_flash_arbitrage_lands_with_expected_profit(
     assert submitted.bundle_hash and len(submitted.tx_hashes) == 1
     assert submitted.submission_mode == S.SUBMISSION_MODE_PRIVATE_BUNDLE
     assert submitted.block_to_submission_ms > 0
-    await devnet.main.mine()
+    await devnet.main.mine(2)
     included = await wait_status(tenant, opportunity.opportunity_id, S.EXECUTION_RESULT_STATUS_INCLUDED)
     gas_cost = int(included.gas_cost)
     assert gas_cost == included.gas_used * int(included.effective_gas_price) > 0
@@ -111,6 +112,77 @@ async def test_flash_arbitrage_lands_with_expected_profit(
     assert status.profit_token.address == opportunity.profit_token.address
 
 
+async def test_a_miss_seen_at_the_last_block_is_not_dropped_before_a_later_block_settles_it(
+    trader: tuple[TenantSession, execution_pb2.ExecutionSession],
+    devnet: Devnet,
+    bus: Bus,
+    execution_service: Any,
+) -> None:
+    """The tracker's head and receipt reads can straddle the devnet relay rebuilding a block
+    without a failing bundle (the head read on the first build, the receipts while it is rewound):
+    the transaction is missing at its target and last block, yet the rebuilt block holds it. Seen
+    so, it was dropped (its nonce resynced) and then landed: DROPPED on the books, moved on chain.
+    Now a miss is final only once a later block settled it."""
+    tenant, session = trader
+    chain = devnet.main
+    opportunity = await build_opportunity(chain, tenant.tenant_id, session.strategy_id, deadline_blocks=1)
+    await publish_decision(bus, approved(opportunity))
+    await wait_status(tenant, opportunity.opportunity_id, S.EXECUTION_RESULT_STATUS_SUBMITTED)
+    # Blocks are mined on demand: the bundle targets the next block, which is also its deadline.
+    target = await chain.client.block_number() + 1
+    assert opportunity.deadline_block == target
+    # What the straddling reads see: head = the target block, no receipt.
+    await execution_service.core.tracker.check_chain(chain.spec.chain_id, target)
+    seen = await execution_of(tenant, opportunity.opportunity_id)
+    assert seen is not None and seen.status == S.EXECUTION_RESULT_STATUS_SUBMITTED, seen
+    await chain.mine(2)
+    included = await wait_status(tenant, opportunity.opportunity_id, S.EXECUTION_RESULT_STATUS_INCLUDED)
+    assert included.block_number == target and int(included.realized_profit) > 0
+
+
+async def test_a_receipt_of_a_block_that_is_then_rebuilt_without_it_is_not_booked(
+    trader: tuple[TenantSession, execution_pb2.ExecutionSession],
+    devnet: Devnet,
+    bus: Bus,
+    execution_service: Any,
+) -> None:
+    """The devnet relay mines a block, then rewinds and rebuilds it without a bundle that failed
+    (a one-block reorg, in effect); a reader meanwhile sees receipts the chain then loses. Booked
+    from such a receipt, an execution was INCLUDED or REVERTED with a transaction no block holds
+    (the chaos test's "executions recorded as on chain that are not"). A receipt now counts only
+    with ``confirmations`` (1) blocks on top of its block."""
+    tenant, session = trader
+    chain = devnet.main
+    opportunity = await build_opportunity(chain, tenant.tenant_id, session.strategy_id)
+    await publish_decision(bus, approved(opportunity))
+    submitted = await wait_status(tenant, opportunity.opportunity_id, S.EXECUTION_RESULT_STATUS_SUBMITTED)
+    async with platform_transaction(execution_service.core.tracker.pool, readonly=True) as conn:
+        raw = await conn.fetchval(
+            "SELECT raw_tx FROM execution.executions WHERE execution_id = $1", submitted.execution_id
+        )
+    # The tentative block, straight on anvil: the transaction mined, then rewound away.
+    snapshot = await chain.client.request("evm_snapshot")
+    await chain.client.request("eth_sendRawTransaction", ["0x" + bytes(raw).hex()])
+    await chain.client.request("evm_mine")
+    tentative = await chain.client.block_number()
+    assert await chain.client.get_receipt(submitted.tx_hashes[0]) is not None
+    await execution_service.core.tracker.check_chain(chain.spec.chain_id, tentative)
+    await chain.client.request("anvil_dropAllTransactions")
+    await chain.client.request("evm_revert", [snapshot])
+    assert await chain.client.get_receipt(submitted.tx_hashes[0]) is None
+    seen = await execution_of(tenant, opportunity.opportunity_id)
+    assert seen is not None and seen.status == S.EXECUTION_RESULT_STATUS_SUBMITTED, seen
+    # The relay's real block holds it; booked once a block sits on top of that one.
+    await chain.mine()
+    assert (
+        await execution_of(tenant, opportunity.opportunity_id)
+    ).status == S.EXECUTION_RESULT_STATUS_SUBMITTED  # type: ignore[union-attr]
+    await chain.mine()
+    included = await wait_status(tenant, opportunity.opportunity_id, S.EXECUTION_RESULT_STATUS_INCLUDED)
+    receipt = await chain.client.get_receipt(included.tx_hashes[0])
+    assert receipt is not None and int(receipt["blockNumber"], 16) == included.block_number == tentative
+
+
 async def test_duplicate_decision_sends_nothing_twice(
     trader: tuple[TenantSession, execution_pb2.ExecutionSession], devnet: Devnet, bus: Bus
 ) -> None:
@@ -122,7 +194,7 @@ async def test_duplicate_decision_sends_nothing_twice(
     for copy in range(3):
         await publish_decision(bus, decision, msg_id=f"decision:{opportunity.opportunity_id}:{copy}")
     await wait_status(tenant, opportunity.opportunity_id, S.EXECUTION_RESULT_STATUS_SUBMITTED)
-    await devnet.main.mine()
+    await devnet.main.mine(2)
     await wait_status(tenant, opportunity.opportunity_id, S.EXECUTION_RESULT_STATUS_INCLUDED)
     await publish_decision(bus, decision, msg_id=f"decision:{opportunity.opportunity_id}:late")
     await devnet.main.mine()
@@ -182,7 +254,7 @@ async def test_pause_drops_new_decisions_and_resume_continues(
     resumed = await build_opportunity(devnet.main, tenant.tenant_id, session.strategy_id)
     await publish_decision(bus, approved(resumed))
     await wait_status(tenant, resumed.opportunity_id, S.EXECUTION_RESULT_STATUS_SUBMITTED)
-    await devnet.main.mine()
+    await devnet.main.mine(2)
     await wait_status(tenant, resumed.opportunity_id, S.EXECUTION_RESULT_STATUS_INCLUDED)
 
 

@@ -1,7 +1,8 @@
 """KEK rotation with `mevaas-execution-rekey` on the execution schema: wallets created through the
-API under the old KEK are re-wrapped under a new one (the key ciphertext untouched, no plaintext
-anywhere), a runtime holding only the new KEK lists them and signs with them (executor deployment),
-the old KEK alone no longer opens them, and a second run changes nothing.
+API are under their tenant's data key, itself under the old KEK; the rotation re-wraps the data
+key under the new KEK (the wallets' rows untouched, no plaintext anywhere), a runtime holding only
+the new KEK lists them and signs with them (executor deployment), the old KEK alone no longer opens
+them, and a second run changes nothing.
 
 The execution database is shared by the session's execution tests, whose runtimes use the old KEK:
 the test re-wraps every wallet back under it before it ends."""
@@ -26,13 +27,14 @@ from mevaas.common.v1 import common_pb2
 from mevaas.execution.v1 import execution_pb2
 from mevaas_chain.keystore import KeyRing, KeystoreError, SecretKey
 from mevaas_core.db import create_pool
-from mevaas_execution.rekey import rekey_wallets, wallets_by_kek
+from mevaas_execution.keys.rotation import counts
+from mevaas_execution.rekey import rekey
 from mevaas_execution.wallets import WalletKeys, keyring_from_settings
 from mevaas_local.devnet import Devnet
 from mevaas_sdk import MevaasClient
 from tests.fixtures.execution import EXECUTION_KEK, ExecutionHarness, execution_stub
 from tests.integration.execution.helpers import TenantSession, start_running
-from tests.integration.tenancy.helpers import create_tenant
+from tests.integration.tenancy.helpers import TRADING_PHASE, create_tenant
 
 pytestmark = pytest.mark.integration
 
@@ -45,15 +47,17 @@ REKEY = Path(sys.executable).parent / "mevaas-execution-rekey"
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def pool(execution_harness: ExecutionHarness) -> AsyncIterator[asyncpg.Pool]:
-    pool = await create_pool(await execution_harness.database(), max_size=2)
+    pool = await create_pool(
+        await execution_harness.database(), platform_dsn=execution_harness.platform_dsn, max_size=2
+    )
     yield pool
-    # Leave every wallet under the KEK the other execution tests' runtimes hold.
-    await rekey_wallets(pool, KeyRing.from_spec(BOTH, OLD_ID))
+    # Leave every tenant data key under the KEK the other execution tests' runtimes hold.
+    await rekey(pool, KeyRing.from_spec(BOTH, OLD_ID))
     await pool.close()
 
 
 async def run_rekey(dsn: str, kek: str, kek_id: str, *args: str) -> tuple[int, str, str]:
-    env = {**os.environ, "DATABASE_URL": dsn, "EXECUTION_KEK": kek, "EXECUTION_KEK_ID": kek_id}
+    env = {**os.environ, "PLATFORM_DATABASE_URL": dsn, "EXECUTION_KEK": kek, "EXECUTION_KEK_ID": kek_id}
     proc = await asyncio.create_subprocess_exec(
         str(REKEY), *args, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
     )
@@ -80,6 +84,16 @@ async def wallet_rows(postgres_server: str, tenant_id: str) -> dict[str, dict[st
     return {row["address"]: dict(row) for row in rows}
 
 
+async def tenant_key_row(postgres_server: str, tenant_id: str) -> dict[str, Any]:
+    conn = await asyncpg.connect(postgres_server)
+    try:
+        row = await conn.fetchrow("SELECT * FROM execution.tenant_data_keys WHERE tenant_id = $1", tenant_id)
+    finally:
+        await conn.close()
+    assert row is not None
+    return dict(row)
+
+
 async def test_rekey_moves_every_wallet_to_the_new_kek(
     execution_harness: ExecutionHarness,
     pool: asyncpg.Pool,
@@ -89,7 +103,7 @@ async def test_rekey_moves_every_wallet_to_the_new_kek(
     devnet: Devnet,
 ) -> None:
     old_runtime = await execution_harness.start()
-    tenant = await create_tenant(admin_client)
+    tenant = await create_tenant(admin_client, phase=TRADING_PHASE)
     tenant_id = tenant.tenant.tenant_id
     async with client_for(tenant.owner_key, execution=f"127.0.0.1:{old_runtime.grpc_port}") as client:
         stub = execution_stub(client)
@@ -103,8 +117,12 @@ async def test_rekey_moves_every_wallet_to_the_new_kek(
         ).wallet
     await execution_harness.stop(old_runtime)
     before = await wallet_rows(postgres_server, tenant_id)
-    assert {r["kek_id"] for r in before.values()} == {OLD_ID}
-    dsn = await execution_harness.database()
+    key_before = await tenant_key_row(postgres_server, tenant_id)
+    # Both wallets are under the tenant's data key, and only that key is under the KEK.
+    assert {r["kek_id"] for r in before.values()} == {key_before["key_id"]}
+    assert key_before["kek_id"] == OLD_ID
+    await execution_harness.database()
+    dsn = execution_harness.platform_dsn
 
     # A ring without the KEK the wallets are under is refused before anything changes.
     code, _, err = await run_rekey(dsn, f"{NEW_ID}:{NEW_KEK}", NEW_ID)
@@ -120,15 +138,16 @@ async def test_rekey_moves_every_wallet_to_the_new_kek(
     assert code == 0, err
     assert f"under KEK {NEW_ID!r}" in out
     assert IMPORTED_KEY.removeprefix("0x") not in out + err
-    assert set(await wallets_by_kek(pool)) == {NEW_ID}
-    after = await wallet_rows(postgres_server, tenant_id)
-    for address, row in after.items():
-        assert row["kek_id"] == NEW_ID
-        assert row["ciphertext"] == before[address]["ciphertext"]
-        assert row["wrapped_dek"] != before[address]["wrapped_dek"]
+    found = await counts(pool)
+    assert set(found.tenant_keys_by_kek) == {NEW_ID} and found.wallets_off_tenant_key == {}
+    # One row per tenant changed: its data key, re-wrapped; the wallets are exactly as they were.
+    assert await wallet_rows(postgres_server, tenant_id) == before
+    key_after = await tenant_key_row(postgres_server, tenant_id)
+    assert key_after["kek_id"] == NEW_ID and key_after["key_id"] == key_before["key_id"]
+    assert key_after["wrapped_key"] != key_before["wrapped_key"]
     # Idempotent: nothing left to re-wrap.
-    again = await rekey_wallets(pool, keyring_from_settings(BOTH, NEW_ID))
-    assert again.rewrapped == 0 and set(again.wallets_by_kek) == {NEW_ID}
+    again = await rekey(pool, keyring_from_settings(BOTH, NEW_ID))
+    assert (again.rewrapped, again.moved) == (0, 0) and set(again.counts.tenant_keys_by_kek) == {NEW_ID}
 
     # The old KEK alone no longer opens the wallets.
     with pytest.raises(KeystoreError):

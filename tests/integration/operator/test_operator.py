@@ -3,28 +3,45 @@ real helm binary rendering charts/tenant and a real NATS JetStream for tenancy's
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import kmock
-import kopf
 import nats
 import pytest
 import pytest_asyncio
+from prometheus_client import REGISTRY
 
 from mevaas.common.v1 import common_pb2
 from mevaas.events.v1 import events_pb2
+from mevaas_core.auth import SigningKey
+from mevaas_core.bus.signing import HEADER_SIGNATURE, EventSigner
+from mevaas_local.embedded import EmbeddedNats
 from mevaas_operator.config import OperatorConfig
-from mevaas_operator.handlers import build_registry
-from mevaas_operator.kube import KINDS, TENANT_KIND, KubeClient, NotFoundError
+from mevaas_operator.kube import KINDS, TENANT_KIND, KubeClient
 from tests.fixtures.k8s import CHARTS, K8sEmulator, helm_path
+from tests.fixtures.servers import HARNESS_USER, NatsAccess, platform_nats_users
+from tests.integration.operator.cluster import SECRET_KIND, secret
+from tests.integration.operator.support import eventually, get, names, ready_at, running_operator, tenant_body
 
 pytestmark = pytest.mark.integration
 
-DEADLINE = 60.0
+
+# Tenancy's signing key: the operator acts only on tenant events it signed.
+TENANCY_KEY = SigningKey.generate()
+
+
+def rejected() -> float:
+    """Tenant events the operator dropped as not signed by tenancy."""
+    return REGISTRY.get_sample_value("mevaas_operator_rejected_events_total") or 0.0
+
+
+def signed(subject: str, msg_id: str, data: bytes) -> dict[str, str]:
+    return {
+        "Nats-Msg-Id": msg_id,
+        HEADER_SIGNATURE: EventSigner(TENANCY_KEY).signature(subject, msg_id, data),
+    }
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
@@ -35,78 +52,48 @@ async def kube(k8s_emulator: K8sEmulator) -> AsyncIterator[KubeClient]:
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def operator(k8s_emulator: K8sEmulator, nats_server: str, kube: KubeClient) -> AsyncIterator[str]:
+async def operator_nats(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[NatsAccess]:
+    """A NATS server of this module's own, with the platform's permission model. The operator
+    consumes every `tenant.>` event of the TENANT stream from its start (as in production); on the
+    session's shared server that stream holds every tenant other modules' tenancy published, which
+    the operator must read (and drop as signed by another key) before this module's events, and
+    those drops would count in the rejected-events metric the forgery test reads."""
+    data_dir = tmp_path_factory.mktemp("operator-nats")
+    server = EmbeddedNats(data_dir, server_name="operator-test", users=platform_nats_users())
+    await server.start()
+    try:
+        yield NatsAccess(server.url, server.url_for(HARNESS_USER), server)
+    finally:
+        await server.stop()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def operator(
+    k8s_emulator: K8sEmulator, operator_nats: NatsAccess, kube: KubeClient
+) -> AsyncIterator[str]:
+    nats_access = operator_nats
     config = OperatorConfig(
         helm=str(helm_path()),
         tenant_chart=CHARTS / "tenant",
         kube_url=k8s_emulator.url,
-        nats_url=nats_server,
+        # The operator's own bus identity (it may only consume TENANT).
+        nats_url=nats_access.url_for("operator"),
         nats_durable=f"operator-{uuid.uuid4().hex[:12]}",
+        event_public_keys=(TENANCY_KEY.public_pem(),),
         retry_delay=0.5,
     )
-    stop = asyncio.Event()
-    task = asyncio.create_task(
-        kopf.operator(registry=build_registry(config), clusterwide=True, standalone=True, stop_flag=stop)
-    )
-    # Objects created while kmock is still replaying a new watch stream's initial state arrive
-    # twice (replay and live), and kopf then waits for a change that never comes; start the tests
-    # once the Tenant watch is streaming.
-    await eventually(lambda: watching_tenants(k8s_emulator), "the operator watches Tenants")
-    await asyncio.sleep(0.5)
-    yield nats_server
-    stop.set()
-    with contextlib.suppress(asyncio.CancelledError):
-        await asyncio.wait_for(task, timeout=30)
+    async with running_operator(config, k8s_emulator):
+        yield nats_access.harness_url
 
 
-async def watching_tenants(k8s_emulator: K8sEmulator) -> bool:
-    return any(
-        r.params.get("watch") == "true" and r.url.path.endswith("/tenants")
-        for r in list(k8s_emulator.handler)
-    )
-
-
-async def eventually(check: Callable[[], Awaitable[Any]], what: str) -> Any:
-    """Poll until `check` returns a truthy value (convergence, not speed, is under test)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + DEADLINE
-    last: Any = None
-    while loop.time() < deadline:
-        with contextlib.suppress(NotFoundError):
-            last = await check()
-            if last:
-                return last
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"never converged: {what} (last: {last!r})")
-
-
-async def get(kube: KubeClient, kind: str, name: str, namespace: str | None = None) -> dict[str, Any] | None:
-    try:
-        return await kube.get(KINDS.get(kind, TENANT_KIND), name, namespace)
-    except NotFoundError:
-        return None
-
-
-async def names(kube: KubeClient, kind: str, namespace: str) -> set[str]:
-    return {o["metadata"]["name"] for o in await kube.list(KINDS[kind], namespace)}
-
-
-async def ready_at(kube: KubeClient, name: str, generation: int | None) -> dict[str, Any] | None:
-    tenant = await get(kube, "Tenant", name)
-    status = (tenant or {}).get("status") or {}
-    if status.get("state") == "Ready" and status.get("observedGeneration") == generation:
-        return tenant
-    return None
-
-
-def tenant_body(name: str, spec: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "apiVersion": "mevaas.io/v1alpha1",
-        "kind": "Tenant",
-        "metadata": {"name": name, "generation": 1},
-        "spec": spec,
-    }
-
+# A dedicated tenant's own Secrets (charts/tenant `workers.secrets`), by name and key.
+WORKER_SECRETS = {
+    "mevaas-tenant-db-strategy": "url",
+    "mevaas-tenant-db-execution": "url",
+    "mevaas-tenant-data-key": "ring",
+    "mevaas-tenant-nats": "url",
+    "mevaas-jwt": "public.pem",
+}
 
 ACME: dict[str, Any] = {
     "tenantId": "acme-id",
@@ -144,7 +131,6 @@ async def test_create_tenant_provisions_its_namespace(operator: str, kube: KubeC
         "default-deny",
         "allow-same-namespace",
         "allow-dns",
-        "allow-nats",
         "allow-platform",
         "allow-tenant-egress",
     }
@@ -172,9 +158,41 @@ async def test_tier_change_rerenders_and_prunes(operator: str, kube: KubeClient)
     assert await names(kube, "RoleBinding", "tenant-acme") == {"mevaas-tenant-owner"}
 
 
+# Secrets only the execution worker mounts: the status must name them, not only strategy's.
+MISSING_FOR_EXECUTION = ("mevaas-tenant-db-execution", "mevaas-tenant-data-key", "mevaas-tenant-nats")
+
+
 async def test_dedicated_tier_gets_workers(operator: str, kube: KubeClient) -> None:
     spec = {**ACME, "tier": "enterprise", "isolation": "dedicated", "branding": {"primaryColor": "#112233"}}
     await kube.patch(TENANT_KIND, "acme", {"metadata": {"generation": 3}, "spec": spec})
+
+    # Its workers need the tenant's own Secrets, which nobody has created yet: their pods cannot
+    # start, so the Tenant is not Ready and its status says which Secret is missing.
+    async def waiting() -> dict[str, Any] | None:
+        tenant = await get(kube, "Tenant", "acme")
+        status = (tenant or {}).get("status") or {}
+        condition = (status.get("conditions") or [{}])[0]
+        # Once the deployment controller has seen both (before, "generation N not observed yet")
+        # and the kubelet has reported each one's failed mounts (a pass may see one pod's first).
+        message = condition.get("message", "")
+        seen = all(
+            f"Deployment/{d}: 0/1 available, 1 updated (" in message for d in ("strategy", "execution")
+        )
+        named = all(f'secret "{missing}" not found' in message for missing in MISSING_FOR_EXECUTION)
+        seen = seen and named
+        if status.get("observedGeneration") == 3 and condition.get("reason") == "WorkloadsUnavailable":
+            return status if seen else None
+        return None
+
+    status = await eventually(waiting, "acme waiting for its workers")
+    assert status["state"] == "Provisioning"
+    (condition,) = status["conditions"]
+    assert condition["status"] == "False"
+    assert await ready_at(kube, "acme", 3) is None
+
+    # The SRE creates them (docs/operations.md, "Dedicated tenants see one tenant"): the pods start.
+    for name, key in WORKER_SECRETS.items():
+        await kube.create(SECRET_KIND, secret("tenant-acme", name, {key: "x"}))
     await eventually(lambda: ready_at(kube, "acme", 3), "acme Ready at generation 3")
     deployments = {d["metadata"]["name"]: d for d in await kube.list(KINDS["Deployment"], "tenant-acme")}
     assert set(deployments) == {"strategy", "execution"}
@@ -208,6 +226,48 @@ async def test_injected_api_failure_is_retried(
     assert tenant["status"]["conditions"][0]["reason"] == "Succeeded"
     quota = await kube.get(KINDS["ResourceQuota"], "tenant-quota", "tenant-globex")
     assert quota["spec"]["hard"]["pods"] == "10"
+
+
+async def test_a_terminating_namespace_is_retried(
+    operator: str, kube: KubeClient, k8s_emulator: K8sEmulator
+) -> None:
+    """A namespace being deleted (a Tenant re-created right after its deletion) refuses new objects
+    with a 403 until it is gone: retried as temporary, never a permanent failure."""
+    seen: list[int] = []
+
+    def first_quota_create(request: kmock.Request) -> bool:
+        if (
+            request.method == "POST"
+            and request.url.path.endswith("/namespaces/tenant-hooli/resourcequotas")
+            and (not seen or seen[0] == request.id)
+        ):
+            seen[:1] = [request.id]
+            return True
+        return False
+
+    def terminating() -> None:
+        raise kmock.KubernetesError(
+            status=403,
+            reason="Forbidden",
+            message='resourcequotas "tenant-quota" is forbidden: unable to create new content in '
+            "namespace tenant-hooli because it is being terminated",
+        )
+
+    retried = REGISTRY.get_sample_value(
+        "mevaas_operator_reconciles_total", {"outcome": "retried", "trigger": "change"}
+    )
+    failure = k8s_emulator.handler[first_quota_create] << terminating
+    await kube.create(TENANT_KIND, tenant_body("hooli", {"tier": "starter"}))
+    tenant = await eventually(lambda: ready_at(kube, "hooli", 1), "hooli Ready after a 403")
+
+    assert len(list(failure)) == 1
+    assert (
+        REGISTRY.get_sample_value(
+            "mevaas_operator_reconciles_total", {"outcome": "retried", "trigger": "change"}
+        )
+        or 0.0
+    ) >= (retried or 0.0) + 1
+    assert tenant["status"]["conditions"][0]["reason"] == "Succeeded"
 
 
 async def test_delete_removes_everything(operator: str, kube: KubeClient) -> None:
@@ -254,7 +314,7 @@ async def test_tenant_created_event_creates_the_tenant(operator: str, kube: Kube
         await js.publish(
             f"tenant.{tenant_id}.created",
             event.SerializeToString(),
-            headers={"Nats-Msg-Id": f"{tenant_id}:1"},
+            headers=signed(f"tenant.{tenant_id}.created", f"{tenant_id}:1", event.SerializeToString()),
         )
 
         tenant = await eventually(lambda: get(kube, "Tenant", slug), "Tenant from tenant.created")
@@ -273,7 +333,7 @@ async def test_tenant_created_event_creates_the_tenant(operator: str, kube: Kube
         await js.publish(
             f"tenant.{tenant_id}.deleted",
             deleted.SerializeToString(),
-            headers={"Nats-Msg-Id": f"{tenant_id}:2"},
+            headers=signed(f"tenant.{tenant_id}.deleted", f"{tenant_id}:2", deleted.SerializeToString()),
         )
 
         async def namespace_gone() -> bool:
@@ -285,3 +345,92 @@ async def test_tenant_created_event_creates_the_tenant(operator: str, kube: Kube
         await eventually(namespace_gone, "tenant.deleted removes the Tenant and its namespace")
     finally:
         await nc.close()
+
+
+async def test_a_forged_tenant_deletion_changes_nothing(operator: str, kube: KubeClient) -> None:
+    """Anyone allowed on the bus (here the unrestricted test harness) can put a deletion in the
+    TENANT stream; unsigned or signed with another key, the operator drops it and deletes nothing."""
+    tenant_id = str(uuid.uuid4())
+    slug = f"fg-{tenant_id[:8]}"
+    event = events_pb2.TenantEvent(
+        event_id=str(uuid.uuid4()),
+        tenant_id=tenant_id,
+        kind=events_pb2.TENANT_EVENT_KIND_CREATED,
+        tenant=events_pb2.TenantSnapshot(
+            tenant_id=tenant_id, slug=slug, tier=common_pb2.TIER_STARTER, owner_user_ids=["u"], version=1
+        ),
+    )
+    subject = f"tenant.{tenant_id}.created"
+    nc = await nats.connect(operator)
+    try:
+        js = nc.jetstream()
+        await js.publish(
+            subject,
+            event.SerializeToString(),
+            headers=signed(subject, f"{tenant_id}:1", event.SerializeToString()),
+        )
+        await eventually(lambda: get(kube, "Tenant", slug), "Tenant from a signed tenant.created")
+        await eventually(lambda: ready_at(kube, slug, None), "signed tenant Ready")
+        deleted = events_pb2.TenantEvent()
+        deleted.CopyFrom(event)
+        deleted.kind = events_pb2.TENANT_EVENT_KIND_DELETED
+        deleted.tenant.version = 2
+        data = deleted.SerializeToString()
+        subject = f"tenant.{tenant_id}.deleted"
+        impostor = EventSigner(SigningKey.generate()).signature(subject, f"{tenant_id}:2", data)
+        before = rejected()
+        await js.publish(subject, data, headers={"Nats-Msg-Id": f"{tenant_id}:2"})
+        await js.publish(subject, data, headers={"Nats-Msg-Id": f"{tenant_id}:3", HEADER_SIGNATURE: impostor})
+        # Replayed signature on another subject: the signature covers the subject.
+        other = f"tenant.{uuid.uuid4()}.deleted"
+        await js.publish(
+            other, data, headers=signed(subject, f"{tenant_id}:4", data) | {"Nats-Msg-Id": f"{tenant_id}:4"}
+        )
+
+        async def all_dropped() -> bool:
+            return rejected() >= before + 3
+
+        await eventually(all_dropped, "the operator dropped the three forged deletions")
+        assert await get(kube, "Tenant", slug) is not None
+        assert await get(kube, "Namespace", f"tenant-{slug}") is not None
+    finally:
+        await nc.close()
+
+
+async def test_a_foreign_namespace_is_never_adopted(operator: str, kube: KubeClient) -> None:
+    foreign = {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {"name": "tenant-squatter", "labels": {"team": "x"}},
+    }
+    await kube.create(KINDS["Namespace"], foreign)
+    await kube.create(TENANT_KIND, tenant_body("squatter", {"tier": "starter"}))
+
+    async def failed() -> dict[str, Any] | None:
+        tenant = await get(kube, "Tenant", "squatter")
+        return tenant if ((tenant or {}).get("status") or {}).get("state") == "Failed" else None
+
+    tenant = await eventually(failed, "squatter Failed")
+    assert "not adopting" in tenant["status"]["conditions"][0]["message"]
+    namespace = await kube.get(KINDS["Namespace"], "tenant-squatter")
+    assert namespace["metadata"]["labels"] == {"team": "x"}
+    assert await kube.list(KINDS["ResourceQuota"], "tenant-squatter") == []
+    # Deleting the Tenant leaves the namespace it never owned.
+    await kube.delete(TENANT_KIND, "squatter")
+    await eventually(lambda: _gone(kube, "squatter"), "squatter released")
+    assert await get(kube, "Namespace", "tenant-squatter") is not None
+
+
+async def _gone(kube: KubeClient, name: str) -> bool:
+    return await get(kube, "Tenant", name) is None
+
+
+def test_a_403_from_a_terminating_namespace_is_temporary() -> None:
+    from mevaas_operator.kube import _is_temporary
+
+    terminating = (
+        b'{"message":"unable to create new content in namespace tenant-x because it is being terminated"}'
+    )
+    assert _is_temporary(403, terminating)
+    assert not _is_temporary(403, b'{"message":"forbidden: User cannot create resource"}')
+    assert _is_temporary(503) and not _is_temporary(422)

@@ -13,10 +13,13 @@ from typing import Any, TypeVar
 from mevaas.common.v1 import common_pb2
 from mevaas.events.v1 import events_pb2
 from mevaas.risk.v1 import risk_pb2_grpc
+from mevaas.strategy.v1 import strategy_pb2, strategy_pb2_grpc
 from mevaas.tenancy.v1 import tenancy_pb2
 from mevaas_core.bus import Bus, Delivery
 from mevaas_core.runtime import ServiceRuntime
+from mevaas_local.devnet import Devnet
 from mevaas_sdk import MevaasClient
+from tests.fixtures.strategy import strategy_config
 from tests.integration.tenancy.helpers import create_tenant
 
 T = TypeVar("T")
@@ -95,23 +98,26 @@ def opportunity(
         type=common_pb2.STRATEGY_TYPE_FLASH_ARBITRAGE,
         chain_id=WETH.chain_id,
         chain_ids=[WETH.chain_id],
-        hops=[
-            events_pb2.RouteHop(
-                chain_id=WETH.chain_id,
-                pool=POOL,
-                token_in=WETH.address,
-                token_out=USDC.address,
-                dex="uniswap_v2",
-            ),
-            events_pb2.RouteHop(
-                chain_id=WETH.chain_id,
-                pool=POOL,
-                token_in=USDC.address,
-                token_out=WETH.address,
-                dex="sushiswap",
-            ),
-        ],
-        amount_in=str(amount_in),
+        swap_cycle=events_pb2.SwapCycleAction(
+            hops=[
+                events_pb2.RouteHop(
+                    chain_id=WETH.chain_id,
+                    pool=POOL,
+                    token_in=WETH.address,
+                    token_out=USDC.address,
+                    dex="uniswap_v2",
+                ),
+                events_pb2.RouteHop(
+                    chain_id=WETH.chain_id,
+                    pool=POOL,
+                    token_in=USDC.address,
+                    token_out=WETH.address,
+                    dex="sushiswap",
+                ),
+            ],
+            amount_in=str(amount_in),
+            financing=events_pb2.FINANCING_INVENTORY,
+        ),
         expected_profit=str(net_profit + 1),
         profit_token=WETH,
         gas_estimate=200_000,
@@ -184,3 +190,21 @@ async def drained(bus: Bus, stream: str, durable: str) -> bool:
     """True when the consumer has nothing pending and nothing unacknowledged."""
     info = await bus.js.consumer_info(stream, durable)
     return bool(info.num_pending == 0 and info.num_ack_pending == 0)
+
+
+async def create_strategy(
+    tenant: RiskTenant, client_for: Callable[..., MevaasClient], strategy: ServiceRuntime[Any], devnet: Devnet
+) -> str:
+    """A strategy of the tenant's on the strategy service (risk checks strategy ids against it)."""
+    client = client_for(tenant.keys["owner"], strategy=f"127.0.0.1:{strategy.grpc_port}")
+    try:
+        stub: strategy_pb2_grpc.StrategyServiceAsyncStub = client.stub(
+            "strategy", strategy_pb2_grpc.StrategyServiceStub
+        )
+        config = strategy_config(devnet.main.config, name=f"risk-{uuid.uuid4().hex[:8]}")
+        created = await stub.CreateStrategy(
+            strategy_pb2.CreateStrategyRequest(idempotency_key=str(uuid.uuid4()), config=config)
+        )
+        return created.strategy.strategy_id
+    finally:
+        await client.close()

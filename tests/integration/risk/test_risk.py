@@ -20,6 +20,7 @@ from mevaas.events.v1 import events_pb2
 from mevaas.risk.v1 import risk_pb2, risk_pb2_grpc
 from mevaas_core.bus import Bus
 from mevaas_core.runtime import ServiceRuntime
+from mevaas_local.devnet import Devnet
 from mevaas_risk.server import RiskRuntime
 from mevaas_sdk import MevaasClient
 from tests.fixtures.platform import BOOTSTRAP_ADMIN_KEY
@@ -27,6 +28,7 @@ from tests.integration.risk.helpers import (
     WETH,
     Collector,
     RiskTenant,
+    create_strategy,
     drained,
     eventually,
     opportunity,
@@ -106,7 +108,10 @@ async def test_limits_crud_validation_and_roles(
     admin_client: MevaasClient,
     client_for: Callable[..., MevaasClient],
     risk_service: ServiceRuntime[Any],
+    strategy_service: ServiceRuntime[Any],
+    devnet: Devnet,
 ) -> None:
+    strategy_id = await create_strategy(tenant, client_for, strategy_service, devnet)
     empty = await tenant.risk().GetLimits(risk_pb2.GetLimitsRequest())
     assert empty.record.version == 0
     assert not empty.record.limits.max_position
@@ -188,7 +193,7 @@ async def test_limits_crud_validation_and_roles(
         grpc.StatusCode.INVALID_ARGUMENT,
         tenant.risk("trader").UpdateLimits(
             risk_pb2.UpdateLimitsRequest(
-                strategy_id="s1",
+                strategy_id=strategy_id,
                 limits=common_pb2.RiskLimits(denomination=WETH, max_position="5000", allowed_chain_ids=[1]),
                 update_mask=mask("*"),
             )
@@ -197,7 +202,7 @@ async def test_limits_crud_validation_and_roles(
     assert set(field_violations(error)) == {"limits.max_position", "limits.allowed_chain_ids"}
     strategy = await tenant.risk("trader").UpdateLimits(
         risk_pb2.UpdateLimitsRequest(
-            strategy_id="s1",
+            strategy_id=strategy_id,
             limits=common_pb2.RiskLimits(denomination=WETH, max_position="400", max_concurrent_executions=3),
             update_mask=mask("*"),
         )
@@ -244,6 +249,29 @@ async def test_limits_crud_validation_and_roles(
         )
         own = await other.risk().GetLimits(risk_pb2.GetLimitsRequest())
         assert own.record.version == 0 and not own.record.limits.max_position
+        # Strategy ids are the tenant's own: another tenant's strategy is as unknown as a made-up
+        # one, for limits and kill switches alike, and nothing is stored under it.
+        for foreign in (strategy_id, "no-such-strategy"):
+            for call in (
+                other.risk().GetLimits(risk_pb2.GetLimitsRequest(strategy_id=foreign)),
+                other.risk().UpdateLimits(
+                    risk_pb2.UpdateLimitsRequest(
+                        strategy_id=foreign,
+                        limits=common_pb2.RiskLimits(max_slippage_bps=5),
+                        update_mask=mask("max_slippage_bps"),
+                    )
+                ),
+                other.risk().SetKillSwitch(
+                    risk_pb2.SetKillSwitchRequest(strategy_id=foreign, engaged=True, reason="probe")
+                ),
+                other.risk().GetKillSwitch(risk_pb2.GetKillSwitchRequest(strategy_id=foreign)),
+            ):
+                error = await expect_code(grpc.StatusCode.NOT_FOUND, call)
+                assert foreign in (error.details() or "")
+        mine = await tenant.risk().GetLimits(risk_pb2.GetLimitsRequest(strategy_id=strategy_id))
+        assert mine.record.limits.max_position == "400"
+        switch = await tenant.risk().GetKillSwitch(risk_pb2.GetKillSwitchRequest(strategy_id=strategy_id))
+        assert not switch.kill_switch.engaged
     finally:
         await other.close()
 
@@ -473,13 +501,14 @@ async def test_kill_switch_rejects_everything_after_engagement(
     assert changes.events[0].engaged and changes.events[0].reason == "oracle incident"
     assert changes.events[0].tenant_id == tenant.tenant_id
 
-    # The change is audited with who did it (the trader's API key) and why.
+    # The change is audited with who did it (the trader's API key) and why, in its transaction;
+    # the no-op repeat and the refused attempts are in the trail too (written by the interceptor).
     async def risk_audit() -> list[events_pb2.AuditRecord]:
-        return [r for r in audit.events if r.service == "risk"]
+        return [r for r in audit.events if r.service == "risk" and "reason" in r.details]
 
     risk_records = await eventually(risk_audit)
-    assert [r.action for r in risk_records] == ["risk.kill_switch.engage"]
-    assert risk_records[0].details["reason"] == "oracle incident"
+    assert [r.action for r in risk_records] == ["/mevaas.risk.v1.RiskService/SetKillSwitch"]
+    assert risk_records[0].details == {"reason": "oracle incident", "engaged": "true"}
     assert common_pb2.ROLE_TRADER in risk_records[0].actor.roles
 
     # Only owners and admins release it.

@@ -268,13 +268,13 @@ async def test_engine_publishes_exact_opportunities_for_running_strategies_only(
             if p.dex == "uniswap" and {p.token0, p.token1} == {weth, usdc}
         )
         await skew_pool(chain, target, "USDC", 2_000_000 * 10**6)  # WETH suddenly dear on uniswap
-        await _eventually(lambda: any(target in [h.pool for h in o.hops] for o in received))
+        await _eventually(lambda: any(target in [h.pool for h in o.swap_cycle.hops] for o in received))
 
         for opp in received:
             assert opp.tenant_id == tenant_id and opp.strategy_version == 1
             assert opp.deadline_block == opp.detected_block + 2  # next block + 1 retry
             legs = []
-            for hop in opp.hops:
+            for hop in opp.swap_cycle.hops:
                 r0, r1 = await _reserves_at(devnet, hop.pool, opp.detected_block)
                 token0 = hop.token_in if hop.token_in.lower() < hop.token_out.lower() else hop.token_out
                 legs.append(
@@ -284,9 +284,9 @@ async def test_engine_publishes_exact_opportunities_for_running_strategies_only(
             assert best is not None
             amount_in = min(best.amount_in, 50 * 10**18)
             amounts = amounts_out(amount_in, legs)
-            assert int(opp.amount_in) == amount_in
+            assert int(opp.swap_cycle.amount_in) == amount_in
             assert int(opp.expected_profit) == amounts[-1] - amount_in
-            assert [int(h.amount_out) for h in opp.hops] == amounts[1:]
+            assert [int(h.amount_out) for h in opp.swap_cycle.hops] == amounts[1:]
             gas_cost = int(opp.expected_profit) - int(opp.expected_profit_net_of_gas)
             assert gas_cost == opp.gas_estimate * int(opp.gas_price)  # profit in WETH: 1:1 with gas
             assert int(opp.expected_profit_net_of_gas) > 0

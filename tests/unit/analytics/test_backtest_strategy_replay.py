@@ -12,12 +12,12 @@ from eth_utils.address import to_checksum_address
 
 from mevaas.common.v1 import common_pb2
 from mevaas.strategy.v1 import strategy_pb2
-from mevaas_analytics.backtests import Settings, correlation, run_replay
+from mevaas_analytics.backtest_replay import Settings, correlation, run_replay
 from mevaas_analytics.domain.backtest import MarketRecorder, PoolInfo
 from mevaas_chain.pool_index import Pool
-from mevaas_strategy.domain.arbitrage import FlashArbitrage
-from mevaas_strategy.domain.market import MarketView
-from mevaas_strategy.domain.model import StrategySpec
+from mevaas_strategies.arbitrage import FlashArbitrage
+from mevaas_strategies.market import MarketView
+from mevaas_strategies.model import StrategySpec
 from tests.fixtures.strategy import strategy_config
 from tests.unit.strategy.synthetic import E18, USDC, WETH, chain_config, market
 

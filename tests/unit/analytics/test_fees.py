@@ -16,7 +16,6 @@ from mevaas_analytics.domain.fees import (
     round_fraction,
     to_proto_line,
 )
-from mevaas_analytics.domain.valuation import OraclePrices, PoolPrices, PoolReserves, Valuer, token_key
 
 D = Decimal
 BASE = analytics_pb2.LINE_ITEM_KIND_BASE_FEE
@@ -196,35 +195,3 @@ def test_proto_line_item() -> None:
     assert not item.HasField("unit_price")
     base = to_proto_line(invoice.line_items[0], "USD")
     assert base.unit_price == usd("25000.00")
-
-
-WETH = "0x" + "11" * 20
-USDC = "0x" + "22" * 20
-DAI = "0x" + "33" * 20
-
-
-def test_pool_price_valuation_is_exact() -> None:
-    anchors = OraclePrices.parse(f"31337:{USDC}=1")
-    decimals = {token_key(31337, WETH): 18, token_key(31337, USDC): 6, token_key(31337, DAI): 18}
-    pools = PoolPrices(anchors, decimals)
-    pools.update(
-        [
-            # 1000 WETH : 3,000,000 USDC -> 3000 USDC/WETH (deepest)
-            PoolReserves(31337, "0x" + "aa" * 20, WETH, USDC, 1000 * 10**18, 3_000_000 * 10**6),
-            # shallower pool at a different price is ignored
-            PoolReserves(31337, "0x" + "bb" * 20, USDC, WETH, 3_100 * 10**6, 1 * 10**18),
-        ]
-    )
-    valuer = Valuer(OraclePrices(), pools)
-    value = valuer.value(31337, WETH.upper().replace("0X", "0x"), 123456789012345678, 18)
-    assert value == Fraction(3000) * Fraction(123456789012345678, 10**18)
-    assert round_fraction(value, "USD") == D("370.37")
-    # no pool to an anchor: unpriced, never guessed
-    assert valuer.value(31337, DAI, 10**18, 18) is None
-
-
-def test_oracle_table_takes_precedence() -> None:
-    oracle = OraclePrices.parse(f"1:{WETH}=2500.125, 31337:{USDC}=1")
-    valuer = Valuer(oracle, None)
-    assert valuer.value(1, WETH, 2 * 10**18, 18) == Fraction(5000250, 1000)
-    assert valuer.value(1, USDC, 1, 6) is None

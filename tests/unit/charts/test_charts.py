@@ -152,10 +152,10 @@ def test_platform_services_ports_probes_and_policies() -> None:
             "metrics": 9090,
         }
         env = {e["name"] for e in container["env"]}
-        assert {"NATS_URL", "DATABASE_URL", "JWT_PUBLIC_KEYS", "GRPC_HOST", "METRICS_HOST"} <= env
+        assert {"NATS_URL", "SECRETS_DIR", "JWT_PUBLIC_KEYS", "GRPC_HOST", "METRICS_HOST"} <= env
         assert ("CHAINS_FILE" in env) == (svc in ("strategy", "execution"))
-        assert ("EXECUTION_KEK" in env) == (svc == "execution")
-    assert set(by_kind(objs, "PodDisruptionBudget")) == {f"mevaas-{s}" for s in SERVICES}
+        assert not {"EXECUTION_KEK", "DATABASE_URL"} & env
+    assert set(by_kind(objs, "PodDisruptionBudget")) == {f"mevaas-{s}" for s in (*SERVICES, "operator")}
     assert set(by_kind(objs, "HorizontalPodAutoscaler")) == {
         f"mevaas-{s}" for s in SERVICES if s != "execution"
     }
@@ -199,7 +199,9 @@ def test_operator_rbac_covers_what_it_manages() -> None:
     ]:
         assert needed in granted, needed
     bind = next(r for r in rules if r["verbs"] == ["bind"])
-    assert set(bind["resourceNames"]) == set(by_kind(objs, "ClusterRole")) - {"mevaas-operator"}
+    tenant_roles = {f"mevaas-tenant-{role}" for role in ("owner", "admin", "trader", "viewer", "compliance")}
+    assert tenant_roles <= set(by_kind(objs, "ClusterRole"))
+    assert set(bind["resourceNames"]) == tenant_roles
 
 
 def test_tenant_defaults_render_the_tenant_chart(tmp_path: Path) -> None:
@@ -213,7 +215,7 @@ def test_tenant_defaults_render_the_tenant_chart(tmp_path: Path) -> None:
         "tenant", [path], namespace="tenant-x", set_values=["isolation=dedicated,tier=enterprise"]
     )
     image = by_kind(tenant, "Deployment")["strategy"]["spec"]["template"]["spec"]["containers"][0]["image"]
-    assert image == "registry.example.com/mevaas/mevaas-strategy:0.1.0"
+    assert image == "registry.example.com/mevaas/mevaas-strategy:0.1.0@sha256:" + "2" * 64
 
 
 def test_tenant_tiers_quota_and_overrides() -> None:
@@ -241,7 +243,7 @@ def test_dedicated_tier_gets_its_own_workers_and_branding() -> None:
         assert deployment["metadata"]["namespace"] == "tenant-ci"
         container = deployment["spec"]["template"]["spec"]["containers"][0]
         assert deployment["spec"]["template"]["metadata"]["annotations"]["mevaas.io/tenant-id"] == "initech"
-        assert container["image"] == f"registry.example.com/mevaas/mevaas-{name}:0.1.0"
+        assert container["image"].startswith(f"registry.example.com/mevaas/mevaas-{name}:0.1.0@sha256:")
         assert container["readinessProbe"]["grpc"]["port"] == 50051
     branding = by_kind(objs, "ConfigMap")["tenant-branding"]["data"]
     assert branding["primaryColor"] == "#1F6FEB"

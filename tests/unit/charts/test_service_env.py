@@ -1,6 +1,7 @@
 """The charts set exactly the environment the services read: every variable a service container
 gets is a field of its settings class (or a name the code reads from os.environ itself), every
-required field is set, secrets come from Secrets, files from mounted Secrets/ConfigMaps, and the
+required field is set, key material is never in the environment but a file of SECRETS_DIR projected
+from a Secret (mevaas_core.config reads it), files come from mounted Secrets/ConfigMaps, and the
 servers listen on all of the pod's interfaces. The migration Job gets what `mevaas-migrate` reads."""
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from mevaas_execution.server import ExecutionSettings
 from mevaas_risk.server import RiskSettings
 from mevaas_strategy.server import StrategySettings
 from mevaas_tenancy.server import TenancySettings
-from tests.fixtures.k8s import CHARTS, render_chart
+from tests.fixtures.k8s import CHARTS, ROOT, render_chart
 
 SETTINGS: dict[str, type[ServiceSettings]] = {
     "tenancy": TenancySettings,
@@ -41,10 +42,12 @@ READ_BY_CODE = frozenset(
     }
 )
 # Settings holding key material: never a literal value in a manifest.
-SECRET_FIELDS = frozenset({"DATABASE_URL", "EXECUTION_KEK", "BOOTSTRAP_ADMIN_KEY"})
+SECRET_FIELDS = frozenset({"DATABASE_URL", "PLATFORM_DATABASE_URL", "EXECUTION_KEK", "BOOTSTRAP_ADMIN_KEY"})
+SECRETS_DIR = "/etc/mevaas/secrets"
 # Settings that are paths to files (or may be): they must point into a mounted volume.
 FILE_FIELDS = frozenset({"JWT_PUBLIC_KEYS", "JWT_PRIVATE_KEY", "CHAINS_FILE", "MEVAAS_CHAINS_FILE"})
-MIGRATE_ENV = frozenset({"DATABASE_URL", "DB_APP_PASSWORD", "DB_OWNER_PASSWORD"})
+FILE_FIELDS = FILE_FIELDS | {"GRPC_TLS_CERT_FILE", "GRPC_TLS_KEY_FILE", "NATS_TLS_CA_FILE"}
+MIGRATE_SECRETS = frozenset({"DATABASE_URL", "DB_APP_PASSWORD", "DB_OWNER_PASSWORD", "DB_PLATFORM_PASSWORD"})
 
 PLATFORM_CASES = {
     "defaults": ([], []),
@@ -53,6 +56,11 @@ PLATFORM_CASES = {
     "provision": (
         [],
         ["database.provision.enabled=true,auth.bootstrapAdminKey.name=admin,auth.bootstrapAdminKey.key=key"],
+    ),
+    "prod": ([ROOT / "deploy" / "values" / "prod.yaml"], []),
+    "tls-ca-bundle": (
+        [],
+        ["tls.enabled=true,tls.caBundle=-----BEGIN CERTIFICATE-----x,nats.credentials.enabled=true"],
     ),
 }
 DEDICATED_VALUES = CHARTS / "tenant" / "ci" / "enterprise-dedicated-values.yaml"
@@ -89,6 +97,21 @@ def render_dedicated() -> list[dict[str, Any]]:
     return render_chart("tenant", [DEDICATED_VALUES], namespace="tenant-initech", release="tenant")
 
 
+def secret_files(pod: dict[str, Any], container: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    """SECRETS_DIR's files in the container: file name -> (Secret, key), from its projected volume."""
+    env = {e["name"]: e.get("value") for e in container.get("env", [])}
+    assert env.get("SECRETS_DIR") == SECRETS_DIR, f"{container['name']}: SECRETS_DIR not set"
+    (mount,) = [m for m in container["volumeMounts"] if m["mountPath"] == SECRETS_DIR]
+    (volume,) = [v for v in pod["volumes"] if v["name"] == mount["name"]]
+    files: dict[str, tuple[str, str]] = {}
+    for source in volume["projected"]["sources"]:
+        assert set(source) == {"secret"}, f"{container['name']}: SECRETS_DIR holds only Secrets"
+        for item in source["secret"]["items"]:
+            assert item["path"] not in files, f"{container['name']}: {item['path']} projected twice"
+            files[item["path"]] = (source["secret"]["name"], item["key"])
+    return files
+
+
 def mounted_file(pod: dict[str, Any], container: dict[str, Any], path: str) -> tuple[str, str, str]:
     """(kind, name, key) of the Secret or ConfigMap item that `path` is in the container."""
     volumes = {v["name"]: v for v in pod.get("volumes", [])}
@@ -98,6 +121,13 @@ def mounted_file(pod: dict[str, Any], container: dict[str, Any], path: str) -> t
             continue
         volume = volumes[mount["name"]]
         relative = path[len(prefix) :]
+        if "projected" in volume:
+            for projected in volume["projected"]["sources"]:
+                for kind, source in (("Secret", "secret"), ("ConfigMap", "configMap")):
+                    for item in (projected.get(source) or {}).get("items", []):
+                        if item["path"] == relative:
+                            return kind, projected[source]["name"], item["key"]
+            raise AssertionError(f"{path}: projected volume {mount['name']} does not project it")
         for kind, source, name_field in (
             ("Secret", "secret", "secretName"),
             ("ConfigMap", "configMap", "name"),
@@ -119,14 +149,20 @@ def check_service_env(
     settings_cls = SETTINGS[component]
     env = {e["name"]: e for e in container["env"]}
     assert len(env) == len(container["env"]), f"{component}: an env var is set twice"
-    unread = set(env) - env_names(settings_cls) - READ_BY_CODE
+    unread = set(env) - env_names(settings_cls) - READ_BY_CODE - {"SECRETS_DIR"}
     assert not unread, f"{component} sets env vars {settings_cls.__name__} does not read: {sorted(unread)}"
-    missing = required_env(settings_cls) - set(env)
+    files = {name.upper() for name in secret_files(pod, container)}
+    unread_files = files - env_names(settings_cls)
+    assert not unread_files, f"{component}: secret files no setting reads: {sorted(unread_files)}"
+    assert not files & set(env), f"{component}: set both as a variable and a file: {sorted(files & set(env))}"
+    missing = required_env(settings_cls) - set(env) - files
     assert not missing, f"{component} lacks required settings: {sorted(missing)}"
+    assert "DATABASE_URL" in files, f"{component}: no database login"
     for name in ("GRPC_HOST", "METRICS_HOST"):
         assert env[name].get("value") == "0.0.0.0", f"{component}: {name} must listen on the pod's IP"
-    for name in SECRET_FIELDS & set(env):
-        assert "secretKeyRef" in env[name].get("valueFrom", {}), f"{component}: {name} not from a Secret"
+    for entry in container["env"]:
+        assert "valueFrom" not in entry, f"{component}: {entry['name']} comes from an object, not a file"
+        assert entry["name"] not in SECRET_FIELDS, f"{component}: {entry['name']} is key material in env"
     for name in FILE_FIELDS & set(env):
         paths = [p.strip() for p in env[name]["value"].split(";") if p.strip()]
         assert paths, f"{component}: {name} is empty"
@@ -171,57 +207,74 @@ def test_platform_chains_reach_the_registry_and_the_tenant_defaults() -> None:
     ]
     defaults = yaml.safe_load(configmaps["mevaas-operator-tenant-defaults"]["data"]["values.yaml"])
     assert parse_registry(yaml.safe_dump(defaults["workers"]), yaml_format=True).chains == registry.chains
-    assert set(defaults["workers"]["databaseSecrets"]) == {"strategy", "execution"}
+    assert set(defaults["workers"]["secrets"]["database"]) == {"strategy", "execution"}
 
 
 @pytest.mark.parametrize("provision", [False, True])
 def test_migration_job_gets_what_mevaas_migrate_reads(provision: bool) -> None:
     objs = render_platform("provision" if provision else "defaults")
-    (job,) = [o for o in objs if o["kind"] == "Job"]
+    (job,) = [o for o in objs if o["kind"] == "Job" and o["metadata"]["name"] == "mevaas-migrations"]
     pod = job["spec"]["template"]["spec"]
     steps = pod.get("initContainers", []) + pod["containers"]
     assert [c["args"][1] for c in steps] == list(SETTINGS)
     for step in steps:
         service = step["args"][1]
-        env = {e["name"]: e for e in step["env"]}
-        assert set(env) <= MIGRATE_ENV, sorted(set(env) - MIGRATE_ENV)
-        assert all("secretKeyRef" in e["valueFrom"] for e in env.values())
+        assert [e["name"] for e in step["env"]] == ["SECRETS_DIR"]
+        files = {name.upper(): ref for name, ref in secret_files(pod, step).items()}
         assert ("--provision" in step["args"]) == provision
         if provision:
-            assert set(env) == MIGRATE_ENV
-            assert env["DATABASE_URL"]["valueFrom"]["secretKeyRef"]["name"] == "mevaas-db-admin"
-            passwords = {
-                env[n]["valueFrom"]["secretKeyRef"]["name"] for n in ("DB_APP_PASSWORD", "DB_OWNER_PASSWORD")
-            }
-            assert passwords == {f"mevaas-db-{service}"}
+            assert set(files) == MIGRATE_SECRETS
+            assert files["DATABASE_URL"] == ("mevaas-db-admin", "url")
+            assert {
+                files[n][0] for n in ("DB_APP_PASSWORD", "DB_OWNER_PASSWORD", "DB_PLATFORM_PASSWORD")
+            } == {f"mevaas-db-{service}"}
         else:
-            assert env["DATABASE_URL"]["valueFrom"]["secretKeyRef"] == {
-                "name": f"mevaas-db-{service}",
-                "key": "owner-url",
-            }
+            assert files == {"DATABASE_URL": (f"mevaas-db-{service}", "owner-url")}
 
 
 def test_each_service_connects_with_its_own_role() -> None:
-    for component, container, _ in service_containers(render_platform("defaults")):
-        ref = next(e for e in container["env"] if e["name"] == "DATABASE_URL")["valueFrom"]["secretKeyRef"]
-        assert ref == {"name": f"mevaas-db-{component}", "key": "app-url"}
+    for component, container, pod in service_containers(render_platform("defaults")):
+        assert secret_files(pod, container)["database_url"] == (f"mevaas-db-{component}", "app-url")
+
+
+def test_execution_reads_the_kek_ring_from_a_file_only_there() -> None:
+    for component, container, pod in service_containers(render_platform("prod")):
+        files = secret_files(pod, container)
+        assert ("execution_kek" in files) == (component == "execution"), component
+        assert files["nats_url"] == (f"mevaas-nats-{component}", "url")
 
 
 def test_the_check_catches_names_no_settings_class_reads() -> None:
     """A chart setting the operator's old guesses (…_FILE names) and missing tenancy's signing key
     fails the check."""
-    pod: dict[str, Any] = {"volumes": [{"name": "jwt", "secret": {"secretName": "mevaas-jwt"}}]}
+    secrets = {"secret": {"name": "mevaas-db-tenancy", "items": [{"key": "app-url", "path": "database_url"}]}}
+    pod: dict[str, Any] = {
+        "volumes": [
+            {"name": "jwt", "secret": {"secretName": "mevaas-jwt"}},
+            {"name": "secrets", "projected": {"sources": [secrets]}},
+        ]
+    }
     container: dict[str, Any] = {
         "name": "tenancy",
         "env": [
             {"name": "GRPC_HOST", "value": "0.0.0.0"},
             {"name": "METRICS_HOST", "value": "0.0.0.0"},
+            {"name": "SECRETS_DIR", "value": SECRETS_DIR},
             {"name": "JWT_PUBLIC_KEY_FILE", "value": "/etc/mevaas/jwt/public.pem"},
         ],
-        "volumeMounts": [{"name": "jwt", "mountPath": "/etc/mevaas/jwt"}],
+        "volumeMounts": [
+            {"name": "jwt", "mountPath": "/etc/mevaas/jwt"},
+            {"name": "secrets", "mountPath": SECRETS_DIR},
+        ],
     }
     with pytest.raises(AssertionError, match="JWT_PUBLIC_KEY_FILE"):
         check_service_env("tenancy", container, pod, {})
-    container["env"][2] = {"name": "JWT_PUBLIC_KEYS", "value": "/etc/mevaas/jwt/public.pem"}
+    container["env"][3] = {"name": "JWT_PUBLIC_KEYS", "value": "/etc/mevaas/jwt/public.pem"}
     with pytest.raises(AssertionError, match="JWT_PRIVATE_KEY"):
+        check_service_env("tenancy", container, pod, {})
+    container["env"].append({"name": "JWT_PRIVATE_KEY", "value": "/etc/mevaas/jwt/private.pem"})
+    container["env"].append(
+        {"name": "EXECUTION_KEK", "valueFrom": {"secretKeyRef": {"name": "k", "key": "k"}}}
+    )
+    with pytest.raises(AssertionError, match="EXECUTION_KEK"):
         check_service_env("tenancy", container, pod, {})

@@ -12,7 +12,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[3]
 SKAFFOLD: dict[str, Any] = yaml.safe_load((ROOT / "skaffold.yaml").read_text())
-PLATFORM_SERVICES = ("tenancy", "strategy", "risk", "execution", "analytics", "operator")
+PLATFORM_SERVICES = ("tenancy", "strategy", "risk", "execution", "analytics", "gateway", "operator")
 ARTIFACTS = {a["image"]: a for a in SKAFFOLD["build"]["artifacts"]}
 
 

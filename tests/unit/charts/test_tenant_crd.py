@@ -9,6 +9,8 @@ from typing import Any
 import jsonschema
 import pytest
 
+from tests.fixtures.k8s import CHARTS, render_chart, run_helm
+
 
 def schema_of(crd: dict[str, Any]) -> dict[str, Any]:
     version = next(v for v in crd["spec"]["versions"] if v["storage"])
@@ -143,3 +145,38 @@ def test_status_schema_accepts_operator_status(tenant_crd: dict[str, Any]) -> No
     assert errors(tenant_crd, obj) == []
     obj["status"]["conditions"][0]["reason"] = "Partying"
     assert errors(tenant_crd, obj)
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["a", "acme", "a" * 53, "a" * 54, "a" * 56, "acme.corp", "Acme", "-acme", "acme-", "ac_me"],
+)
+def test_the_crd_accepts_exactly_the_names_the_tenant_chart_renders(
+    tenant_crd: dict[str, Any], name: str
+) -> None:
+    """A name the CRD admits must render (helm release name, namespace tenant-<name>), and one that
+    cannot render must be refused at admission, so no Tenant is stuck Failed for its name."""
+    admitted = not errors(tenant_crd, tenant({"tier": "starter"}, name=name))
+    result = run_helm(
+        "template",
+        name,
+        str(CHARTS / "tenant"),
+        "--namespace",
+        f"tenant-{name}",
+        "--set",
+        f"tenant.name={name}",
+        check=False,
+    )
+    assert admitted == (result.returncode == 0), result.stderr
+    assert admitted == (
+        len(name) <= 53
+        and name == name.lower()
+        and "." not in name
+        and "_" not in name
+        and not name.startswith("-")
+        and not name.endswith("-")
+    )
+    if admitted:
+        assert render_chart(
+            "tenant", namespace=f"tenant-{name}", release=name, set_values=[f"tenant.name={name}"]
+        )

@@ -54,7 +54,8 @@ def test_rls_policy_snippet_follows_the_convention() -> None:
     sql = rls_policy_sql("svc.things")
     assert "ENABLE ROW LEVEL SECURITY" in sql and "FORCE ROW LEVEL SECURITY" in sql
     assert "tenant_id = current_setting('app.tenant_id', true)" in sql
-    assert "current_setting('app.scope', true) = 'platform'" in sql
+    assert "app.scope" not in sql  # platform scope is a role, never a setting
+    assert "CREATE POLICY platform_access ON svc.things TO svc_platform USING (true)" in sql
     assert "NULLIF(current_setting('app.tenant_id', true), '')::uuid" in rls_policy_sql(
         "s.t", column_type="uuid"
     )

@@ -29,58 +29,55 @@ def opportunity(**overrides: Any) -> events_pb2.Opportunity:
         opportunity_id="o1",
         chain_id=1,
         chain_ids=[1, 2],
-        amount_in="1000",
         expected_profit="100",
         expected_profit_net_of_gas="90",
         gas_estimate=10,
         gas_price="1",
         profit_token=common_pb2.Token(chain_id=1, address=WETH_A),
-        hops=[
-            events_pb2.RouteHop(
+        cross_chain=events_pb2.CrossChainAction(legs=[
+            events_pb2.CrossChainLeg(chain_id=1, amount_in="1000", hops=[events_pb2.RouteHop(
                 chain_id=1, pool="0x" + "aa" * 20, dex="uni", token_in=WETH_A, token_out=USDC_A,
                 amount_in="1000", amount_out="5000", fee_bps=30,
-            ),
-            events_pb2.RouteHop(
+            )]),
+            events_pb2.CrossChainLeg(chain_id=2, amount_in="5000", hops=[events_pb2.RouteHop(
                 chain_id=2, pool="0x" + "bb" * 20, dex="uni", token_in=USDC_B, token_out=WETH_B,
                 amount_in="5000", amount_out="1100", fee_bps=30,
-            ),
-        ],
+            )]),
+        ]),
     )  # fmt: skip
     for name, value in overrides.items():
         setattr(opp, name, value)
     return opp
 
 
-def test_cross_chain_detection() -> None:
-    assert cross_chain.is_cross_chain(opportunity())
-    single = opportunity()
-    for hop in single.hops:
-        hop.chain_id = 1
-    assert not cross_chain.is_cross_chain(single)
-
-
 def test_legs_chain_and_carry_the_slippage_floor() -> None:
-    buy, sell = cross_chain.plan_legs(opportunity(), max_slippage_bps=100)
+    buy, sell = cross_chain.plan_legs(opportunity().cross_chain, max_slippage_bps=100)
     assert (buy.chain_id, buy.token_in, buy.token_out, buy.amount_in) == (1, WETH_A, USDC_A, 1000)
     assert buy.amount_out_min == 4950
     assert (sell.chain_id, sell.amount_in, sell.amount_out_min) == (2, 5000, 1089)
 
 
 def test_legs_that_do_not_chain_are_refused() -> None:
-    opp = opportunity()
-    opp.hops[1].amount_in = "4999"
-    with pytest.raises(PlanError, match="does not spend"):
-        cross_chain.plan_legs(opp, 0)
-    opp = opportunity()
-    opp.hops[1].chain_id = 1
+    action = opportunity().cross_chain
+    action.legs[1].amount_in = action.legs[1].hops[0].amount_in = "4999"
+    with pytest.raises(PlanError, match="does not spend what leg 0 yields"):
+        cross_chain.plan_legs(action, 0)
+    action = opportunity().cross_chain
+    action.legs[1].chain_id = action.legs[1].hops[0].chain_id = 1
     with pytest.raises(PlanError, match="one leg per chain"):
-        cross_chain.plan_legs(opp, 0)
-    with pytest.raises(PlanError, match="opportunity's input"):
-        cross_chain.plan_legs(opportunity(amount_in="999"), 0)
+        cross_chain.plan_legs(action, 0)
+    action = opportunity().cross_chain
+    action.legs[0].amount_in = "999"
+    with pytest.raises(PlanError, match="its hop does not spend the leg's input"):
+        cross_chain.plan_legs(action, 0)
+    action = opportunity().cross_chain
+    action.legs[0].hops.add().CopyFrom(action.legs[0].hops[0])
+    with pytest.raises(PlanError, match="leg 0 has 2 hops"):
+        cross_chain.plan_legs(action, 0)
 
 
 def test_swap_calldata_is_the_router_call() -> None:
-    buy, _ = cross_chain.plan_legs(opportunity(), 0)
+    buy, _ = cross_chain.plan_legs(opportunity().cross_chain, 0)
     data = cross_chain.swap_calldata(buy, WALLET, 123)
     assert data[:4] == abi.selector(cross_chain.SWAP_EXACT_TOKENS)
     amount_in, minimum, path, to, deadline = abi.decode_result(
@@ -116,7 +113,7 @@ def test_received_counts_only_the_wallets_transfers_of_the_token() -> None:
 
 def test_gas_rate_is_one_to_one_on_the_wrapped_native_side() -> None:
     opp = opportunity()
-    _, sell = cross_chain.plan_legs(opp, 0)
+    _, sell = cross_chain.plan_legs(opp.cross_chain, 0)
     assert cross_chain.leg_gas_rate(opp, sell, CHAIN_B) == (1, 1)
     other = CHAIN_B.model_copy(update={"wrapped_native": "0x" + "99" * 20})
     # Not the native token: the rate the opportunity implies, (gross - net) / (gas * price).

@@ -13,11 +13,17 @@ from eth_account import Account
 from mevaas.common.v1 import common_pb2
 from mevaas.events.v1 import events_pb2
 from mevaas.strategy.v1 import strategy_pb2
-from mevaas_chain.executor import EXECUTED_TOPIC, ExecutorHop, encode_execute, encode_execute_flash
+from mevaas_chain.executor import (
+    EXECUTED_TOPIC,
+    ExecutorHop,
+    encode_execute,
+    encode_execute_flash,
+    encode_execute_flash_loan,
+)
 from mevaas_chain.keystore import KeystoreError, SecretKey, decrypt_private_key, generate_wallet
+from mevaas_chain.rawtx import RawTransactionError, decode_signed
 from mevaas_chain.registry import ChainConfig, DexConfig
 from mevaas_execution.domain import planning, sessions
-from mevaas_execution.domain.rawtx import RawTransactionError, decode_signed
 from mevaas_execution.wallets import keyring_from_settings
 
 WETH = "0x" + "11" * 20
@@ -40,11 +46,14 @@ def opportunity(**overrides: object) -> events_pb2.Opportunity:
         opportunity_id="o1",
         type=common_pb2.STRATEGY_TYPE_FLASH_ARBITRAGE,
         chain_id=31337,
-        hops=[
-            events_pb2.RouteHop(pool=POOL_A, token_in=WETH, token_out=USDC, dex="uni", fee_bps=30),
-            events_pb2.RouteHop(pool=POOL_B, token_in=USDC, token_out=WETH, dex="uni", fee_bps=30),
-        ],
-        amount_in="1000",
+        swap_cycle=events_pb2.SwapCycleAction(
+            hops=[
+                events_pb2.RouteHop(pool=POOL_A, token_in=WETH, token_out=USDC, dex="uni", fee_bps=30),
+                events_pb2.RouteHop(pool=POOL_B, token_in=USDC, token_out=WETH, dex="uni", fee_bps=30),
+            ],
+            amount_in="1000",
+            financing=events_pb2.FINANCING_FLASH_SWAP,
+        ),
         expected_profit="500",
         profit_token=common_pb2.Token(chain_id=31337, address=WETH),
         gas_estimate=200_000,
@@ -121,21 +130,44 @@ def test_min_profit_applies_slippage_and_never_allows_a_loss() -> None:
 
 def test_executor_calldata_flash_and_own_capital() -> None:
     hops = [ExecutorHop(POOL_A, True, 30), ExecutorHop(POOL_B, False, 30)]
-    assert planning.executor_calldata(opportunity(), CHAIN, 9) == encode_execute_flash(
+    assert planning.executor_calldata(opportunity().swap_cycle, CHAIN, 9) == encode_execute_flash(
         FACTORY, WETH, 1000, hops, 9
     )
-    own = opportunity(type=common_pb2.STRATEGY_TYPE_DEX_ARBITRAGE)
+    # The financing the action names decides, not the strategy type.
+    own = opportunity(type=common_pb2.STRATEGY_TYPE_FLASH_ARBITRAGE).swap_cycle
+    own.financing = events_pb2.FINANCING_INVENTORY
     assert planning.executor_calldata(own, CHAIN, 9) == encode_execute(WETH, 1000, hops, 9)
-    with pytest.raises(planning.PlanError):
-        planning.executor_calldata(opportunity(amount_in="0"), CHAIN, 1)
-    broken = opportunity()
+    unfinanced = opportunity().swap_cycle
+    unfinanced.financing = events_pb2.FINANCING_UNSPECIFIED
+    with pytest.raises(planning.PlanError, match="no financing"):
+        planning.executor_calldata(unfinanced, CHAIN, 9)
+    for bad in ("0", "12abc"):
+        zero = opportunity().swap_cycle
+        zero.amount_in = bad
+        with pytest.raises(planning.PlanError):
+            planning.executor_calldata(zero, CHAIN, 1)
+    broken = opportunity().swap_cycle
     broken.hops[1].token_out = USDC
     with pytest.raises(planning.PlanError, match="does not end"):
         planning.executor_calldata(broken, CHAIN, 1)
-    unknown = opportunity()
+    unknown = opportunity().swap_cycle
     unknown.hops[0].dex = "sushi"
     with pytest.raises(planning.PlanError):
         planning.executor_calldata(unknown, CHAIN, 1)
+
+
+def test_executor_calldata_flash_loan_borrows_from_the_chains_own_aave_pool() -> None:
+    hops = [ExecutorHop(POOL_A, True, 30), ExecutorHop(POOL_B, False, 30)]
+    cycle = opportunity().swap_cycle
+    cycle.financing = events_pb2.FINANCING_FLASH_LOAN
+    cycle.flash_provider, cycle.flash_fee = "aave_v3", "1"
+    aave = "0x" + "a5" * 20
+    with_pool = CHAIN.model_copy(update={"contracts": {"aave_pool": aave}})
+    assert planning.executor_calldata(cycle, with_pool, 9) == encode_execute_flash_loan(
+        aave, WETH, 1000, hops, 9
+    )
+    with pytest.raises(planning.PlanError, match="no Aave pool"):
+        planning.executor_calldata(cycle, CHAIN, 9)
 
 
 def test_gas_rate_native_and_implied() -> None:

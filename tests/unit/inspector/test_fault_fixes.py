@@ -121,3 +121,46 @@ def test_successful_liquidation_of_the_same_shape_is_reported() -> None:
     [li] = inspect_block(_compound_liquidation_block(None).raw()).liquidations
     assert (li.liquidator_user, li.debt_purchase_amount, li.received_amount) == (BOT, 5 * 10**17, 777)
     assert li.protocol == "compound_v2"
+
+
+AAVE_V3_POOL = "0x87870bca3f3fd6335c3f4ce8392d69350b4fa4e2"
+A_WETH = addr(0xAE7)
+TREASURY = addr(0x7E5)
+
+
+def _aave_liquidation_block(*, receive_a_token: bool, pays_eth: bool) -> Block:
+    """BOT liquidates a WETH-collateral position repaying 1_000 of TOKEN_X."""
+    borrower = addr(0xD0D1)
+    block = Block()
+    tx = block.tx(0).call([], EOA, BOT, "0x12345678")
+    tx.call(
+        [0], BOT, AAVE_V3_POOL, calldata("0x00a718a9", WETH, TOKEN_X, borrower, 1_000, int(receive_a_token))
+    )
+    tx.call([0, 0], AAVE_V3_POOL, TOKEN_X, transfer_from(BOT, addr(0xAE8), 1_000))
+    if receive_a_token:
+        # transferOnLiquidation(from, to, value): the fee to the treasury first, then the liquidator.
+        tx.call([0, 1], AAVE_V3_POOL, A_WETH, calldata("0xf866c319", borrower, TREASURY, 5))
+        tx.call([0, 2], AAVE_V3_POOL, A_WETH, calldata("0xf866c319", borrower, BOT, 1_045))
+    elif pays_eth:
+        tx.call([0, 1], AAVE_V3_POOL, BOT, "0x", value=1_045)
+    else:
+        tx.call([0, 1], A_WETH, WETH, transfer(BOT, 1_045))
+    return block
+
+
+@pytest.mark.parametrize(
+    ("receive_a_token", "pays_eth", "token"),
+    [
+        (False, False, WETH),
+        (False, True, "0xeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee"),
+        (True, False, A_WETH),
+    ],
+)
+def test_aave_liquidation_received_in_underlying_eth_or_atokens(
+    receive_a_token: bool, pays_eth: bool, token: str
+) -> None:
+    [li] = inspect_block(
+        _aave_liquidation_block(receive_a_token=receive_a_token, pays_eth=pays_eth).raw()
+    ).liquidations
+    assert (li.debt_token_address, li.debt_purchase_amount) == (TOKEN_X, 1_000)
+    assert (li.received_token_address, li.received_amount) == (token, 1_045)

@@ -138,7 +138,7 @@ def test_cli_json_output(mainnet_blocks_dir: Path) -> None:
 def test_cli_table_output(mainnet_blocks_dir: Path) -> None:
     outcome = CliRunner().invoke(app, [str(mainnet_blocks_dir / "12914944.json")])
     assert outcome.exit_code == 0, outcome.output
-    assert "51 swaps, 2 arbitrages" in outcome.output
+    assert "52 swaps, 2 arbitrages" in outcome.output
 
 
 def test_cli_needs_a_source() -> None:

@@ -16,7 +16,20 @@ Inspect = Callable[[int], BlockInspection]
 
 def test_12914944_swaps_and_exactly_two_arbitrages(inspect_fixture: Inspect) -> None:
     result = inspect_fixture(12914944)
-    assert len(result.swaps) == 51
+    # The reference's 51, plus a 1inch limit-order fill (v1 protocol) it does not decode: a
+    # reverted one, recorded with its error like a reverted pool swap, in no arbitrage.
+    fills = [s for s in result.swaps if s.protocol == "one_inch"]
+    assert len(result.swaps) == 52 and len(fills) == 1
+    (fill,) = fills
+    assert (fill.transaction_hash, fill.trace_address, fill.error) == (
+        "0xbed169bbaa27a36ac84b937db896a7c89ab4197e5e621fc5698b904065106302",
+        (2, 2, 2),
+        "Reverted",
+    )
+    assert fill.contract_address == "0x3ef51736315f52d568d6d2cf289419b9cfffe782"
+    assert (fill.token_in_address, fill.token_in_amount) == (MIDDLE_TOKEN, 2800 * 10**18)
+    assert (fill.token_out_address, fill.token_out_amount) == (USDC, 4675999999)
+    assert fill.from_address == fill.to_address == "0xfd3dfb524b2da40c8a6d703c62be36b5d8540626"
     expected = {
         "0x448245bf1a507b73516c4eeee01611927dada6610bf26d403012f2e66800d8f0": 750005273675102326,
         "0xfcf4558f6432689ea57737fe63124a5ec39fd6ba6aaf198df13a825dd599bffc": 53560707941943273628,

@@ -8,7 +8,7 @@ from rich.console import Console
 
 from mevaas.common.v1 import common_pb2
 from mevaas.events.v1 import events_pb2
-from mevaas_local.fleet import LiveView
+from mevaas_local.live_view import LiveView
 
 WETH = common_pb2.Token(chain_id=31337, address="0x" + "a1" * 20, symbol="WETH", decimals=18)
 USDC = common_pb2.Token(chain_id=31338, address="0x" + "b2" * 20, symbol="USDC", decimals=6)
@@ -27,7 +27,7 @@ def opportunity(tenant: str, opportunity_id: str) -> events_pb2.Opportunity:
         chain_id=31337,
         expected_profit_net_of_gas=str(5 * 10**16),
         profit_token=WETH,
-        hops=[events_pb2.RouteHop(), events_pb2.RouteHop()],
+        swap_cycle=events_pb2.SwapCycleAction(hops=[events_pb2.RouteHop(), events_pb2.RouteHop()]),
     )
 
 
@@ -128,5 +128,5 @@ def test_recent_events_keep_the_latest_few() -> None:
     for n in range(LiveView.RECENT_EVENTS + 4):
         feed(view, f"opp.{ALICE}.s1", opportunity(ALICE, f"opp-{n:04d}"))
     assert len(view.recent) == LiveView.RECENT_EVENTS
-    assert "opportunity opp-0009: 2 hops on chain 31337, net 0.05 WETH@31337" in view.recent[-1]
+    assert "opportunity opp-0009: swap_cycle on chain 31337, net 0.05 WETH@31337" in view.recent[-1]
     assert "waiting" in rendered(LiveView())

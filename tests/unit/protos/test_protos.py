@@ -42,6 +42,18 @@ REQUIRED_RPCS: dict[str, set[str]] = {
         "ListAuditRecords",
     },
     "mevaas.tenancy.v1.AuthService": {"ExchangeApiKey", "GetPublicKeys", "WhoAmI"},
+    "mevaas.tenancy.v1.SignInService": {
+        "CreateEnrolment",
+        "BeginEnrolment",
+        "CompleteEnrolment",
+        "SignIn",
+        "ExchangeSession",
+        "EndSession",
+        "SetOidcProvider",
+        "GetOidcProvider",
+        "StartOidcSignIn",
+        "CompleteOidcSignIn",
+    },
     "mevaas.strategy.v1.StrategyService": {
         "CreateStrategy",
         "GetStrategy",
@@ -53,6 +65,14 @@ REQUIRED_RPCS: dict[str, set[str]] = {
         "Backtest",
         "GetBacktest",
         "CompareBacktestToLive",
+    },
+    "mevaas.strategy.v1.LeverageProtectionService": {
+        "ProtectPosition",
+        "GetProtectedPosition",
+        "ListProtectedPositions",
+        "UpdateProtectedPosition",
+        "UnprotectPosition",
+        "WatchProtectionAlerts",
     },
     "mevaas.execution.v1.ExecutionService": {
         "StartExecution",

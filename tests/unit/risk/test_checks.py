@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from mevaas.events.v1 import events_pb2
+from mevaas_risk.domain.actions import ActionFacts, facts_of
 from mevaas_risk.domain.checks import Exposure, OpportunityFacts, RiskContext, decide
 from mevaas_risk.domain.limits import Limits, TokenKey
 
@@ -16,13 +17,12 @@ USDC = TokenKey.of(1, "0x" + "bb" * 20)
 R = events_pb2
 
 
-def opportunity(**overrides: object) -> OpportunityFacts:
+def opportunity(input_token: TokenKey = WETH, amount_in: int = 100, **overrides: object) -> OpportunityFacts:
     base = OpportunityFacts(
         strategy_id="s1",
+        action=ActionFacts("swap_cycle", frozenset({1}), frozenset({WETH, USDC}), input_token, amount_in),
         chain_ids=frozenset({1}),
         tokens=frozenset({WETH, USDC}),
-        input_token=WETH,
-        amount_in=100,
         profit_token=WETH,
         net_profit=10,
         gas_price_wei=5,
@@ -168,25 +168,223 @@ def test_facts_from_opportunity_proto() -> None:
         opportunity_id="o1",
         strategy_id="s1",
         chain_id=1,
-        amount_in="1000000000000000000000",
         expected_profit="30",
         expected_profit_net_of_gas="20",
         gas_price="7",
         detected_block=5,
         deadline_block=6,
-        hops=[
-            events_pb2.RouteHop(
-                chain_id=1, token_in=WETH.address.upper().replace("0X", "0x"), token_out=USDC.address
-            ),
-            events_pb2.RouteHop(chain_id=1, token_in=USDC.address, token_out=WETH.address),
-        ],
+        swap_cycle=events_pb2.SwapCycleAction(
+            hops=[
+                events_pb2.RouteHop(
+                    chain_id=1, token_in=WETH.address.upper().replace("0X", "0x"), token_out=USDC.address
+                ),
+                events_pb2.RouteHop(chain_id=1, token_in=USDC.address, token_out=WETH.address),
+            ],
+            amount_in="1000000000000000000000",
+            financing=events_pb2.FINANCING_INVENTORY,
+        ),
     )
     opp.profit_token.chain_id = 1
     opp.profit_token.address = WETH.address
     facts = OpportunityFacts.from_proto(opp)
-    assert facts.input_token == WETH  # addresses compare case-insensitively
-    assert facts.amount_in == 10**21
+    assert facts.exposure_token == WETH  # addresses compare case-insensitively
+    assert facts.exposure_amount == 10**21
     assert facts.net_profit == 20
     assert facts.gas_price_wei == 7
     assert facts.tokens == {WETH, USDC}
     assert facts.chain_ids == {1}
+
+
+def test_an_opportunity_without_action_is_refused_not_measured_as_zero() -> None:
+    facts = OpportunityFacts.from_proto(
+        events_pb2.Opportunity(opportunity_id="o1", strategy_id="s1", chain_id=1)
+    )
+    assert facts.action is None
+    verdict = decide(facts, context())
+    assert not verdict.approved
+    assert verdict.reason_code == R.RISK_REASON_CODE_UNSUPPORTED_ACTION
+
+
+def test_cross_chain_exposure_is_the_first_legs_input_on_its_chain() -> None:
+    other = "0x" + "cc" * 20
+    opp = events_pb2.Opportunity(
+        chain_id=1,
+        cross_chain=events_pb2.CrossChainAction(
+            legs=[
+                events_pb2.CrossChainLeg(
+                    chain_id=1,
+                    hops=[events_pb2.RouteHop(chain_id=1, token_in=WETH.address, token_out=USDC.address)],
+                    amount_in="500",
+                ),
+                events_pb2.CrossChainLeg(
+                    chain_id=2,
+                    hops=[events_pb2.RouteHop(token_in=other, token_out=WETH.address)],
+                    amount_in="9",
+                ),
+            ]
+        ),
+    )
+    facts = facts_of(opp)
+    assert facts is not None
+    assert facts.exposure_token == WETH and facts.exposure_amount == 500
+    assert facts.chain_ids == {1, 2}
+    assert TokenKey.of(2, other) in facts.tokens and TokenKey.of(2, WETH.address) in facts.tokens
+
+
+def test_liquidation_exposes_the_debt_repaid_and_screens_the_borrower() -> None:
+    borrower = "0x" + "Dd" * 20
+    opp = events_pb2.Opportunity(
+        chain_id=1,
+        liquidation=events_pb2.LiquidationAction(
+            borrower=borrower,
+            debt_asset=USDC.to_proto(),
+            collateral_asset=WETH.to_proto(),
+            debt_to_cover="2500",
+        ),
+    )
+    facts = facts_of(opp)
+    assert facts is not None
+    assert (facts.exposure_token, facts.exposure_amount) == (USDC, 2500)
+    assert facts.counterparties == {borrower.lower()}
+    assert facts.tokens == {WETH, USDC}
+
+
+def test_withdrawal_exposes_its_amount_and_names_its_destination() -> None:
+    destination = "0x" + "ee" * 20
+    opp = events_pb2.Opportunity(
+        chain_id=1,
+        withdrawal=events_pb2.WithdrawalAction(token=WETH.to_proto(), amount="7", destination=destination),
+    )
+    facts = facts_of(opp)
+    assert facts is not None
+    assert (facts.exposure_token, facts.exposure_amount, facts.counterparties) == (
+        WETH,
+        7,
+        frozenset({destination}),
+    )
+
+
+def test_rebalance_trade_exposes_what_it_spends_and_every_token_of_its_route() -> None:
+    dai = "0x" + "da" * 20
+    opp = events_pb2.Opportunity(
+        chain_id=1,
+        rebalance_trade=events_pb2.RebalanceTradeAction(
+            rebalance_id="r1",
+            hops=[
+                events_pb2.RouteHop(token_in=WETH.address, token_out=USDC.address),
+                events_pb2.RouteHop(chain_id=1, token_in=USDC.address, token_out=dai),
+            ],
+            amount_in="4200",
+            min_amount_out="1",
+        ),
+    )
+    facts = facts_of(opp)
+    assert facts is not None
+    assert facts.kind == "rebalance_trade"
+    assert (facts.exposure_token, facts.exposure_amount) == (WETH, 4200)
+    assert facts.tokens == {WETH, USDC, TokenKey.of(1, dai)} and facts.chain_ids == {1}
+
+
+def test_a_sanctioned_counterparty_is_refused_naming_it() -> None:
+    from mevaas_core.sanctions import SanctionsList, parse
+
+    pool = "0x" + "cc" * 20
+    listed = SanctionsList(parse(pool + ",OFAC-SDN"))
+    facts = opportunity(
+        action=ActionFacts(
+            "swap_cycle", frozenset({1}), frozenset({WETH, USDC}), WETH, 100, counterparties=frozenset({pool})
+        )
+    )
+    assert decide(facts, context()).approved
+    verdict = decide(facts, context(), listed)
+    assert verdict.reason_code == R.RISK_REASON_CODE_SANCTIONED_COUNTERPARTY
+    assert pool in verdict.reason and "OFAC-SDN" in verdict.reason
+    assert verdict.breach is not None and verdict.breach.kind == R.BREACH_KIND_SANCTIONED_COUNTERPARTY
+
+
+def test_every_pool_and_token_of_a_route_is_a_counterparty() -> None:
+    opp = events_pb2.Opportunity(chain_id=1)
+    opp.swap_cycle.hops.add(pool="0x" + "01" * 20, token_in=WETH.address, token_out=USDC.address)
+    opp.swap_cycle.amount_in = "5"
+    facts = facts_of(opp)
+    assert facts is not None
+    assert facts.counterparties == {"0x" + "01" * 20, WETH.address.lower(), USDC.address.lower()}
+
+
+def deleverage_facts(**overrides: object) -> OpportunityFacts:
+    """A deleverage as risk sees it: repays 2500 USDC-units, earns nothing and costs its gas."""
+    opp = events_pb2.Opportunity(
+        chain_id=1,
+        strategy_id="protection-1",
+        profit_token=USDC.to_proto(),
+        expected_profit="0",
+        expected_profit_net_of_gas="-40",
+        gas_price="5",
+        detected_block=10,
+        deadline_block=12,
+        deleverage=events_pb2.DeleverageAction(
+            account="0x" + "cc" * 20,
+            debt_asset=USDC.to_proto(),
+            collateral_asset=WETH.to_proto(),
+            repay_amount="2500",
+            collateral_amount="1",
+            emergency=True,
+        ),
+    )
+    return replace(OpportunityFacts.from_proto(opp), **overrides)  # type: ignore[arg-type]
+
+
+def test_a_deleverage_is_protective_and_exposes_the_debt_it_repays() -> None:
+    facts = deleverage_facts()
+    assert facts.action is not None and facts.action.protective
+    assert (facts.exposure_token, facts.exposure_amount) == (USDC, 2500)
+    assert facts.tokens == {WETH, USDC}
+    # Every other kind is not protective.
+    assert opportunity().action is not None and not opportunity().action.protective  # type: ignore[union-attr]
+
+
+def test_profit_loss_position_and_concurrency_limits_do_not_stop_a_protective_action() -> None:
+    tight = Limits(
+        denomination=WETH,  # not the deleverage's token either
+        min_profit=1,
+        daily_loss_limit=10,
+        max_position=1,
+        max_concurrent_executions=1,
+    )
+    busy = Exposure(open_count=5, reserved={WETH: 10})
+    ctx = context(tight, tight, tenant_exposure=busy, strategy_exposure=busy, tenant_pnl_today=-(10**9))
+    # The same limits refuse an ordinary trade.
+    assert not decide(opportunity(net_profit=-40), ctx).approved
+    verdict = decide(deleverage_facts(), ctx)
+    assert verdict.approved, verdict.reason
+    assert verdict.reason_code == R.RISK_REASON_CODE_WITHIN_LIMITS
+    assert verdict.reason.startswith("protective action")
+
+
+@pytest.mark.parametrize("switch", ["platform_kill_switch", "tenant_kill_switch", "strategy_kill_switch"])
+def test_every_kill_switch_stops_even_an_emergency_deleverage(switch: str) -> None:
+    overrides: dict[str, Any] = {switch: True}
+    verdict = decide(deleverage_facts(), replace(context(), **overrides))
+    assert not verdict.approved
+    assert verdict.reason_code == R.RISK_REASON_CODE_KILL_SWITCH_ENGAGED
+
+
+def test_allow_lists_gas_price_staleness_and_suspension_still_hold_for_a_deleverage() -> None:
+    assert (
+        decide(deleverage_facts(), context(Limits(allowed_chain_ids=frozenset({2})))).reason_code
+        == R.RISK_REASON_CODE_CHAIN_NOT_ALLOWED
+    )
+    assert (
+        decide(deleverage_facts(), context(Limits(allowed_tokens=frozenset({USDC})))).reason_code
+        == R.RISK_REASON_CODE_TOKEN_NOT_ALLOWED
+    )
+    assert (
+        decide(deleverage_facts(), context(Limits(max_gas_price_wei=4))).reason_code
+        == R.RISK_REASON_CODE_MAX_GAS_PRICE
+    )
+    assert decide(deleverage_facts(detected_block=13), context()).reason_code == R.RISK_REASON_CODE_STALE
+    assert (
+        decide(deleverage_facts(), context(tenant_suspended=True)).reason_code
+        == R.RISK_REASON_CODE_TENANT_SUSPENDED
+    )
+    assert not decide(deleverage_facts(), context(tenant_suspended=True)).approved

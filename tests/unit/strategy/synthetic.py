@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from mevaas_chain.pool_index import Pool
 from mevaas_chain.registry import ChainConfig, DexConfig, TokenConfig
-from mevaas_strategy.domain.market import ChainMarket
+from mevaas_strategies.market import ChainMarket
 
 WETH = "0x" + "11" * 20
 USDC = "0x" + "22" * 20

@@ -10,13 +10,25 @@ import pytest
 from mevaas.common.v1 import common_pb2
 from mevaas_chain.amm.arbitrage import optimize
 from mevaas_chain.amm.v2 import SwapLeg, amounts_out
-from mevaas_strategy.domain.arbitrage import GAS_PER_HOP, DexArbitrage, FlashArbitrage, gas_for
-from mevaas_strategy.domain.cross_chain import GAS_PER_LEG, CrossChainArbitrage
-from mevaas_strategy.domain.market import MarketView
-from mevaas_strategy.domain.model import StrategySpec, TokenRef
-from mevaas_strategy.domain.placeholders import Backrun, Liquidation
-from mevaas_strategy.domain.plugins import plugin_for, register_plugin, registered_plugins
+from mevaas_strategies.actions import CrossChainSwaps, SwapCycle
+from mevaas_strategies.arbitrage import GAS_PER_HOP, DexArbitrage, FlashArbitrage, gas_for
+from mevaas_strategies.backrun import BackrunStrategy as Backrun
+from mevaas_strategies.cross_chain import GAS_PER_LEG, CrossChainArbitrage
+from mevaas_strategies.liquidation import LiquidationStrategy
+from mevaas_strategies.market import MarketView
+from mevaas_strategies.model import StrategySpec, TokenRef
+from mevaas_strategies.plugins import Candidate, plugin_for, register_plugin, registered_plugins
 from tests.unit.strategy.synthetic import E18, LINK, USDC, WETH, market, pool
+
+
+def cycle(candidate: Candidate) -> SwapCycle:
+    assert isinstance(candidate.action, SwapCycle)
+    return candidate.action
+
+
+def swaps(candidate: Candidate) -> CrossChainSwaps:
+    assert isinstance(candidate.action, CrossChainSwaps)
+    return candidate.action
 
 
 def spec(
@@ -65,16 +77,16 @@ def test_dex_arbitrage_finds_the_exact_optimum_of_the_two_hop_cycle() -> None:
     legs = [SwapLeg(1000 * E18, 3_100_000 * 10**6), SwapLeg(3_000_000 * 10**6, 1000 * E18)]
     best = optimize(legs)
     assert best is not None
-    assert c.amount_in == best.amount_in
+    assert c.action.amount_in == best.amount_in
     assert c.expected_profit == best.profit
-    assert [h.pool for h in c.hops] == [DEAR.address, CHEAP.address]
-    assert [h.amount_out for h in c.hops] == list(best.amounts[1:])
+    assert [h.pool for h in cycle(c).hops] == [DEAR.address, CHEAP.address]
+    assert [h.amount_out for h in cycle(c).hops] == list(best.amounts[1:])
     gas_price = 11 * 10**9
     assert c.gas_estimate == gas_for(2, flash=False)
     assert c.gas_price == gas_price
     assert c.gas_cost == c.gas_estimate * gas_price  # WETH is the native coin: 1:1
     assert c.net_profit == best.profit - c.gas_cost
-    assert not c.flash
+    assert not cycle(c).flash
 
 
 def test_dex_arbitrage_caps_the_input_at_max_position_with_exact_amounts() -> None:
@@ -82,7 +94,7 @@ def test_dex_arbitrage_caps_the_input_at_max_position_with_exact_amounts() -> No
     (c,) = DexArbitrage(spec(max_position=cap)).on_market_update(view(CHEAP, DEAR), None)
     legs = [SwapLeg(1000 * E18, 3_100_000 * 10**6), SwapLeg(3_000_000 * 10**6, 1000 * E18)]
     amounts = amounts_out(cap, legs)
-    assert c.amount_in == cap
+    assert c.action.amount_in == cap
     assert c.expected_profit == amounts[-1] - cap
 
 
@@ -90,8 +102,8 @@ def test_flash_arbitrage_ignores_the_inventory_cap_and_is_flagged() -> None:
     (c,) = FlashArbitrage(spec(common_pb2.STRATEGY_TYPE_FLASH_ARBITRAGE, max_position=E18)).on_market_update(
         view(CHEAP, DEAR), None
     )
-    assert c.flash
-    assert c.amount_in > E18
+    assert cycle(c).flash
+    assert c.action.amount_in > E18
     assert c.gas_estimate == gas_for(2, flash=True)
 
 
@@ -101,21 +113,21 @@ def test_three_hop_cycle_through_the_base_token() -> None:
     found = DexArbitrage(spec()).on_market_update(view(CHEAP, QUIET, usdc_link), None)
     assert found
     best = max(found, key=lambda c: c.expected_profit)
-    assert len(best.hops) == 3
+    assert len(cycle(best).hops) == 3
     legs = [
         SwapLeg(*(p.reserves_for(h.token_in)), 30)
         for h, p in zip(
-            best.hops,
+            cycle(best).hops,
             [
                 {CHEAP.address: CHEAP, QUIET.address: QUIET, usdc_link.address: usdc_link}[h.pool]
-                for h in best.hops
+                for h in cycle(best).hops
             ],
             strict=True,
         )
     ]
     result = optimize(legs)
     assert result is not None
-    assert (best.amount_in, best.expected_profit) == (result.amount_in, result.profit)
+    assert (best.action.amount_in, best.expected_profit) == (result.amount_in, result.profit)
 
 
 def test_incremental_evaluation_only_looks_at_changed_pools() -> None:
@@ -157,9 +169,9 @@ def test_cross_chain_arbitrage_buys_on_the_cheap_chain_and_sells_on_the_other() 
     assert best is not None
     amount_in = min(best.amount_in, 50 * E18)
     amounts = amounts_out(amount_in, legs)
-    assert c.amount_in == amount_in
+    assert c.action.amount_in == amount_in
     assert c.expected_profit == amounts[-1] - amount_in
-    assert [h.chain_id for h in c.hops] == [2, 1]
+    assert [leg.chain_id for leg in swaps(c).legs] == [2, 1]
     assert c.gas_estimate == 2 * GAS_PER_LEG
     assert c.gas_cost == math.ceil(GAS_PER_LEG * a.gas_price) + math.ceil(GAS_PER_LEG * b.gas_price)
     # Only the changed chain's routes are re-evaluated.
@@ -179,7 +191,7 @@ def test_registry_lists_every_type_and_accepts_new_plugins_without_edits() -> No
     assert plugin_for("dex_arbitrage") is DexArbitrage
 
     @register_plugin
-    class Echo(Liquidation):
+    class Echo(Backrun):
         type_name = "test_echo"
 
     assert plugin_for("test_echo") is Echo
@@ -190,10 +202,12 @@ def test_registry_lists_every_type_and_accepts_new_plugins_without_edits() -> No
             type_name = "test_echo"
 
 
-def test_placeholder_types_validate_and_find_nothing() -> None:
+def test_blocks_alone_give_backrun_and_liquidation_nothing() -> None:
     v = view(CHEAP, DEAR)
-    for cls in (Liquidation, Backrun):
-        assert cls(spec()).on_market_update(v, None) == []
+    # backrun bids only in order-flow auctions (on_hint)
+    assert Backrun(spec()).on_market_update(v, None) == []
+    # Without a lending market on the chain, liquidation has nothing to look at.
+    assert LiquidationStrategy(spec()).on_market_update(v, None) == []
 
 
 def test_gas_constants_are_per_hop() -> None:

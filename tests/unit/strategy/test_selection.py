@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-from mevaas_strategy.domain.model import TokenRef
-from mevaas_strategy.domain.plugins import Candidate, CandidateHop
-from mevaas_strategy.domain.selection import best_disjoint
+from mevaas_strategies.actions import Hop, SwapCycle
+from mevaas_strategies.model import TokenRef
+from mevaas_strategies.plugins import Candidate
+from mevaas_strategies.selection import best_disjoint
 
 WETH = TokenRef(1, "0x" + "11" * 20)
 
 
 def candidate(pools: list[str], profit: int, gas_cost: int = 10, chain_id: int = 1) -> Candidate:
     hops = tuple(
-        CandidateHop(chain_id, pool, "uniswap", "0x" + "aa" * 20, "0x" + "bb" * 20, 100, 101, 30)
-        for pool in pools
+        Hop(chain_id, pool, "uniswap", "0x" + "aa" * 20, "0x" + "bb" * 20, 100, 101, 30) for pool in pools
     )
-    return Candidate(chain_id, (chain_id,), hops, 100, profit, WETH, 1000, 1, gas_cost)
+    return Candidate(chain_id, (chain_id,), SwapCycle(hops, 100), profit, WETH, 1000, 1, gas_cost)
 
 
 def test_best_net_profit_wins_each_pool_and_disjoint_routes_all_stay() -> None:
