@@ -17,9 +17,13 @@ export PATH := $(abspath $(VENV)/bin):$(abspath $(NODE_BIN)):$(abspath $(TOOLS)/
 PROTO_FILES := $(shell find protos -name '*.proto')
 PY_PROJECTS := pyproject.toml uv.lock $(wildcard libs/*/pyproject.toml services/*/pyproject.toml)
 
-.PHONY: setup run test test-unit test-integration lint bench protos clean
+.PHONY: setup browser run test test-unit test-integration lint bench protos screenshots clean
 
-setup: $(VENV)/.synced $(NODE_DIR)/node_modules/.installed $(HELM) libs/protos/mevaas/.generated
+setup: $(VENV)/.synced $(NODE_DIR)/node_modules/.installed $(HELM) libs/protos/mevaas/.generated browser
+
+# Debian's chromium for the portal's browser tests (apt, only when missing).
+browser:
+	@bash tools/setup_chromium.sh
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)/uv
@@ -61,6 +65,10 @@ lint: setup
 	$(VENV)/bin/mypy libs services tests bench tools/gen_protos.py
 	cd protos && ../$(NODE_BIN)/buf lint
 	$(PY) -m mevaas_chain.contracts.build --check
+
+# The portal's screenshots in docs/portal/, made by its browser tests (a real Chromium).
+screenshots: setup
+	MEVAAS_PORTAL_SCREENSHOTS=docs/portal $(PY) -m pytest -q tests/integration/gateway
 
 bench: setup
 	@set -e; for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b; done

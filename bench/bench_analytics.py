@@ -160,8 +160,11 @@ def ingest_events(count: int) -> list[store.Statement]:
             type=common_pb2.STRATEGY_TYPE_DEX_ARBITRAGE,
             chain_id=CHAIN,
             chain_ids=[CHAIN],
-            hops=[events_pb2.RouteHop(chain_id=CHAIN, pool="0x" + "aa" * 20, dex="uniswap_v2")],
-            amount_in=str(10**18),
+            swap_cycle=events_pb2.SwapCycleAction(
+                hops=[events_pb2.RouteHop(chain_id=CHAIN, pool="0x" + "aa" * 20, dex="uniswap_v2")],
+                amount_in=str(10**18),
+                financing=events_pb2.FINANCING_INVENTORY,
+            ),
             expected_profit=str(10**15 + i),
             expected_profit_net_of_gas=str(10**15),
             profit_token=token,

@@ -69,8 +69,9 @@ def opportunity(tenant_id: str, amount_in: int = 10**18) -> events_pb2.Opportuni
         strategy_id="strategy-1",
         chain_id=1,
         chain_ids=[1],
-        hops=hops,
-        amount_in=str(amount_in),
+        swap_cycle=events_pb2.SwapCycleAction(
+            hops=hops, amount_in=str(amount_in), financing=events_pb2.FINANCING_INVENTORY
+        ),
         expected_profit="2000000000000000",
         expected_profit_net_of_gas="1500000000000000",
         profit_token=WETH,
@@ -153,7 +154,7 @@ def in_memory(opportunities: list[events_pb2.Opportunity]) -> tuple[float, list[
         if verdict.approved:
             token = TokenKey.of(1, WETH.address)
             reserved = dict(current.reserved)
-            reserved[token] = reserved.get(token, 0) + facts.amount_in
+            reserved[token] = reserved.get(token, 0) + facts.exposure_amount
             exposure[opp.tenant_id] = Exposure(current.open_count + 1, reserved)
         latencies.append(time.perf_counter() - began)
     return len(opportunities) / (time.perf_counter() - started), latencies
