@@ -31,17 +31,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import json
 import logging
 import time
-from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from fractions import Fraction
 from typing import Any, Protocol
 
-import aiohttp
 import asyncpg
 from eth_utils.address import is_address, to_checksum_address
 from prometheus_client import Histogram
@@ -51,16 +47,17 @@ from mevaas.events.v1 import events_pb2
 from mevaas.strategy.v1 import strategy_pb2
 from mevaas_chain.client import ChainClient
 from mevaas_chain.lending.index import LendingIndex, LendingMarket
-from mevaas_chain.pool_index import BlockUpdate, Pool, PoolIndex, Reorg
-from mevaas_chain.registry import ChainConfig, ChainRegistry
+from mevaas_chain.pool_index import BlockUpdate, PoolIndex, Reorg
+from mevaas_chain.registry import ChainRegistry
 from mevaas_core.bus import PLATFORM_TENANT, Bus
 from mevaas_core.db import platform_transaction
-from mevaas_strategies.market import ChainMarket, LendingState, MarketView
+from mevaas_strategies.market import ChainMarket, MarketView
 from mevaas_strategies.model import TYPE_NAMES, StrategySpec
 from mevaas_strategies.opportunity import timestamp
 from mevaas_strategies.plugins import plugin_for
 from mevaas_strategy import store
 from mevaas_strategy.evaluation import MarketEvaluation, RunningStrategy, on_one_chain
+from mevaas_strategy.feeds import ChainFeed, lending_state, market_pool_state, subscribe_heads
 
 log = logging.getLogger("mevaas.strategy.engine")
 
@@ -76,8 +73,6 @@ BLOCK_TO_OPPORTUNITY_SECONDS = Histogram(
     ["chain_id"],
     buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0),
 )
-# Headers from the subscription kept for the blocks the index has yet to apply.
-_KEPT_HEADERS = 64
 NOT_EVALUATED_TENANT_STATUSES = [common_pb2.TENANT_STATUS_SUSPENDED, common_pb2.TENANT_STATUS_DELETED]
 
 
@@ -94,55 +89,6 @@ class BlockMonitor(Protocol):
         ...
 
     async def on_block(self, market: ChainMarket, seen_at: datetime) -> None: ...
-
-
-@dataclass
-class _Feed:
-    config: ChainConfig
-    client: ChainClient
-    index: PoolIndex
-    market: ChainMarket | None = None
-    task: asyncio.Task[None] | None = None
-    # Pools rolled back by a reorg, evaluated with the next block.
-    pending_reorg: Reorg | None = None
-    stats: dict[str, int] = field(default_factory=lambda: {"blocks": 0, "opportunities": 0})
-    heads_task: asyncio.Task[None] | None = None
-    # Set while the newHeads subscription is live; then `head` is the last head it announced.
-    subscribed: bool = False
-    head: int = -1
-    head_seen_at: datetime | None = None
-    new_head: asyncio.Event = field(default_factory=asyncio.Event)
-    headers: OrderedDict[str, dict[str, Any]] = field(default_factory=OrderedDict)
-    # The chain's Aave V3 market, when its configuration names one (liquidation strategies).
-    lending: LendingIndex | None = None
-    # Left behind the head while no running strategy on the chain reads it.
-    lending_stale: bool = False
-    # Held while the lending index loads or syncs (the block loop, or `lending_now`).
-    lending_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-
-
-def lending_state(index: LendingIndex) -> LendingState:
-    return LendingState(
-        "aave_v3",
-        index.market.pool,
-        index.head_timestamp,
-        index.reserves,
-        index.positions,
-        index.prices,
-        index.flash_loan_premium,
-    )
-
-
-def market_pool_state(pool: Pool) -> events_pb2.PoolState:
-    return events_pb2.PoolState(
-        address=pool.address,
-        dex=pool.dex,
-        token0=pool.token0,
-        token1=pool.token1,
-        reserve0=str(pool.reserve0),
-        reserve1=str(pool.reserve1),
-        fee_bps=pool.fee_bps,
-    )
 
 
 class Engine:
@@ -176,7 +122,7 @@ class Engine:
         self._evaluation = MarketEvaluation()
         self._spanning = MarketEvaluation()
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="engine-evaluation")
-        self._feeds: dict[int, _Feed] = {}
+        self._feeds: dict[int, ChainFeed] = {}
         self._reload = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._listener: Any = None
@@ -188,7 +134,7 @@ class Engine:
         for config in self.chains:
             client = ChainClient.for_chain(config)
             index = PoolIndex(client, config.dexes, max_blocks_per_sync=1)
-            feed = _Feed(config, client, index)
+            feed = ChainFeed(config, client, index)
             lending_market = LendingMarket.from_contracts(config.contracts)
             if lending_market is not None:
                 feed.lending = LendingIndex(client, lending_market)
@@ -198,7 +144,7 @@ class Engine:
                 await self._load(feed)
             if config.ws_url:
                 feed.heads_task = asyncio.create_task(
-                    self._subscribe_heads(feed, config.ws_url), name=f"engine-heads-{config.chain_id}"
+                    subscribe_heads(feed, config.ws_url), name=f"engine-heads-{config.chain_id}"
                 )
             feed.task = asyncio.create_task(self._follow(feed), name=f"engine-chain-{config.chain_id}")
         self._listener = await self.pool.acquire()
@@ -294,7 +240,7 @@ class Engine:
 
     # chains ---------------------------------------------------------------------------------------
 
-    async def _load(self, feed: _Feed) -> None:
+    async def _load(self, feed: ChainFeed) -> None:
         await feed.index.load()
         number, block_hash = feed.index.head
         header = await feed.client.get_block(number)
@@ -319,53 +265,7 @@ class Engine:
             await feed.lending.load()
             feed.market.lending = lending_state(feed.lending)
 
-    async def _subscribe_heads(self, feed: _Feed, ws_url: str) -> None:
-        """Keep a newHeads subscription open, reconnecting when it drops (after 1 s, doubling up to
-        30 s while the node refuses; meanwhile the follow loop polls)."""
-        chain_id = feed.config.chain_id
-        retry_s = 1.0
-        while True:
-            try:
-                async with (
-                    aiohttp.ClientSession() as session,
-                    session.ws_connect(ws_url, heartbeat=10.0) as ws,
-                ):
-                    await ws.send_str(
-                        json.dumps(
-                            {"jsonrpc": "2.0", "id": 1, "method": "eth_subscribe", "params": ["newHeads"]}
-                        )
-                    )
-                    async for frame in ws:
-                        if frame.type != aiohttp.WSMsgType.TEXT:
-                            break
-                        self._on_heads_frame(feed, json.loads(frame.data))
-                        retry_s = 1.0
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("chain %s: newHeads subscription failed (%r); polling meanwhile", chain_id, exc)
-            feed.subscribed = False
-            feed.new_head.set()  # the follow loop falls back to polling now
-            await asyncio.sleep(retry_s)
-            retry_s = min(30.0, retry_s * 2)
-
-    def _on_heads_frame(self, feed: _Feed, frame: dict[str, Any]) -> None:
-        if frame.get("id") == 1:
-            feed.subscribed = "result" in frame
-            if not feed.subscribed:
-                raise ConnectionError(f"eth_subscribe refused: {frame.get('error')}")
-            return
-        header = (frame.get("params") or {}).get("result")
-        if frame.get("method") != "eth_subscription" or not isinstance(header, dict):
-            return
-        feed.head_seen_at = datetime.now(UTC)
-        feed.head = int(header["number"], 16)
-        feed.headers[header["hash"]] = header
-        while len(feed.headers) > _KEPT_HEADERS:
-            feed.headers.popitem(last=False)
-        feed.new_head.set()
-
-    async def _follow(self, feed: _Feed) -> None:
+    async def _follow(self, feed: ChainFeed) -> None:
         last = -1
         ask_node = True
         while True:
@@ -407,7 +307,7 @@ class Engine:
             except TimeoutError:
                 ask_node = True
 
-    async def _on_block(self, feed: _Feed, update: BlockUpdate, seen_at: datetime) -> None:
+    async def _on_block(self, feed: ChainFeed, update: BlockUpdate, seen_at: datetime) -> None:
         market = feed.market
         assert market is not None
         started = time.perf_counter()
