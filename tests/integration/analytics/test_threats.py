@@ -169,6 +169,10 @@ async def test_threats_valued_at_their_block_in_the_execution_report(
 ) -> None:
     chain_id = random.randrange(10**7, 10**8)
     tenant, other = str(uuid.uuid4()), str(uuid.uuid4())
+    # Started first: a replica starting later would begin its price book with the pool's newest
+    # recorded reserves (block 105), which have nothing to say about block 100 (the threat would
+    # be recorded unpriced, as it should, until a replica with that state priced it).
+    analytics = await start_analytics(start_service, tmp_path, chain_id)
     # WETH is worth 2000 USDC from block 100, 2500 from block 105 (USDC is pegged to 1 USD).
     for update in (
         market(chain_id, 100, 1000 * E18, 2_000_000 * 10**6),
@@ -231,8 +235,6 @@ async def test_threats_valued_at_their_block_in_the_execution_report(
     # The same threat again under another message id (past the stream's dedupe window, or from a
     # second strategy replica): still one threat.
     await publish(bus, a, msg_id=a.event_id + ":again")
-
-    analytics = await start_analytics(start_service, tmp_path, chain_id)
 
     async def settled() -> analytics_pb2.GetExecutionReportResponse | None:
         got = await report(analytics, jwt_signing_key, tenant)
