@@ -271,8 +271,8 @@ async def test_threats_valued_at_their_block_in_the_execution_report(
         value=money("246.913578024691356000"),
         price=common_pb2.Decimal(value="2000.000000000000000000"),
         price_source=pool_source,
-        price_block=100,
-        price_observed_at=at_100,
+        observed_block=100,
+        observed_at=at_100,
     )
     # b: 3.333333333333333333 WETH x 2500 (the block-105 price, not block 100's) = 8333.3333333333333325.
     assert tb.victim_loss == analytics_pb2.ThreatValue(
@@ -282,8 +282,8 @@ async def test_threats_valued_at_their_block_in_the_execution_report(
         value=money("8333.333333333333332500"),
         price=common_pb2.Decimal(value="2500.000000000000000000"),
         price_source=pool_source,
-        price_block=105,
-        price_observed_at=at_105,
+        observed_block=105,
+        observed_at=at_105,
     )
     assert (tb.attacker_profit.value, tb.attacker_profit.amount) == (money("7.000000000000000000"), "7000000")
     # c: both in TKN, which no source prices: flagged, no value, no price (never 0).
@@ -298,16 +298,19 @@ async def test_threats_valued_at_their_block_in_the_execution_report(
         False,
     )
     assert not td.victim_loss.HasField("value") and UNKNOWN in td.victim_loss.unpriced_reason
-    assert (td.attacker_profit.value, td.attacker_profit.price_block) == (money("50.000000000000000000"), 105)
+    assert (td.attacker_profit.value, td.attacker_profit.observed_block) == (
+        money("50.000000000000000000"),
+        105,
+    )
     # Totals over the priced amounts only; a counted once despite its second delivery.
     assert got.threat_totals == analytics_pb2.ThreatTotals(
         threats=4,
         # 250.123456 + 8333.3333333333333325
         victim_loss=money("8583.456789333333332500"),
-        victim_loss_unpriced=2,
+        victim_loss_unpriced_count=2,
         # 246.913578024691356 + 7 + 50
         attacker_profit=money("303.913578024691356000"),
-        attacker_profit_unpriced=1,
+        attacker_profit_unpriced_count=1,
     )
     async with platform_transaction(analytics.pool) as conn:
         rows = await conn.fetchval(

@@ -163,14 +163,14 @@ def _value_proto(
         amount=str(int(row["amount"])),
         priced=row["priced"],
         price_source=row["price_source"],
-        price_block=row["price_block"],
+        observed_block=row["price_block"],
         unpriced_reason=row["unpriced_reason"],
     )
     if row["priced"]:
         out.value.CopyFrom(common_pb2.Money(currency_code=CURRENCY, amount=_text(row["usd_value"])))
         out.price.value = _text(row["usd_price"])
         if row["price_observed_at"] is not None:
-            out.price_observed_at.FromDatetime(row["price_observed_at"])
+            out.observed_at.FromDatetime(row["price_observed_at"])
     return out
 
 
@@ -209,7 +209,7 @@ def threat_report(
     return records, analytics_pb2.ThreatTotals(
         threats=len(records),
         victim_loss=common_pb2.Money(currency_code=CURRENCY, amount=_text(sums[VICTIM_LOSS].usd)),
-        victim_loss_unpriced=sums[VICTIM_LOSS].unpriced,
+        victim_loss_unpriced_count=sums[VICTIM_LOSS].unpriced,
         attacker_profit=common_pb2.Money(currency_code=CURRENCY, amount=_text(sums[ATTACKER_PROFIT].usd)),
-        attacker_profit_unpriced=sums[ATTACKER_PROFIT].unpriced,
+        attacker_profit_unpriced_count=sums[ATTACKER_PROFIT].unpriced,
     )
