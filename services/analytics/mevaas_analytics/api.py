@@ -32,9 +32,11 @@ from mevaas_analytics.domain.report_tables import (
     metric_value,
     to_csv,
 )
+from mevaas_analytics.domain.threats import threat_report
 from mevaas_analytics.inspection import inspect_chain_block
 from mevaas_analytics.store import protected
-from mevaas_chain.pricing import PriceSource, PricingContext
+from mevaas_analytics.store import threats as threat_store
+from mevaas_chain.pricing import PriceSource, PricingContext, TokenInfo
 from mevaas_chain.registry import ChainRegistry
 from mevaas_core.auth import Role
 from mevaas_core.db import tenant_transaction
@@ -140,12 +142,14 @@ class AnalyticsServicer(analytics_pb2_grpc.AnalyticsServiceServicer):
     ) -> None:
         self.pool = pool
         self.chains = chains
-        self.invoicing = Invoicing(
-            pool, prices, tax_percent=tax_percent, tokens=lambda: PricingContext(chains()).token_infos()
-        )
+        self.invoicing = Invoicing(pool, prices, tax_percent=tax_percent, tokens=self.tokens)
         self.sanctions = sanctions
         self.retention = retention
         self.tax_percent = tax_percent
+
+    def tokens(self) -> dict[tuple[int, str], TokenInfo]:
+        """Symbols and decimals of the chain registry's tokens (read per call, as the registry)."""
+        return PricingContext(self.chains()).token_infos()
 
     # --- opportunities ----------------------------------------------------------------------
 
@@ -207,8 +211,14 @@ class AnalyticsServicer(analytics_pb2_grpc.AnalyticsServiceServicer):
         )
         async with tenant_transaction(self.pool, tenant) as conn:
             rows = await store.list_opportunities(conn, tenant, f, limit=1_000_000)
+            threat_rows, threat_values = await threat_store.threats_in(
+                conn, tenant, start, end, request.chain_id or None
+            )
+        threats, threat_totals = threat_report(threat_rows, threat_values, self.tokens())
         response = analytics_pb2.GetExecutionReportResponse(
-            report=build_execution_report(rows, request.timeframe)
+            report=build_execution_report(rows, request.timeframe),
+            threats=threats,
+            threat_totals=threat_totals,
         )
         by_strategy: dict[str, list[asyncpg.Record]] = defaultdict(list)
         for row in rows:

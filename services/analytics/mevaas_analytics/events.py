@@ -6,11 +6,16 @@ the handlers in flight in ONE transaction (`executemany` per statement), then re
 handlers; only then do they return and their messages get acked. A failed transaction fails
 every handler of the batch, so all of its messages are redelivered; the rows are unique on the
 event's business key (`ON CONFLICT DO NOTHING`), so a redelivery writes nothing twice.
+
+An event that no retry could record (`MalformedEvent`, raised while building its rows) is refused
+before it reaches the batch: logged and acknowledged with no row, so it neither fails the other
+messages' transaction nor is redelivered.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -21,9 +26,12 @@ from google.protobuf.message import Message
 from mevaas.events.v1 import events_pb2
 from mevaas.execution.v1 import execution_pb2
 from mevaas_analytics import store
-from mevaas_analytics.store import Statement, protected, protections
+from mevaas_analytics.domain import MalformedEvent
+from mevaas_analytics.store import Statement, protected, protections, threats
 from mevaas_core.bus import Bus, Delivery
 from mevaas_core.db import platform_transaction
+
+log = logging.getLogger("mevaas.analytics.events")
 
 
 class BatchWriter:
@@ -104,6 +112,7 @@ FEEDS: dict[str, Feed] = {
         events_pb2.ProtectedPositionSnapshot,
         protections.snapshot_rows,
     ),
+    "threats": Feed("PROTECT", "protect.*.threat", events_pb2.SandwichThreat, threats.threat_rows),
     "tenants": Feed("TENANT", "tenant.>", events_pb2.TenantEvent, store.tenant_rows),
     "audit": Feed("AUDIT", "audit.*.record", events_pb2.AuditRecord, store.audit_rows),
     # A reorg publishes a second update for a height (or rewinds pools to a lower one): only
@@ -127,10 +136,22 @@ async def subscribe_all(
     subscriptions = []
     for name, feed in FEEDS.items():
 
-        async def handle(message: Any, _delivery: Delivery, feed: Feed = feed, name: str = name) -> None:
-            rows = feed.rows(message)
-            if name in extras:
-                rows += await extras[name](message)
+        async def handle(message: Any, delivery: Delivery, feed: Feed = feed, name: str = name) -> None:
+            try:
+                rows = feed.rows(message)
+                if name in extras:
+                    rows += await extras[name](message)
+            except MalformedEvent as refused:
+                log.error(
+                    "feed %s: refused %s (msg id %s, stream seq %d): %s",
+                    name,
+                    delivery.subject,
+                    delivery.msg_id,
+                    delivery.stream_sequence,
+                    refused,
+                    extra={"tenant_id": delivery.tenant_id, "msg_id": delivery.msg_id},
+                )
+                return
             await writer.write(rows)
 
         subscriptions.append(

@@ -17,10 +17,12 @@ from mevaas_analytics.api import AnalyticsServicer
 from mevaas_analytics.backtests import Backtests
 from mevaas_analytics.billing import store as billing_store
 from mevaas_analytics.domain.compliance import RetentionSettings, SanctionsList
+from mevaas_analytics.domain.threats import parse_threat, value_threat
 from mevaas_analytics.domain.valuation import FINAL_STATUSES, value_execution
 from mevaas_analytics.events import BatchWriter, subscribe_all
 from mevaas_analytics.history import MarketHistory
 from mevaas_analytics.portfolio import PortfolioServicer, TreasuryHoldings
+from mevaas_analytics.store import threats as threat_store
 from mevaas_chain.pricing import (
     DEFAULT_SOURCES,
     DEFAULT_STABLECOINS,
@@ -124,21 +126,33 @@ class AnalyticsRuntime(ServiceRuntime[AnalyticsSettings]):
                 market_moved.notify_all()
             history.record(update)
 
-        async def valuations(result: events_pb2.ExecutionResult) -> list[store.Statement]:
-            # Results and market updates are separate feeds: when the market feed lags (a replay
-            # after a restart), wait for it to reach the execution's block before pricing at it
+        async def market_at(chain_id: int, block: int) -> None:
+            # Events and market updates are separate feeds: when the market feed lags (a replay
+            # after a restart), wait for it to reach the event's block before pricing at it
             # (only on a configured chain: another chain's market never arrives).
-            if result.status in FINAL_STATUSES and result.chain_id in priced_chains:
+            if chain_id not in priced_chains:
+                return
 
-                async def caught_up() -> None:
-                    async with market_moved:
-                        await market_moved.wait_for(
-                            lambda: pricing.book.latest_block(result.chain_id) >= result.block_number
-                        )
+            async def caught_up() -> None:
+                async with market_moved:
+                    await market_moved.wait_for(lambda: pricing.book.latest_block(chain_id) >= block)
 
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(caught_up(), s.valuation_market_wait_seconds)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(caught_up(), s.valuation_market_wait_seconds)
+
+        async def valuations(result: events_pb2.ExecutionResult) -> list[store.Statement]:
+            if result.status in FINAL_STATUSES:
+                await market_at(result.chain_id, result.block_number)
             return billing_store.valuation_rows(result, value_execution(result, prices), datetime.now(UTC))
+
+        tokens = pricing.token_infos()
+
+        async def threat_valuations(event: events_pb2.SandwichThreat) -> list[store.Statement]:
+            threat = parse_threat(event)
+            await market_at(threat.chain_id, threat.block_number)
+            return threat_store.valuation_rows(
+                threat, value_threat(threat, prices, tokens), datetime.now(UTC)
+            )
 
         async def flush_history() -> None:
             history.flush()
@@ -149,7 +163,7 @@ class AnalyticsRuntime(ServiceRuntime[AnalyticsSettings]):
             self.writer,
             durable_prefix=s.durable_prefix,
             concurrency=s.consumer_concurrency,
-            extra_rows={"results": valuations},
+            extra_rows={"results": valuations, "threats": threat_valuations},
         )
         market = await follow(
             self.bus,

@@ -11,6 +11,9 @@ ERASURE = ErasurePlan(
     erase=(
         Erase("rebalances"),
         Erase("backtests"),
+        # Alerts about the tenant's wallets' pending swaps: no financial record, and they name wallets.
+        Erase("threat_valuations"),
+        Erase("threats"),
         # Market data belongs to the platform; a tenant has no rows there, so nothing goes.
         Erase("pool_reserves"),
         Erase("market_blocks"),
