@@ -201,6 +201,11 @@ def test_cert_manager_issues_the_gateways_ca_secret() -> None:
     )
     certificates = named(objs, "Certificate")
     assert certificates["mevaas-gateway"]["spec"]["secretName"] == "mevaas-tls-gateway"
+    # Each upstream host is a name on that service's certificate: hostname verification passes.
+    _, container = gateway_pod(objs)
+    for service, address in json.loads(env_of(container)["UPSTREAMS"]).items():
+        host = address.rsplit(":", 1)[0]
+        assert host in certificates[f"mevaas-{service}"]["spec"]["dnsNames"], service
 
 
 def test_the_gateways_network_policy() -> None:
