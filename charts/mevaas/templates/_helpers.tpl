@@ -62,6 +62,23 @@ annotations:
 {{- toYaml (mergeOverwrite (deepCopy .root.Values.serviceDefaults) (deepCopy (index .root.Values.services .component))) -}}
 {{- end -}}
 
+{{/* The gateway's settings: serviceDefaults overlaid with gateway (its own keys ride along). */}}
+{{- define "mevaas.gatewayConfig" -}}
+{{- toYaml (mergeOverwrite (deepCopy .Values.serviceDefaults) (deepCopy .Values.gateway)) -}}
+{{- end -}}
+
+{{/* The gateway's UPSTREAMS: each enabled service's Service address (portfolio is analytics'). */}}
+{{- define "mevaas.gatewayUpstreams" -}}
+{{- $upstreams := dict }}
+{{- range $component := list "tenancy" "strategy" "risk" "execution" "analytics" }}
+{{- if (index $.Values.services $component).enabled }}
+{{- $name := include "mevaas.name" (dict "root" $ "component" $component) }}
+{{- $_ := set $upstreams $component (printf "%s.%s.svc:%v" $name $.Release.Namespace $.Values.grpcPort) }}
+{{- end }}
+{{- end }}
+{{- toJson $upstreams }}
+{{- end -}}
+
 {{- define "mevaas.chainsConfigMap" -}}
 {{- printf "%s-chains" (include "mevaas.fullname" .) -}}
 {{- end -}}
@@ -138,6 +155,8 @@ never here: it is in files under SECRETS_DIR (the `secrets` volume, mevaas.secre
 - {name: GRPC_TLS_CERT_FILE, value: /etc/mevaas/tls/tls.crt}
 - {name: GRPC_TLS_KEY_FILE, value: /etc/mevaas/tls/tls.key}
 - {name: GRPC_HEALTH_PORT, value: {{ $v.tls.healthPort | quote }}}
+# The service's own gRPC clients (execution's tenancy calls) verify the other services with it.
+- {name: GRPC_TLS_CA_FILE, value: {{ include "mevaas.natsCaFile" .root }}}
 {{- end }}
 - {name: SECRETS_DIR, value: /etc/mevaas/secrets}
 - {name: JWT_PUBLIC_KEYS, value: /etc/mevaas/jwt/public.pem}
@@ -183,6 +202,10 @@ certificate's ca.crt; empty (system CAs) without either. */}}
       - secret:
           name: {{ $v.execution.kekSecret }}
           items: [{key: {{ $v.execution.kekKey }}, path: execution_kek}]
+      # The fair-ordering log's signing seed: receipts verify across restarts and replicas.
+      - secret:
+          name: {{ $v.execution.fairOrderingKeySecret }}
+          items: [{key: {{ $v.execution.fairOrderingKeyKey }}, path: fair_ordering_signing_key}]
       {{- end }}
       {{- if eq .component "tenancy" }}
       {{- with $v.auth.bootstrapAdminKey }}

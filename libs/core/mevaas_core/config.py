@@ -36,6 +36,9 @@ class ServiceSettings(BaseSettings):
     grpc_tls_key_file: str = ""
     # A plaintext port serving only grpc.health.v1 (kubelet probes when the gRPC port is TLS).
     grpc_health_port: int | None = Field(default=None, ge=0, le=65535)
+    # CA bundle (PEM file) the service's own gRPC clients verify the platform's TLS servers with
+    # (mevaas_core.grpckit.channel); empty = plaintext channels.
+    grpc_tls_ca_file: str = ""
     metrics_host: str = "127.0.0.1"
     metrics_port: int = Field(default=9090, ge=0, le=65535)
     nats_url: str = "nats://127.0.0.1:4222"

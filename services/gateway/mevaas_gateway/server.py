@@ -92,7 +92,7 @@ class GatewayRuntime(ServiceRuntime[GatewaySettings]):
 
     async def setup(self) -> None:
         routes = api_routes()
-        upstreams = Upstreams(self.settings.upstream_addresses())
+        upstreams = Upstreams(self.settings.upstream_addresses(), ca_file=self.settings.grpc_tls_ca_file)
         cache = ResponseCache(self.settings.cache_ttl_seconds)
         sealer = SessionSealer.from_base64(
             self.settings.gateway_session_key, self.settings.session_ttl_seconds

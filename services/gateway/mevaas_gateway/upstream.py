@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import grpc
 
 from mevaas.tenancy.v1 import tenancy_pb2
+from mevaas_core.grpckit.channel import client_channel
 from mevaas_gateway.sessions import credential_fingerprint
 
 REFRESH_MARGIN_SECONDS = 60
@@ -34,8 +35,10 @@ class Token:
 
 
 class Upstreams:
-    def __init__(self, addresses: Mapping[str, str]) -> None:
+    def __init__(self, addresses: Mapping[str, str], *, ca_file: str = "") -> None:
+        """``ca_file``: the CA the services' TLS certificates chain to (plaintext channels without)."""
         self._addresses = dict(addresses)
+        self._ca_file = ca_file
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._tokens: dict[str, Token] = {}
         self._exchanges: dict[str, asyncio.Future[Token]] = {}
@@ -48,7 +51,7 @@ class Upstreams:
 
     def channel(self, upstream: str) -> grpc.aio.Channel:
         if upstream not in self._channels:
-            self._channels[upstream] = grpc.aio.insecure_channel(self.address(upstream))
+            self._channels[upstream] = client_channel(self.address(upstream), ca_file=self._ca_file)
         return self._channels[upstream]
 
     async def call(

@@ -147,23 +147,26 @@ def test_platform_services_ports_probes_and_policies() -> None:
         container = deployments[name]["spec"]["template"]["spec"]["containers"][0]
         for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
             assert container[probe]["grpc"]["port"] == 50051, (name, probe)
+        # full-values turns the Protect RPC on: execution's Service carries its port.
         assert {p["name"]: p["port"] for p in services[name]["spec"]["ports"]} == {
             "grpc": 50051,
             "metrics": 9090,
+            **({"protect-rpc": 8545} if svc == "execution" else {}),
         }
         env = {e["name"] for e in container["env"]}
         assert {"NATS_URL", "SECRETS_DIR", "JWT_PUBLIC_KEYS", "GRPC_HOST", "METRICS_HOST"} <= env
         assert ("CHAINS_FILE" in env) == (svc in ("strategy", "execution"))
         assert not {"EXECUTION_KEK", "DATABASE_URL"} & env
-    assert set(by_kind(objs, "PodDisruptionBudget")) == {f"mevaas-{s}" for s in (*SERVICES, "operator")}
+    everything = (*SERVICES, "gateway", "operator")
+    assert set(by_kind(objs, "PodDisruptionBudget")) == {f"mevaas-{s}" for s in everything}
     assert set(by_kind(objs, "HorizontalPodAutoscaler")) == {
-        f"mevaas-{s}" for s in SERVICES if s != "execution"
+        f"mevaas-{s}" for s in (*SERVICES, "gateway") if s != "execution"
     }
-    assert set(by_kind(objs, "ServiceMonitor")) == {f"mevaas-{s}" for s in (*SERVICES, "operator")}
+    assert set(by_kind(objs, "ServiceMonitor")) == {f"mevaas-{s}" for s in everything}
     policies = by_kind(objs, "NetworkPolicy")
     deny = policies["mevaas-default-deny"]["spec"]
     assert deny == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
-    assert {f"mevaas-{s}" for s in (*SERVICES, "operator", "migrations")} <= set(policies)
+    assert {f"mevaas-{s}" for s in (*SERVICES, "gateway", "operator", "migrations")} <= set(policies)
     job = by_kind(objs, "Job")["mevaas-migrations"]
     assert job["metadata"]["annotations"]["helm.sh/hook"] == "pre-install,pre-upgrade"
     steps = job["spec"]["template"]["spec"]["initContainers"] + job["spec"]["template"]["spec"]["containers"]

@@ -42,11 +42,25 @@ READ_BY_CODE = frozenset(
     }
 )
 # Settings holding key material: never a literal value in a manifest.
-SECRET_FIELDS = frozenset({"DATABASE_URL", "PLATFORM_DATABASE_URL", "EXECUTION_KEK", "BOOTSTRAP_ADMIN_KEY"})
+SECRET_FIELDS = frozenset(
+    {
+        "DATABASE_URL",
+        "PLATFORM_DATABASE_URL",
+        "EXECUTION_KEK",
+        "BOOTSTRAP_ADMIN_KEY",
+        "FAIR_ORDERING_SIGNING_KEY",
+        "GATEWAY_SESSION_KEY",
+    }
+)
 SECRETS_DIR = "/etc/mevaas/secrets"
 # Settings that are paths to files (or may be): they must point into a mounted volume.
 FILE_FIELDS = frozenset({"JWT_PUBLIC_KEYS", "JWT_PRIVATE_KEY", "CHAINS_FILE", "MEVAAS_CHAINS_FILE"})
-FILE_FIELDS = FILE_FIELDS | {"GRPC_TLS_CERT_FILE", "GRPC_TLS_KEY_FILE", "NATS_TLS_CA_FILE"}
+FILE_FIELDS = FILE_FIELDS | {
+    "GRPC_TLS_CERT_FILE",
+    "GRPC_TLS_KEY_FILE",
+    "GRPC_TLS_CA_FILE",
+    "NATS_TLS_CA_FILE",
+}
 MIGRATE_SECRETS = frozenset({"DATABASE_URL", "DB_APP_PASSWORD", "DB_OWNER_PASSWORD", "DB_PLATFORM_PASSWORD"})
 
 PLATFORM_CASES = {
