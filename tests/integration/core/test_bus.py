@@ -399,3 +399,28 @@ async def test_request_reply_with_queue_group_errors_and_timeouts(
             await bus.request(f"svc.{unique_id}.nobody", wrappers_pb2.StringValue(), wrappers_pb2.StringValue)
     finally:
         await other.close()
+
+
+async def test_a_request_is_asked_again_while_nobody_serves_it_for_a_moment(
+    bus: Bus, nats_server: str, unique_id: str
+) -> None:
+    """NATS answers "no responders" for a moment while a subject's responder is being replaced (a
+    rolling restart; and, rarely, right after a new one subscribed): nobody received the request,
+    so it is asked again a few times over ~150 ms and the responder that came up answers it."""
+    subject = f"svc.{unique_id}.late"
+
+    async def echo(request: wrappers_pb2.StringValue, ctx: RequestContext) -> wrappers_pb2.StringValue:
+        return wrappers_pb2.StringValue(value=f"late:{request.value}")
+
+    asked = asyncio.create_task(
+        bus.request(subject, wrappers_pb2.StringValue(value="hi"), wrappers_pb2.StringValue)
+    )
+    await asyncio.sleep(0.02)  # the first ask has been answered "no responders"
+    assert not asked.done()
+    responder = await Bus.connect(nats_server, "late-responder")
+    try:
+        await responder.serve(subject, "late", wrappers_pb2.StringValue, echo)
+        await responder.nc.flush()
+        assert (await asked).value == "late:hi"
+    finally:
+        await responder.close()

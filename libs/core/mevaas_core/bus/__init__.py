@@ -33,7 +33,7 @@ trace) and is counted in Prometheus metrics prefixed ``mevaas_bus_``, labelled b
 
 from nats.js.api import PubAck
 
-from mevaas_core.bus.client import Bus, RequestContext, Service
+from mevaas_core.bus.client import Bus
 from mevaas_core.bus.consumer import Delivery, Handler, Subscription
 from mevaas_core.bus.errors import (
     BusError,
@@ -43,6 +43,7 @@ from mevaas_core.bus.errors import (
     RequestTimeoutError,
     ServiceError,
 )
+from mevaas_core.bus.serving import RequestContext, Service
 from mevaas_core.bus.streams import (
     CONTENT_TYPE_PREFIX,
     DEFAULT_BACKOFF,

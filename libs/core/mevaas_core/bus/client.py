@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import ssl
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
@@ -18,11 +16,9 @@ import nats.js.errors
 from google.protobuf.message import DecodeError, Message
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
-from nats.aio.subscription import Subscription as NatsSubscription
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, PubAck
 from opentelemetry import trace
-from opentelemetry.context import Context
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from prometheus_client import Counter, Histogram
 
@@ -32,10 +28,8 @@ from mevaas_core.bus.errors import (
     PublishError,
     RemoteError,
     RequestTimeoutError,
-    ServiceError,
 )
 from mevaas_core.bus.identities import inbox_prefix
-from mevaas_core.bus.inbound import InvalidPayload, decode_inbound
 from mevaas_core.bus.metrics import (
     _publish_duplicates,
     _publish_errors,
@@ -43,9 +37,8 @@ from mevaas_core.bus.metrics import (
     _published,
     _request_seconds,
     _requests,
-    _serve_seconds,
-    _served,
 )
+from mevaas_core.bus.serving import RequestContext, Service, answerer
 from mevaas_core.bus.signing import HEADER_SIGNATURE, EventSigner
 from mevaas_core.bus.streams import (
     DEFAULT_BACKOFF,
@@ -60,46 +53,16 @@ from mevaas_core.bus.streams import (
     content_type_for,
     stream_for_subject,
 )
-from mevaas_core.telemetry import extract_context, inject_headers
+from mevaas_core.telemetry import inject_headers
 
 log = logging.getLogger("mevaas.bus")
 _tracer = trace.get_tracer("mevaas.bus")
+# Pauses before asking again while the server answers "no responders" (see _request_served).
+NO_RESPONDERS_RETRY_PAUSES = (0.005, 0.01, 0.02, 0.04, 0.08)
 
 M = TypeVar("M", bound=Message)
 Q = TypeVar("Q", bound=Message)
 R = TypeVar("R", bound=Message)
-
-
-@dataclass(frozen=True, slots=True)
-class RequestContext:
-    subject: str
-    headers: Mapping[str, str]
-    tenant_id: str | None
-    trace_context: Context
-
-
-class Service:
-    """A running request handler (one queue-group member). Stopped by ``stop()`` or ``Bus.close()``."""
-
-    def __init__(
-        self, bus: Bus, subject: str, queue: str, request_type: type[Message], concurrency: int
-    ) -> None:
-        self._bus = bus
-        self.subject = subject
-        self.queue = queue
-        self.request_type = request_type
-        self._slots = asyncio.Semaphore(concurrency)
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._sub: NatsSubscription | None = None
-
-    async def stop(self) -> None:
-        if self._sub is not None:
-            sub, self._sub = self._sub, None
-            with contextlib.suppress(Exception):
-                await sub.unsubscribe()
-        if self._tasks:
-            await asyncio.wait(set(self._tasks), timeout=self._bus.request_timeout * 5)
-        self._bus._forget(self)
 
 
 # ---------------------------------------------------------------------------------------------- bus
@@ -369,9 +332,7 @@ class Bus:
             started = time.perf_counter()
             outcome = "error"
             try:
-                reply = await self.nc.request(
-                    subject, message.SerializeToString(), timeout=timeout, headers=hdrs
-                )
+                reply = await self._request_served(subject, message.SerializeToString(), timeout, hdrs)
                 reply_headers = reply.headers or {}
                 if HEADER_SERVICE_ERROR in reply_headers:
                     outcome = "remote_error"
@@ -393,6 +354,27 @@ class Bus:
                 _requests.labels(domain, outcome).inc()
                 _request_seconds.labels(domain).observe(time.perf_counter() - started)
 
+    async def _request_served(
+        self, subject: str, payload: bytes, timeout: float, headers: dict[str, str]
+    ) -> Msg:
+        """``nc.request``, asked again a few times over ~150 ms (within ``timeout``) while the
+        server answers "no responders". Nobody received such a request, so asking again is always
+        safe; and the server does say it for a moment where a responder is subscribed (a few requests
+        in a thousand right after the subject's previous responder disconnected and a new one
+        subscribed, as in a rolling restart: the next ask, 1-5 ms later, is answered)."""
+        deadline = time.monotonic() + timeout
+        pauses = iter(NO_RESPONDERS_RETRY_PAUSES)
+        while True:
+            try:
+                return await self.nc.request(
+                    subject, payload, timeout=max(deadline - time.monotonic(), 0.001), headers=headers
+                )
+            except nats.errors.NoRespondersError:
+                pause = next(pauses, None)
+                if pause is None or time.monotonic() + pause >= deadline:
+                    raise
+                await asyncio.sleep(pause)
+
     async def serve(
         self,
         subject: str,
@@ -406,48 +388,7 @@ class Bus:
         each request goes to one member. The handler's return value is the reply; raising
         ``ServiceError`` answers with its code, any other exception with 500."""
         service = Service(self, subject, queue, request_type, concurrency)
-        served_ok = _served.labels(subject, "ok")
-        served_error = _served.labels(subject, "error")
-        seconds = _serve_seconds.labels(subject)
-
-        async def answer(msg: Msg) -> None:
-            started = time.perf_counter()
-            headers = msg.headers or {}
-            ctx = extract_context(headers)
-            with _tracer.start_as_current_span(
-                f"{subject} serve",
-                context=ctx,
-                kind=SpanKind.SERVER,
-                attributes={"messaging.system": "nats", "messaging.destination.name": msg.subject},
-            ) as span:
-                reply_headers: dict[str, str] = {}
-                payload = b""
-                try:
-                    try:
-                        request = decode_inbound(request_type, msg.data, headers, tenant_required=False)
-                    except InvalidPayload as exc:
-                        raise ServiceError(400, str(exc)) from exc
-                    context = RequestContext(msg.subject, headers, headers.get(HEADER_TENANT), ctx)
-                    response = await handler(request, context)
-                    payload = response.SerializeToString()
-                    reply_headers[HEADER_CONTENT_TYPE] = content_type_for(response)
-                    served_ok.inc()
-                except Exception as exc:
-                    # Only a ServiceError's own message crosses the bus: anything else may carry
-                    # database or connection text, which stays in this process's log.
-                    code, text = (
-                        (exc.code, exc.message) if isinstance(exc, ServiceError) else (500, "internal error")
-                    )
-                    if code >= 500:
-                        log.exception("serving %s failed", msg.subject)
-                    span.set_status(Status(StatusCode.ERROR, text))
-                    reply_headers = {HEADER_SERVICE_ERROR: text[:512], HEADER_SERVICE_ERROR_CODE: str(code)}
-                    served_error.inc()
-                finally:
-                    seconds.observe(time.perf_counter() - started)
-                if msg.reply:
-                    with contextlib.suppress(Exception):
-                        await self.nc.publish(msg.reply, payload, headers=reply_headers)
+        answer = answerer(self.nc, subject, request_type, handler)
 
         async def on_request(msg: Msg) -> None:
             await service._slots.acquire()  # backpressure: NATS buffers what we cannot take yet
