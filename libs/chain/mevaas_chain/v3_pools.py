@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from eth_abi.abi import decode, encode
+from eth_utils.address import to_checksum_address
 from eth_utils.crypto import keccak
 
 from mevaas_chain import abi
@@ -119,7 +120,42 @@ def decode_swap_log(log: dict[str, Any]) -> V3SwapEvent | None:
     amount0, amount1, sqrt_price, liquidity, tick = decode(
         ["int256", "int256", "uint160", "uint128", "int24"], data
     )
-    return V3SwapEvent(log["address"], amount0, amount1, sqrt_price, liquidity, tick)
+    return V3SwapEvent(to_checksum_address(log["address"]), amount0, amount1, sqrt_price, liquidity, tick)
+
+
+V3_MINT_TOPIC = "0x" + keccak(text="Mint(address,address,int24,int24,uint128,uint256,uint256)").hex()
+V3_BURN_TOPIC = "0x" + keccak(text="Burn(address,int24,int24,uint128,uint256,uint256)").hex()
+
+
+@dataclass(frozen=True)
+class V3PositionEvent:
+    """A ``Mint`` (``liquidity_delta`` > 0) or ``Burn`` (< 0) with the token amounts it moved."""
+
+    pool: str
+    tick_lower: int
+    tick_upper: int
+    liquidity_delta: int
+    amount0: int
+    amount1: int
+
+
+def _int24_topic(topic: str) -> int:
+    value: int = decode(["int24"], bytes.fromhex(topic.removeprefix("0x")))[0]
+    return value
+
+
+def decode_position_log(log: dict[str, Any]) -> V3PositionEvent | None:
+    """A receipt or ``eth_getLogs`` entry as a V3 ``Mint`` or ``Burn``; ``None`` for any other."""
+    topics = log.get("topics") or []
+    if not topics or topics[0] not in (V3_MINT_TOPIC, V3_BURN_TOPIC):
+        return None
+    data = bytes.fromhex(log["data"].removeprefix("0x"))
+    lower, upper = _int24_topic(topics[2]), _int24_topic(topics[3])
+    if topics[0] == V3_MINT_TOPIC:
+        _sender, amount, amount0, amount1 = decode(["address", "uint128", "uint256", "uint256"], data)
+        return V3PositionEvent(to_checksum_address(log["address"]), lower, upper, amount, amount0, amount1)
+    amount, amount0, amount1 = decode(["uint128", "uint256", "uint256"], data)
+    return V3PositionEvent(to_checksum_address(log["address"]), lower, upper, -amount, amount0, amount1)
 
 
 def bitmap_words(tick_spacing: int) -> range:
@@ -150,8 +186,9 @@ def _require(result: bytes | None, what: str, pool: str) -> bytes:
 
 
 async def read_pool_state(client: ChainClient, pool: str, block: int | None = None) -> V3PoolState:
-    """Snapshot of ``pool`` at ``block`` (default: the head when called): slot0, liquidity, fee, spacing, the whole tick bitmap and
-    ``liquidityNet`` of each initialised tick (three batched round trips)."""
+    """Snapshot of ``pool`` at ``block`` (default: the head when called): slot0, liquidity, fee,
+    spacing, the whole tick bitmap and ``liquidityNet``/``liquidityGross`` of each initialised
+    tick (three batched round trips)."""
     at = block if block is not None else await client.block_number()
     head = await client.batch_call([Call(pool, c) for c in (SLOT0, LIQUIDITY, FEE, TICK_SPACING)], at)
     slot0 = decode(list(_SLOT0_TYPES), _require(head[0], "slot0", pool))
@@ -168,8 +205,8 @@ async def read_pool_state(client: ChainClient, pool: str, block: int | None = No
     tick_replies = (
         await client.batch_call([Call(pool, ticks(t)) for t in initialized], at) if initialized else []
     )
-    liquidity_net = {
-        t: decode(list(_TICK_TYPES), _require(r, "ticks", pool))[1]
+    tick_info = {
+        t: decode(list(_TICK_TYPES), _require(r, "ticks", pool))
         for t, r in zip(initialized, tick_replies, strict=True)
     }
     return V3PoolState(
@@ -179,5 +216,6 @@ async def read_pool_state(client: ChainClient, pool: str, block: int | None = No
         tick=slot0[1],
         liquidity=liquidity,
         bitmap=bitmap,
-        liquidity_net=liquidity_net,
+        liquidity_net={t: info[1] for t, info in tick_info.items()},
+        liquidity_gross={t: info[0] for t, info in tick_info.items()},
     )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
+from dataclasses import replace
 
 import pytest
 import pytest_asyncio
@@ -15,6 +16,7 @@ import pytest_asyncio
 from mevaas_chain.amm import v3
 from mevaas_chain.client import Call
 from mevaas_chain.v3_pools import (
+    decode_position_log,
     decode_quote,
     decode_swap_log,
     exact_input_single,
@@ -31,7 +33,10 @@ from mevaas_local.devnet.uniswap_v3 import (
     RANGES,
     V3Deployment,
     V3SwapCase,
+    decrease_liquidity_call,
     deploy_uniswap_v3,
+    mint_position_call,
+    position_liquidity_call,
     random_swap,
 )
 
@@ -42,9 +47,21 @@ pytestmark = pytest.mark.integration
 async def uniswap_v3(devnet: Devnet) -> V3Deployment:
     chain = devnet.main
     prices = {symbol: float(p) for symbol, p in spec_prices(chain.spec).items()}
-    return await deploy_uniswap_v3(
+    deployment = await deploy_uniswap_v3(
         chain.client, chain.transact, chain.deployment, deployer=chain.deployer, prices=prices
     )
+    # The deployer trades and mints in the tests: its tokens went into the seeded positions.
+    decimals = {t.symbol: t.decimals for t in chain.deployment.tokens}
+    grant = {symbol: int(1e8 / price * 10 ** decimals[symbol]) for symbol, price in prices.items()}
+    await mint_tokens(
+        chain.client,
+        chain.transact,
+        chain.deployment,
+        deployer=chain.deployer,
+        to=chain.deployer,
+        amounts=grant,
+    )
+    return deployment
 
 
 def quote_call(v3d: V3Deployment, case: V3SwapCase) -> Call:
@@ -103,16 +120,6 @@ async def test_python_quotes_equal_quoter_v2(devnet: Devnet, uniswap_v3: V3Deplo
 async def test_real_swaps_emit_the_predicted_events(devnet: Devnet, uniswap_v3: V3Deployment) -> None:
     chain = devnet.main
     states = {p.address: await read_pool_state(chain.client, p.address) for p in uniswap_v3.pools}
-    # The deployer trades: its tokens went into the positions, so it gets plenty more first.
-    grant = {t.symbol: 10**7 * 10**t.decimals for t in chain.deployment.tokens}
-    await mint_tokens(
-        chain.client,
-        chain.transact,
-        chain.deployment,
-        deployer=chain.deployer,
-        to=chain.deployer,
-        amounts=grant,
-    )
     rng = random.Random(151)
     batch = Batch(chain.client)
     predicted: list[v3.V3SwapResult] = []
@@ -151,3 +158,113 @@ async def test_real_swaps_emit_the_predicted_events(devnet: Devnet, uniswap_v3: 
     for pool in uniswap_v3.pools:
         after = await read_pool_state(chain.client, pool.address)
         assert after == states[pool.address]
+
+
+async def test_state_follows_mints_burns_and_swaps(devnet: Devnet, uniswap_v3: V3Deployment) -> None:
+    """New positions (new ticks), partial and full burns of the seeded ones (full burns of the
+    one-sided ranges clear their ticks) and swaps, interleaved in one block: applying each event
+    to the Python state predicts every event's amounts and, at the end, the pools' whole state."""
+    chain = devnet.main
+    states = {p.address: await read_pool_state(chain.client, p.address) for p in uniswap_v3.pools}
+    before = {a: set(s.liquidity_net) for a, s in states.items()}
+    # Position ids follow the deployment's mint order: len(RANGES) per pool; skip the full ranges.
+    seeded = [
+        (pool, 1 + i * len(RANGES) + r)
+        for i, pool in enumerate(uniswap_v3.pools)
+        for r in range(1, len(RANGES))
+    ]
+    liquidity = {
+        token_id: int.from_bytes(reply[7 * 32 : 8 * 32], "big")
+        for (_, token_id), reply in zip(
+            seeded,
+            await chain.client.batch_call(
+                [Call(uniswap_v3.position_manager, position_liquidity_call(t)) for _, t in seeded]
+            ),
+            strict=True,
+        )
+        if reply is not None
+    }
+    prices = spec_prices(chain.spec)
+    usd = {t.address: float(prices[t.symbol]) for t in chain.deployment.tokens}
+    decimals = {t.address: t.decimals for t in chain.deployment.tokens}
+    rng = random.Random(1516)
+    burns = rng.sample(seeded, 12)
+    batch = Batch(chain.client)
+    swaps: list[V3SwapCase | None] = []
+    for step in range(48):
+        pool = rng.choice(uniswap_v3.pools)
+        kind = step % 4
+        if kind == 0 and burns:
+            _, token_id = burns.pop()
+            amount = liquidity[token_id] if rng.random() < 0.5 else liquidity[token_id] // 2
+            await batch.call(
+                chain.deployer,
+                uniswap_v3.position_manager,
+                decrease_liquidity_call(token_id, amount),
+                gas=1_500_000,
+            )
+            swaps.append(None)
+        elif kind == 1:
+            tick, spacing = states[pool.address].tick, pool.tick_spacing
+            lower = (tick + rng.randint(-9000, 6000)) // spacing * spacing
+            upper = lower + spacing * rng.randint(1, 400)
+            # $1k to $300k of each token; the position manager takes what the range needs.
+            amount0, amount1 = (
+                int(rng.uniform(1e3, 3e5) / usd[t] * 10 ** decimals[t]) for t in (pool.token0, pool.token1)
+            )
+            await batch.call(
+                chain.deployer,
+                uniswap_v3.position_manager,
+                mint_position_call(pool, lower, upper, amount0, amount1, chain.deployer),
+                gas=1_500_000,
+            )
+            swaps.append(None)
+        else:
+            # No limit: mints and burns before it move the price, so a limit could end on the wrong side.
+            case = replace(random_swap(rng, pool, states[pool.address]), limit=None)
+            token_in, token_out = case.tokens
+            encode = exact_input_single if case.amount > 0 else exact_output_single
+            call = encode(
+                token_in,
+                token_out,
+                pool.fee,
+                chain.deployer,
+                abs(case.amount),
+                limit=case.limit or 0,
+                deadline=NO_DEADLINE,
+            )
+            await batch.call(chain.deployer, uniswap_v3.router, call, gas=1_500_000)
+            swaps.append(case)
+    receipts = await batch.flush(chain.transact)
+    assert len({r["blockNumber"] for r in receipts}) == 1
+
+    for receipt, step_case in zip(receipts, swaps, strict=True):
+        if step_case is not None:
+            case = step_case
+            (event,) = [e for e in map(decode_swap_log, receipt["logs"]) if e is not None]
+            result = v3.swap(states[event.pool], case.zero_for_one, case.amount, case.limit)
+            assert (event.amount0, event.amount1, event.sqrt_price_x96, event.liquidity, event.tick) == (
+                result.amount0,
+                result.amount1,
+                result.sqrt_price_x96,
+                result.liquidity,
+                result.tick,
+            )
+            states[event.pool] = result.apply(states[event.pool])
+            continue
+        (change,) = [e for e in map(decode_position_log, receipt["logs"]) if e is not None]
+        predicted = v3.modify_position(
+            states[change.pool], change.tick_lower, change.tick_upper, change.liquidity_delta
+        )
+        # Mint and Burn report amounts unsigned: owed to the pool, and owed to the owner.
+        sign = 1 if change.liquidity_delta > 0 else -1
+        assert (change.amount0, change.amount1) == (sign * predicted.amount0, sign * predicted.amount1)
+        states[change.pool] = predicted.state
+
+    added = removed = 0
+    for pool in uniswap_v3.pools:
+        after = await read_pool_state(chain.client, pool.address)
+        assert after == states[pool.address]
+        added += len(set(after.liquidity_net) - before[pool.address])
+        removed += len(before[pool.address] - set(after.liquidity_net))
+    assert added >= 10 and removed >= 2, (added, removed)

@@ -190,7 +190,8 @@ def _pool(tick_spacing: int = 60) -> v3.V3PoolState:
     net = {-600: 10**18, -120: 10**18, 120: -(10**18), 600: -(10**18)}
     for tick in net:
         v3.flip_tick(bitmap, tick, tick_spacing)
-    return v3.V3PoolState(3000, tick_spacing, Q96, 0, 2 * 10**18, bitmap, net)
+    gross = {tick: abs(n) for tick, n in net.items()}
+    return v3.V3PoolState(3000, tick_spacing, Q96, 0, 2 * 10**18, bitmap, net, gross)
 
 
 def test_swap_crosses_initialised_ticks_and_stops_at_the_limit() -> None:
@@ -226,3 +227,25 @@ def test_swap_rejects_a_limit_on_the_wrong_side() -> None:
         v3.swap(pool, False, 10, MAX_SQRT_RATIO)
     with pytest.raises(V3MathError, match="AS"):
         v3.swap(pool, False, 0)
+
+
+def test_mint_then_burn_restores_the_pool_and_rounds_in_its_favour() -> None:
+    pool = _pool()
+    for lower, upper in ((-60, 60), (-1200, -600), (600, 1800), (-120, 600)):
+        minted = v3.modify_position(pool, lower, upper, 10**17)
+        assert minted.state.liquidity_gross[lower] >= 10**17 and minted.state.liquidity_gross[upper] >= 10**17
+        burned = v3.modify_position(minted.state, lower, upper, -(10**17))
+        assert burned.state == v3.modify_position(pool, lower, upper, 0).state
+        # The minter pays rounded up, the burner is owed rounded down.
+        assert 0 <= -burned.amount0 <= minted.amount0 <= -burned.amount0 + 1
+        assert 0 <= -burned.amount1 <= minted.amount1 <= -burned.amount1 + 1
+    in_range = v3.modify_position(pool, -60, 60, 10**17)
+    assert (
+        in_range.state.liquidity == pool.liquidity + 10**17 and in_range.amount0 > 0 and in_range.amount1 > 0
+    )
+    above = v3.modify_position(pool, 600, 1800, 10**17)
+    assert above.state.liquidity == pool.liquidity and above.amount1 == 0 and above.amount0 > 0
+    with pytest.raises(V3MathError, match="LS"):
+        v3.modify_position(pool, -60, 60, -1)
+    with pytest.raises(V3MathError, match="TLU"):
+        v3.modify_position(pool, 60, 60, 1)

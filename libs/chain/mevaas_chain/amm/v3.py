@@ -326,7 +326,7 @@ def add_delta(x: int, y: int) -> int:
 class V3PoolState:
     """What ``UniswapV3Pool.swap`` reads: ``slot0`` price and tick, in-range liquidity, the fee
     (pips) and tick spacing, the tick bitmap (word -> bits) and ``liquidityNet`` of every
-    initialised tick."""
+    initialised tick; and, for ``modify_position``, their ``liquidityGross``."""
 
     fee: int
     tick_spacing: int
@@ -335,6 +335,8 @@ class V3PoolState:
     liquidity: int
     bitmap: Mapping[int, int] = field(default_factory=dict)
     liquidity_net: Mapping[int, int] = field(default_factory=dict)
+    # Only mints and burns need it (a tick is initialised while its gross liquidity is non-zero).
+    liquidity_gross: Mapping[int, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -401,3 +403,74 @@ def swap(
     used = amount_specified - remaining
     amount0, amount1 = (used, calculated) if zero_for_one == exact_input else (calculated, used)
     return V3SwapResult(amount0, amount1, sqrt_price, tick, liquidity, crossed)
+
+
+# --- UniswapV3Pool._modifyPosition (mint, burn) -------------------------------------------------
+
+
+def max_liquidity_per_tick(tick_spacing: int) -> int:
+    """Tick.tickSpacingToMaxLiquidityPerTick (the contract's division truncates toward zero)."""
+    max_tick = MAX_TICK // tick_spacing * tick_spacing
+    return MAX_UINT128 // ((2 * max_tick) // tick_spacing + 1)
+
+
+def _signed_amount0(sqrt_a: int, sqrt_b: int, liquidity_delta: int) -> int:
+    if liquidity_delta < 0:
+        return -get_amount0_delta(sqrt_a, sqrt_b, -liquidity_delta, False)
+    return get_amount0_delta(sqrt_a, sqrt_b, liquidity_delta, True)
+
+
+def _signed_amount1(sqrt_a: int, sqrt_b: int, liquidity_delta: int) -> int:
+    if liquidity_delta < 0:
+        return -get_amount1_delta(sqrt_a, sqrt_b, -liquidity_delta, False)
+    return get_amount1_delta(sqrt_a, sqrt_b, liquidity_delta, True)
+
+
+@dataclass(frozen=True)
+class PositionChange:
+    """A mint (``liquidity_delta`` > 0) or burn: the pool's token deltas (positive: owed to the
+    pool by the minter; negative: owed to the burner) and the pool's state after it."""
+
+    amount0: int
+    amount1: int
+    state: V3PoolState
+
+
+def modify_position(
+    state: V3PoolState, tick_lower: int, tick_upper: int, liquidity_delta: int
+) -> PositionChange:
+    """UniswapV3Pool._modifyPosition: update both ticks (flipping them in the bitmap when their
+    gross liquidity starts or stops being zero), the in-range liquidity, and the amounts."""
+    _require(tick_lower < tick_upper, "TLU")
+    _require(tick_lower >= MIN_TICK, "TLM")
+    _require(tick_upper <= MAX_TICK, "TUM")
+    bitmap, net, gross = dict(state.bitmap), dict(state.liquidity_net), dict(state.liquidity_gross)
+    if liquidity_delta != 0:
+        for tick, upper in ((tick_lower, False), (tick_upper, True)):
+            before = gross.get(tick, 0)
+            after = add_delta(before, liquidity_delta)
+            _require(after <= max_liquidity_per_tick(state.tick_spacing), "LO")
+            new_net = net.get(tick, 0) + (-liquidity_delta if upper else liquidity_delta)
+            _require(-(1 << 127) <= new_net < 1 << 127, "SafeCast: int128")
+            if (after == 0) != (before == 0):
+                flip_tick(bitmap, tick, state.tick_spacing)
+            if after == 0:
+                gross.pop(tick, None)
+                net.pop(tick, None)
+            else:
+                gross[tick], net[tick] = after, new_net
+    sqrt_lower, sqrt_upper = get_sqrt_ratio_at_tick(tick_lower), get_sqrt_ratio_at_tick(tick_upper)
+    amount0 = amount1 = 0
+    liquidity = state.liquidity
+    if liquidity_delta != 0:
+        if state.tick < tick_lower:
+            amount0 = _signed_amount0(sqrt_lower, sqrt_upper, liquidity_delta)
+        elif state.tick < tick_upper:
+            amount0 = _signed_amount0(state.sqrt_price_x96, sqrt_upper, liquidity_delta)
+            amount1 = _signed_amount1(sqrt_lower, state.sqrt_price_x96, liquidity_delta)
+            liquidity = add_delta(liquidity, liquidity_delta)
+        else:
+            amount1 = _signed_amount1(sqrt_lower, sqrt_upper, liquidity_delta)
+    bitmap = {word: bits for word, bits in bitmap.items() if bits}
+    after_state = replace(state, liquidity=liquidity, bitmap=bitmap, liquidity_net=net, liquidity_gross=gross)
+    return PositionChange(amount0, amount1, after_state)

@@ -120,7 +120,9 @@ def tick_range(offsets: tuple[int, int] | None, tick: int, spacing: int) -> tupl
     return max(lower, -(MAX_TICK // spacing) * spacing), min(upper, (MAX_TICK // spacing) * spacing)
 
 
-def _mint_call(pool: V3Pool, lower: int, upper: int, amount0: int, amount1: int, recipient: str) -> bytes:
+def mint_position_call(
+    pool: V3Pool, lower: int, upper: int, amount0: int, amount1: int, recipient: str
+) -> bytes:
     params = "(address,address,uint24,int24,int24,uint256,uint256,uint256,uint256,address,uint256)"
     values = (
         pool.token0,
@@ -136,6 +138,18 @@ def _mint_call(pool: V3Pool, lower: int, upper: int, amount0: int, amount1: int,
         NO_DEADLINE,
     )
     return abi.selector(f"mint({params})") + encode([params], [values])
+
+
+def decrease_liquidity_call(token_id: int, liquidity: int) -> bytes:
+    """NonfungiblePositionManager.decreaseLiquidity calldata: the pool burns ``liquidity``."""
+    params = "(uint256,uint128,uint256,uint256,uint256)"
+    values = (token_id, liquidity, 0, 0, NO_DEADLINE)
+    return abi.selector(f"decreaseLiquidity({params})") + encode([params], [values])
+
+
+def position_liquidity_call(token_id: int) -> bytes:
+    """NonfungiblePositionManager.positions calldata (liquidity is the 8th word of the answer)."""
+    return abi.encode_call("positions(uint256)", token_id)
 
 
 def pool_address(factory: str, token0: str, token1: str, fee: int) -> str:
@@ -243,7 +257,7 @@ async def deploy_uniswap_v3(
             await batch.call(
                 deployer,
                 manager,
-                _mint_call(pool, p.lower, p.upper, p.amount0, p.amount1, deployer),
+                mint_position_call(pool, p.lower, p.upper, p.amount0, p.amount1, deployer),
                 gas=1_000_000,
             )
     await batch.flush(transact)
