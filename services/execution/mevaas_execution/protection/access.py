@@ -7,18 +7,24 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
+from google.rpc import error_details_pb2, status_pb2
 
 from mevaas.tenancy.v1 import tenancy_pb2, tenancy_pb2_grpc
 from mevaas_core.auth import Principal, TokenVerifier
-from mevaas_core.errors import Unauthenticated
+from mevaas_core.errors import ApiError, ResourceExhausted, Unauthenticated, Unavailable
 from mevaas_core.revocation import RevocationSet
+
+log = logging.getLogger(__name__)
 
 REFRESH_MARGIN_SECONDS = 60
 EXCHANGE_TIMEOUT_SECONDS = 10.0
+TENANCY_UNAVAILABLE = "the tenancy service that checks API keys is unavailable; retry later"
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,16 +81,42 @@ class ApiKeyAccess:
                 tenancy_pb2.ExchangeApiKeyRequest(api_key=api_key), timeout=EXCHANGE_TIMEOUT_SECONDS
             )
         except grpc.aio.AioRpcError as exc:
-            if exc.code() in (
-                grpc.StatusCode.UNAUTHENTICATED,
-                grpc.StatusCode.PERMISSION_DENIED,
-                grpc.StatusCode.INVALID_ARGUMENT,
-            ):
-                raise Unauthenticated(f"API key refused: {exc.details()}") from None
-            raise
+            raise _refusal(exc) from None
         return _Token(reply.access_token, float(reply.expires_at.seconds))
 
     async def close(self) -> None:
         if self._channel is not None:
             await self._channel.close(None)
             self._channel = None
+
+
+def _refusal(exc: grpc.aio.AioRpcError) -> ApiError:
+    """Tenancy's answer as the domain error it means here: the key is refused, the caller is
+    rate limited (after tenancy's RetryInfo), or checking keys is not possible right now; the Protect
+    RPC's error table (failures.py) turns each into what the client sees."""
+    code = exc.code()
+    if code in (
+        grpc.StatusCode.UNAUTHENTICATED,
+        grpc.StatusCode.PERMISSION_DENIED,
+        grpc.StatusCode.INVALID_ARGUMENT,
+    ):
+        return Unauthenticated(f"API key refused: {exc.details()}")
+    if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+        return ResourceExhausted(f"API key checks are rate limited: {exc.details()}", _retry_delay(exc))
+    # UNAVAILABLE, DEADLINE_EXCEEDED (tenancy down, unreachable or too slow) and tenancy's own
+    # INTERNAL alike: nothing the caller did, so retry later; tenancy's text stays in the log.
+    log.warning("API key exchange failed: %s %s", code.name, exc.details())
+    return Unavailable(TENANCY_UNAVAILABLE)
+
+
+def _retry_delay(exc: grpc.aio.AioRpcError) -> float:
+    """Seconds from the RetryInfo in the status details tenancy sent, else one."""
+    metadata: Any = exc.trailing_metadata() or ()
+    for key, value in metadata:
+        if key != "grpc-status-details-bin" or not isinstance(value, bytes):
+            continue
+        for detail in status_pb2.Status.FromString(value).details:
+            info = error_details_pb2.RetryInfo()
+            if detail.Unpack(info):
+                return float(info.retry_delay.seconds + info.retry_delay.nanos / 1e9)
+    return 1.0
