@@ -18,6 +18,7 @@ import pytest_asyncio
 from mevaas_core.db import create_pool, platform_transaction, provision_service_database, tenant_transaction
 from mevaas_core.migrations import apply_migrations
 from mevaas_execution.protection.store import LIST_PROTECTED, list_protected
+from tests.fixtures.platform import service_passwords
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
 
@@ -28,13 +29,14 @@ BIG_TENANT = "tenant-0"
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def pool(postgres_database: str) -> AsyncIterator[asyncpg.Pool]:
+async def pool(postgres_server: str, postgres_database: str) -> AsyncIterator[asyncpg.Pool]:
     """Execution's schema on a database of this module's own, with 60,000 protected transactions
     of 40 tenants (their received times interleaved; three of a tenant's in each second), analysed."""
     from mevaas_execution.server import SERVICE
 
+    # Roles belong to the server, not the database: the session's execution passwords, unchanged.
     dsns = await provision_service_database(
-        postgres_database, "execution", "app-pw", "owner-pw", "platform-pw"
+        postgres_database, "execution", *service_passwords(postgres_server, "execution")
     )
     assert SERVICE.migrations is not None
     await apply_migrations(dsns.owner_dsn, "execution", SERVICE.migrations)
