@@ -147,3 +147,43 @@ async def test_a_revoked_key_is_401_and_malformed_http_is_a_json_4xx(
         async with aiohttp.ClientSession() as http, http.get(url) as reply:
             assert reply.status == 405 and (await reply.json())["error"]["code"] == -32600
         assert chain.isdigit()
+
+
+async def test_a_tenant_over_its_plan_is_429_with_retry_after(
+    execution_harness: Any, tenancy_service: Any, admin_client: MevaasClient
+) -> None:
+    # The service's own Protect RPC (as server.py wires it: the fleet's shared bucket per tenant).
+    runtime = await execution_harness.start(
+        http_port=0, tenancy_address=f"127.0.0.1:{tenancy_service.grpc_port}"
+    )
+    try:
+        plan = common_pb2.Plan(
+            name="metered-rpc",
+            rate_limit_per_second=1,
+            rate_limit_burst=3,
+            max_strategies=1,
+            max_concurrent_executions=1,
+        )
+        tenant = await create_tenant(admin_client, plan=plan)
+        chain_id = runtime.gateway.chain_ids[0]
+        url = f"http://127.0.0.1:{runtime.protect_rpc_port}/rpc/{chain_id}"
+        answers = await asyncio.gather(*(post(url, call(i), key=tenant.owner_key) for i in range(20)))
+        statuses = [status for status, _, _ in answers]
+        for i, (status, body, headers) in enumerate(answers):
+            assert body["id"] == i, body
+            if status == 429:
+                assert int(headers["Retry-After"]) >= 1
+                assert body["error"]["code"] == -32005 and "rate limit" in body["error"]["message"]
+            else:
+                assert status == 200 and body["result"] == hex(chain_id), (status, body)
+        assert statuses.count(429) > 0 and statuses.count(200) > 0, statuses
+        # A batch of calls is as many calls: while the bucket is empty every one is refused.
+        status, body, headers = await post(url, [call("a"), call("b")], key=tenant.owner_key)
+        if status == 429:
+            assert [b["id"] for b in body] == ["a", "b"] and int(headers["Retry-After"]) >= 1
+            assert {b["error"]["code"] for b in body} == {-32005}
+        else:  # tokens came back since the flood (a slow machine): each answered or refused
+            assert status == 200 and [b["id"] for b in body] == ["a", "b"], body
+            assert all("result" in b or b["error"]["code"] == -32005 for b in body), body
+    finally:
+        await execution_harness.stop(runtime)

@@ -25,6 +25,7 @@ import aiohttp
 import pytest
 from eth_account import Account
 
+from mevaas.common.v1 import common_pb2
 from mevaas_local.devnet import Devnet
 from mevaas_sdk import MevaasClient
 from tests.integration.protection.helpers import protect_rpc
@@ -220,8 +221,15 @@ def problems(sent: Any, status: int, text: str) -> list[str]:
 async def test_fuzzed_json_rpc_always_gets_a_json_rpc_answer(
     execution_service: Any, tenancy_service: Any, admin_client: MevaasClient, devnet: Devnet
 ) -> None:
-    tenant = await create_tenant(admin_client)
-    key = tenant.owner_key
+    # A plan high enough that the tenant's rate limit refuses none of the fuzzed calls.
+    plan = common_pb2.Plan(
+        name="fuzz",
+        rate_limit_per_second=100_000,
+        rate_limit_burst=100_000,
+        max_strategies=1,
+        max_concurrent_executions=1,
+    )
+    key = (await create_tenant(admin_client, plan=plan)).owner_key
     rng = random.Random(int(os.environ.get("MEVAAS_FUZZ_SEED", "12")))
     codes: Counter[int] = Counter()
     failures: list[str] = []

@@ -26,6 +26,8 @@ from mevaas.execution.v1 import execution_pb2
 from mevaas_chain.rawtx import DecodedTransaction, RawTransactionError, decode_signed
 from mevaas_core import audit, jsoninput
 from mevaas_core.auth import Principal, Role
+from mevaas_core.errors import ResourceExhausted
+from mevaas_core.grpckit.ratelimit import SharedRateLimiter, TenantRateLimiter
 from mevaas_execution.chains import ChainGateway, ChainUnavailable
 from mevaas_execution.protection import failures
 from mevaas_execution.protection.access import ApiKeyAccess
@@ -84,11 +86,16 @@ class ProtectRpc:
         *,
         default_blocks: int = 25,
         audit_sink: audit.AuditSink | None = None,
+        limiter: SharedRateLimiter | None = None,
     ) -> None:
         self.commands = commands
         self.gateway = gateway
         self.access = access
         self.audit_sink = audit_sink
+        # The tenant's plan holds here as at its gRPC calls: the fleet's shared bucket when given,
+        # else this process's own.
+        self._shared_limiter = limiter
+        self._limiter = TenantRateLimiter()
         self.default_blocks = default_blocks
         self.port = 0
         self._runner: web.AppRunner | None = None
@@ -188,8 +195,10 @@ class ProtectRpc:
         self, principal: Principal, chain_id: int, item: Any, mode: int, request_id: str = ""
     ) -> tuple[dict[str, Any], failures.Failure | None]:
         reply, fail = await self._answer(principal, chain_id, item, mode)
+        throttled = fail is not None and fail.http_status == 429
         if (
             self.audit_sink is not None
+            and not throttled  # a throttled flood is counted in metrics, not recorded call by call
             and isinstance(item, dict)
             and item.get("method") == "eth_sendRawTransaction"
         ):
@@ -228,6 +237,7 @@ class ProtectRpc:
         rid = j.echo_id(item)
         try:
             parsed = j.parse(item)
+            await self._throttle(principal)
             value = await self._dispatch(principal, chain_id, parsed, mode)
             REQUESTS.labels(label, "ok").inc()
             if isinstance(value, Extended):
@@ -239,6 +249,17 @@ class ProtectRpc:
             return j.error(rid, fail.code, fail.message, fail.data), fail
         finally:
             LATENCY.labels(label).observe(time.perf_counter() - started)
+
+    async def _throttle(self, principal: Principal) -> None:
+        """One call of the tenant's plan, from the same bucket as its gRPC calls (the
+        interceptor's key), so the Protect RPC is no way around the plan."""
+        key, rate = f"tenant:{principal.tenant_id}", principal.rate_per_second
+        if self._shared_limiter is not None:
+            wait = await self._shared_limiter.try_acquire(key, rate, principal.burst)
+        else:
+            wait = self._limiter.try_acquire(key, rate, principal.burst)
+        if wait > 0:
+            raise ResourceExhausted(f"rate limit of {rate:g} calls/s exceeded", wait)
 
     # methods -----------------------------------------------------------------------------------
 
