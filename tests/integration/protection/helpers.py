@@ -75,16 +75,17 @@ def expired_swap(router: str, sender: str) -> bytes:
 
 
 @asynccontextmanager
-async def protect_rpc(execution: Any, tenancy_address: str) -> AsyncIterator[str]:
-    """A Protect RPC of the running execution service checking keys at ``tenancy_address``;
-    yields the chain's endpoint URL."""
+async def protect_rpc(execution: Any, tenancy_address: str, gateway: Any = None) -> AsyncIterator[str]:
+    """A Protect RPC of the running execution service checking keys at ``tenancy_address`` (and
+    reaching the chain through ``gateway``, else the service's); yields the chain's endpoint URL."""
+    gateway = gateway or execution.gateway
     rpc = ProtectRpc(
         execution.core.protected,
-        execution.gateway,
+        gateway,
         ApiKeyAccess(tenancy_address, execution.verifier(), execution.revocations),
     )
     port = await rpc.start("127.0.0.1", 0)
-    chain_id = execution.gateway.chain_ids[0]
+    chain_id = gateway.chain_ids[0]
     try:
         yield f"http://127.0.0.1:{port}/rpc/{chain_id}"
     finally:

@@ -1,9 +1,10 @@
 """The Protect RPC's failures as a client sees them (issue 10, item 5), with real servers on
 127.0.0.1: while tenancy (which checks API keys) is stopped or unreachable, a key not yet checked
 gets HTTP 503 with Retry-After and a JSON-RPC error per request, each with its own id (a key
-already checked keeps working); when tenancy rate-limits the key checks the answer is HTTP 429
-with Retry-After; a revoked key is 401; an unknown chain, path or HTTP method and a body over the
-limit are a 4xx with a JSON-RPC error body, never aiohttp's plain-text page."""
+already checked keeps working); an unreachable chain node is 503 too; when tenancy rate-limits
+the key checks, or the tenant goes over its plan, the answer is HTTP 429 with Retry-After; a
+revoked key is 401; an unknown chain, path or HTTP method and a body over the limit are a 4xx
+with a JSON-RPC error body, never aiohttp's plain-text page."""
 
 from __future__ import annotations
 
@@ -18,6 +19,9 @@ import pytest_asyncio
 
 from mevaas.common.v1 import common_pb2
 from mevaas.tenancy.v1 import tenancy_pb2
+from mevaas_chain.registry import ChainRegistry
+from mevaas_execution.chains import ChainGateway
+from mevaas_local.devnet import Devnet
 from mevaas_local.embedded import free_port
 from mevaas_sdk import MevaasClient
 from tests.integration.protection.helpers import protect_rpc
@@ -187,3 +191,20 @@ async def test_a_tenant_over_its_plan_is_429_with_retry_after(
             assert all("result" in b or b["error"]["code"] == -32005 for b in body), body
     finally:
         await execution_harness.stop(runtime)
+
+
+async def test_an_unreachable_chain_node_is_503_without_its_address(
+    execution_service: Any, tenancy_service: Any, admin_client: MevaasClient, devnet: Devnet
+) -> None:
+    dead = f"http://127.0.0.1:{free_port()}/"
+    config = devnet.main.config.model_copy(update={"rpc_url": dead})
+    gateway = ChainGateway(ChainRegistry(chains=[config]), timeout_s=1.0)
+    tenant = await create_tenant(admin_client)
+    try:
+        async with protect_rpc(execution_service, f"127.0.0.1:{tenancy_service.grpc_port}", gateway) as url:
+            status, body, headers = await post(url, call("read", "eth_blockNumber"), key=tenant.owner_key)
+    finally:
+        await gateway.close()
+    assert status == 503 and int(headers["Retry-After"]) >= 1, (status, body)
+    assert body["id"] == "read" and body["error"]["code"] == -32002, body
+    assert "unreachable" in body["error"]["message"] and dead not in body["error"]["message"]
