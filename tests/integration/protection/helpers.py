@@ -75,14 +75,17 @@ def expired_swap(router: str, sender: str) -> bytes:
 
 
 @asynccontextmanager
-async def protect_rpc(execution: Any, tenancy_address: str, gateway: Any = None) -> AsyncIterator[str]:
-    """A Protect RPC of the running execution service checking keys at ``tenancy_address`` (and
-    reaching the chain through ``gateway``, else the service's); yields the chain's endpoint URL."""
+async def protect_rpc(
+    execution: Any, tenancy_address: str, gateway: Any = None, **access: Any
+) -> AsyncIterator[str]:
+    """A Protect RPC of the running execution service checking keys at ``tenancy_address`` (with
+    ApiKeyAccess's ``access`` options, and reaching the chain through ``gateway``, else the
+    service's); yields the chain's endpoint URL."""
     gateway = gateway or execution.gateway
     rpc = ProtectRpc(
         execution.core.protected,
         gateway,
-        ApiKeyAccess(tenancy_address, execution.verifier(), execution.revocations),
+        ApiKeyAccess(tenancy_address, execution.verifier(), execution.revocations, **access),
     )
     port = await rpc.start("127.0.0.1", 0)
     chain_id = gateway.chain_ids[0]

@@ -16,6 +16,7 @@ from typing import Any
 import aiohttp
 import pytest
 import pytest_asyncio
+from prometheus_client import REGISTRY
 
 from mevaas.common.v1 import common_pb2
 from mevaas.tenancy.v1 import tenancy_pb2
@@ -45,11 +46,14 @@ async def own_tenancy(tenancy_service: Any) -> AsyncIterator[Any]:
 
 
 async def post(
-    url: str, body: Any, *, key: str = "", raw: bytes | None = None
+    url: str, body: Any, *, key: str = "", raw: bytes | None = None, client: str = "127.0.0.1"
 ) -> tuple[int, Any, dict[str, str]]:
+    """POST ``body`` (or ``raw``) from loopback address ``client``."""
     headers = {"X-API-Key": key} if key else {}
     async with (
-        aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http,
+        aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=30), connector=aiohttp.TCPConnector(local_addr=(client, 0))
+        ) as http,
         http.post(url, json=body if raw is None else None, data=raw, headers=headers) as reply,
     ):
         assert reply.content_type == "application/json", await reply.text()
@@ -109,8 +113,14 @@ async def test_rate_limited_key_checks_are_429_with_retry_after(
     own_tenancy: Any, execution_service: Any
 ) -> None:
     # Tenancy limits its public ExchangeApiKey per caller address (20/s, burst 40): 100 keys
-    # never seen before, checked at once, go over it.
-    async with protect_rpc(execution_service, f"127.0.0.1:{own_tenancy.grpc_port}") as url:
+    # never seen before, checked at once, go over it (with the Protect RPC's own budget of new
+    # keys per client raised out of the way).
+    async with protect_rpc(
+        execution_service,
+        f"127.0.0.1:{own_tenancy.grpc_port}",
+        new_keys_per_second=1000,
+        new_keys_burst=1000,
+    ) as url:
         answers = await asyncio.gather(
             *(post(url, call(i), key=f"mvs_unknown.{uuid.uuid4().hex}") for i in range(100))
         )
@@ -208,3 +218,45 @@ async def test_an_unreachable_chain_node_is_503_without_its_address(
     assert status == 503 and int(headers["Retry-After"]) >= 1, (status, body)
     assert body["id"] == "read" and body["error"]["code"] == -32002, body
     assert "unreachable" in body["error"]["message"] and dead not in body["error"]["message"]
+
+
+def key_checks() -> float:
+    """ExchangeApiKey calls tenancy has answered in this process, whatever the answer."""
+    return sum(
+        sample.value
+        for metric in REGISTRY.collect()
+        if metric.name == "mevaas_grpc_server_handled"
+        for sample in metric.samples
+        if sample.name.endswith("_total")
+        and sample.labels.get("service") == "tenancy"
+        and sample.labels.get("method") == "ExchangeApiKey"
+    )
+
+
+async def test_one_clients_made_up_keys_do_not_lock_out_other_clients(
+    own_tenancy: Any, execution_service: Any, admin_client: MevaasClient
+) -> None:
+    tenant = await create_tenant(admin_client)
+    async with protect_rpc(execution_service, f"127.0.0.1:{own_tenancy.grpc_port}") as url:
+        # 60 made-up keys from one address: past its budget of new keys, the Protect RPC refuses
+        # them itself (429), so tenancy's limit for this whole process is not used up.
+        before = key_checks()
+        answers = await asyncio.gather(
+            *(post(url, call(i), key=f"mvs_made_up.{uuid.uuid4().hex}") for i in range(60))
+        )
+        statuses = [status for status, _, _ in answers]
+        assert set(statuses) == {401, 429}, statuses
+        assert key_checks() - before == statuses.count(401)  # a 429 never reached tenancy
+        limited = next(body for status, body, _ in answers if status == 429)
+        assert "new API keys" in limited["error"]["message"] and limited["error"]["code"] == -32005
+        # Another client's new key still gets checked.
+        status, body, _ = await post(url, call("other"), key=tenant.owner_key, client="127.0.0.2")
+        assert status == 200 and body["id"] == "other" and "result" in body, body
+        # A refused key sent again is answered from memory, not asked of tenancy again.
+        bad = f"mvs_made_up.{uuid.uuid4().hex}"
+        assert (await post(url, call(1), key=bad, client="127.0.0.3"))[0] == 401
+        before = key_checks()
+        for i in range(5):
+            status, body, _ = await post(url, call(i), key=bad, client="127.0.0.3")
+            assert status == 401 and "API key refused" in body["error"]["message"], body
+        assert key_checks() == before

@@ -149,7 +149,7 @@ class ProtectRpc:
             mode = MODES.get(request.query.get("mode", ""))
             if mode is None:
                 raise j.JsonRpcError(j.INVALID_REQUEST, "mode must be fair or private", http_status=400)
-            principal = await self.access.principal(_api_key(request))
+            principal = await self.access.principal(_api_key(request), request.remote or "")
         except Exception as exc:
             return failures.response(failures.failure(exc), ids, batch=is_batch)
         request_id = request.headers.get("X-Request-Id", "")[:128]
