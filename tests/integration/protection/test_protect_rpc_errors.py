@@ -260,3 +260,28 @@ async def test_one_clients_made_up_keys_do_not_lock_out_other_clients(
             status, body, _ = await post(url, call(i), key=bad, client="127.0.0.3")
             assert status == 401 and "API key refused" in body["error"]["message"], body
         assert key_checks() == before
+
+
+async def test_a_token_in_its_last_minute_still_serves_while_tenancy_is_down(
+    tenancy_service: Any, execution_service: Any, admin_client: MevaasClient
+) -> None:
+    from mevaas_tenancy.server import TenancyRuntime
+
+    # Tokens of 50 s: each is inside the last minute, when every call tries to refresh it.
+    settings = tenancy_service.settings.model_copy(
+        update={"grpc_port": 0, "metrics_port": 0, "token_ttl_seconds": 50}
+    )
+    tenancy = TenancyRuntime(settings)
+    await tenancy.start()
+    stopped = False
+    try:
+        tenant = await create_tenant(admin_client)
+        async with protect_rpc(execution_service, f"127.0.0.1:{tenancy.grpc_port}") as url:
+            assert (await post(url, call(1), key=tenant.owner_key))[0] == 200
+            await tenancy.stop()
+            stopped = True
+            status, body, _ = await post(url, call(2), key=tenant.owner_key)
+            assert status == 200 and body["result"].startswith("0x"), body
+    finally:
+        if not stopped:
+            await tenancy.stop()

@@ -89,10 +89,15 @@ class ApiKeyAccess:
         refused = self._refused.get(fingerprint)
         if refused is not None and time.monotonic() < refused[0]:
             raise Unauthenticated(refused[1])
+        # A token in its last minute is refreshed, but while it lasts it still serves when the
+        # refresh cannot be made now (throttled, tenancy down).
+        usable = cached if cached is not None and time.time() < cached.expires_at else None
         pending = self._exchanges.get(fingerprint)
         if pending is None:
             wait = self._new_keys.try_acquire(f"client:{client}", self._new_keys_rate, self._new_keys_burst)
             if wait > 0:
+                if usable is not None:
+                    return usable
                 raise ResourceExhausted(
                     f"rate limit of {self._new_keys_rate:g} new API keys/s from this address exceeded", wait
                 )
@@ -103,6 +108,10 @@ class ApiKeyAccess:
             token = await asyncio.shield(pending)
         except Unauthenticated as exc:
             self._remember_refusal(fingerprint, exc.message)
+            raise
+        except (Unavailable, ResourceExhausted):
+            if usable is not None:
+                return usable
             raise
         self._tokens[fingerprint] = token
         return token
