@@ -128,4 +128,7 @@ async def json_rpc_errors(request: web.Request, handler: Any) -> web.StreamRespo
         reply: web.StreamResponse = await handler(request)
         return reply
     except Exception as exc:
-        return response(failure(exc, f"{request.method} {request.path}"), None, batch=False)
+        # The route's pattern, not the path: a path can hold the caller's API key.
+        resource = request.match_info.route.resource
+        where = resource.canonical if resource is not None else "an unknown path"
+        return response(failure(exc, f"{request.method} {where}"), None, batch=False)
