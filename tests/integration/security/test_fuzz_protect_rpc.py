@@ -8,7 +8,7 @@ or bad keys, unknown chains, bad modes).
 
 Every answer must be JSON: a well-formed JSON-RPC 2.0 response (one per request of a batch, the
 request's id echoed when it had a valid one), never a 5xx other than 503, never an internal error,
-no database or driver text; none may hang (30 s client timeout); afterwards the endpoint still
+no database or driver text, no error that echoes a large input; none may hang (30 s client timeout); afterwards the endpoint still
 answers a valid call. ``MEVAAS_PROTECT_FUZZ_COUNT`` sets the random requests (default 150; e.g.
 5000 for an acceptance run), ``MEVAAS_FUZZ_SEED`` the seed."""
 
@@ -189,6 +189,8 @@ def problems(sent: Any, status: int, text: str) -> list[str]:
         answer = json.loads(text)
     except ValueError:
         return [f"HTTP {status} answer is not JSON: {text[:200]!r}"]
+    if status != 200 and len(text) > 64 * 1024:
+        return [f"HTTP {status} error of {len(text)} bytes (echoes the input?)"]
     replies = answer if isinstance(answer, list) else [answer]
     if isinstance(answer, list) and not answer:
         return ["an empty batch answer"]
@@ -206,6 +208,8 @@ def problems(sent: Any, status: int, text: str) -> list[str]:
                 found.append(f"error without a message: {str(error)[:200]}")
             elif error["code"] == -32603:
                 found.append(f"internal error: {str(reply)[:200]}")
+            elif len(json.dumps(error)) > 16 * 1024:
+                found.append(f"an error of {len(json.dumps(error))} bytes (echoes the input?)")
     single = isinstance(sent, dict) and isinstance(answer, dict) and valid_id(sent.get("id"))
     if not found and single and answer["id"] not in (sent.get("id"), None):
         found.append(f"id {sent.get('id')!r} answered as {answer['id']!r}")
