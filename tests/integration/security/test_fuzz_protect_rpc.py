@@ -8,9 +8,10 @@ or bad keys, unknown chains, bad modes).
 
 Every answer must be JSON: a well-formed JSON-RPC 2.0 response (one per request of a batch, the
 request's id echoed when it had a valid one), never a 5xx other than 503, never an internal error,
-no database or driver text, no error that echoes a large input; none may hang (30 s client timeout); afterwards the endpoint still
-answers a valid call. ``MEVAAS_PROTECT_FUZZ_COUNT`` sets the random requests (default 150; e.g.
-5000 for an acceptance run), ``MEVAAS_FUZZ_SEED`` the seed."""
+no database or driver text, no error that echoes a large input; none may hang (30 s client
+timeout); afterwards the endpoint still answers a valid call. ``MEVAAS_PROTECT_FUZZ_COUNT`` sets
+the random requests (default 150; e.g. 5000 for an acceptance run), ``MEVAAS_FUZZ_SEED`` the
+seed."""
 
 from __future__ import annotations
 
