@@ -156,6 +156,7 @@ class ExecutionRuntime(ServiceRuntime[ExecutionSettings]):
                 ApiKeyAccess(settings.tenancy(), self.verifier(), self.revocations),
                 default_blocks=settings.protect_max_blocks,
                 audit_sink=self.audit,
+                limiter=self._shared_limiter,
             )
             self.protect_rpc_port = await protect.start(settings.http_host, settings.http_port)
             self.on_stop(protect.stop)

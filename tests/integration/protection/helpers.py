@@ -3,6 +3,8 @@ user account that signs its own transactions, and raw JSON-RPC calls."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import aiohttp
@@ -10,6 +12,8 @@ from eth_abi.abi import encode
 from eth_account import Account
 from eth_utils.crypto import keccak
 
+from mevaas_execution.protection.access import ApiKeyAccess
+from mevaas_execution.protection.rpc import ProtectRpc
 from mevaas_local.devnet import DevnetChain
 
 GWEI = 10**9
@@ -68,3 +72,24 @@ def expired_swap(router: str, sender: str) -> bytes:
     return selector("swapExactTokensForTokens(uint256,uint256,address[],address,uint256)") + encode(
         ["uint256", "uint256", "address[]", "address", "uint256"], [1, 0, [sender, router], sender, 1]
     )
+
+
+@asynccontextmanager
+async def protect_rpc(
+    execution: Any, tenancy_address: str, gateway: Any = None, **access: Any
+) -> AsyncIterator[str]:
+    """A Protect RPC of the running execution service checking keys at ``tenancy_address`` (with
+    ApiKeyAccess's ``access`` options, and reaching the chain through ``gateway``, else the
+    service's); yields the chain's endpoint URL."""
+    gateway = gateway or execution.gateway
+    rpc = ProtectRpc(
+        execution.core.protected,
+        gateway,
+        ApiKeyAccess(tenancy_address, execution.verifier(), execution.revocations, **access),
+    )
+    port = await rpc.start("127.0.0.1", 0)
+    chain_id = gateway.chain_ids[0]
+    try:
+        yield f"http://127.0.0.1:{port}/rpc/{chain_id}"
+    finally:
+        await rpc.stop()

@@ -1,6 +1,7 @@
 """Fuzz cases built from protobuf descriptors, shared by the RPC and the bus fuzzers: random bytes,
 NUL characters, 1 MB strings, integer extremes, undefined enum values, garbage page tokens and
-(given real ones) foreign ids."""
+(given real ones) foreign ids; and the malformed HTTP bodies the HTTP fuzzers (gateway, Protect
+RPC) send."""
 
 from __future__ import annotations
 
@@ -23,6 +24,21 @@ STRINGS = (
     str(uuid.uuid4()),
     "ünïcödé-\u202e",
     "",
+)
+# HTTP bodies no JSON endpoint (the gateway, the Protect RPC) may choke on: binary, invalid UTF-8,
+# nesting deeper than the parser's recursion, JSON that is not an object, a body just over 1 MB.
+FIXED_BODIES: tuple[bytes, ...] = (
+    bytes(range(256)),
+    b"\xff\xfe{}",
+    b"[" * 100_000,
+    b'{"a":' * 5_000 + b"1" + b"}" * 5_000,
+    b"1",
+    b"null",
+    b'"text"',
+    b"[]",
+    b"[{}]",
+    b'{"\\u0000": "\\u0000"}',
+    b'{"x": "' + b"y" * (1 << 20) + b'"}',
 )
 INTS = (0, -1, 2**31, 2**63 - 1, -(2**63))
 UINTS = (0, 2**64 - 1, 2**63, 1)

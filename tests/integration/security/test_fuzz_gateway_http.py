@@ -23,28 +23,13 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from mevaas_core.auth import Principal, Role, SigningKey, TokenIssuer
 from mevaas_sdk import MevaasClient
 from tests.fixtures.fleet import Fleet
-from tests.integration.security.fuzzing import FORBIDDEN_TEXT
+from tests.integration.security.fuzzing import FIXED_BODIES, FORBIDDEN_TEXT
 from tests.integration.security.test_fuzz_rpcs import foreign_ids
 from tests.integration.tenancy.helpers import create_tenant
 
 pytestmark = pytest.mark.integration
 
 COUNT = int(os.environ.get("MEVAAS_HTTP_FUZZ_COUNT", "3"))
-# Bodies no JSON transcoder may choke on: binary, invalid UTF-8, nesting deeper than the parser's
-# recursion, JSON that is not an object, a body just over the 1 MB limit.
-FIXED_BODIES: tuple[bytes, ...] = (
-    bytes(range(256)),
-    b"\xff\xfe{}",
-    b"[" * 100_000,
-    b'{"a":' * 5_000 + b"1" + b"}" * 5_000,
-    b"1",
-    b"null",
-    b'"text"',
-    b"[]",
-    b"[{}]",
-    b'{"\\u0000": "\\u0000"}',
-    b'{"x": "' + b"y" * (1 << 20) + b'"}',
-)
 # Any field may get a value of the wrong JSON type (or out of every range).
 WRONG: tuple[Any, ...] = (
     2**64 - 1,

@@ -15,7 +15,6 @@ chain's whole ordering log and its public key are at ``GET /ordering/<chain id>`
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -24,18 +23,17 @@ from aiohttp import web
 from prometheus_client import Counter, Histogram
 
 from mevaas.execution.v1 import execution_pb2
-from mevaas_chain.client import RpcError, TransientRpcError
 from mevaas_chain.rawtx import DecodedTransaction, RawTransactionError, decode_signed
 from mevaas_core import audit, jsoninput
 from mevaas_core.auth import Principal, Role
-from mevaas_core.errors import ApiError, NotFound, PermissionDenied, Unauthenticated
+from mevaas_core.errors import ResourceExhausted
+from mevaas_core.grpckit.ratelimit import SharedRateLimiter, TenantRateLimiter
 from mevaas_execution.chains import ChainGateway, ChainUnavailable
+from mevaas_execution.protection import failures
 from mevaas_execution.protection.access import ApiKeyAccess
 from mevaas_execution.protection.commands import SANCTIONED, ProtectionCommands, Submission
 from mevaas_execution.protection.domain import jsonrpc as j
 from mevaas_execution.protection.status import status_view
-
-log = logging.getLogger(__name__)
 
 SENDERS = frozenset({Role.OWNER, Role.ADMIN, Role.TRADER})
 # The audit action of a transaction sent through the Protect RPC (its one mutation), named like an
@@ -88,17 +86,22 @@ class ProtectRpc:
         *,
         default_blocks: int = 25,
         audit_sink: audit.AuditSink | None = None,
+        limiter: SharedRateLimiter | None = None,
     ) -> None:
         self.commands = commands
         self.gateway = gateway
         self.access = access
         self.audit_sink = audit_sink
+        # The tenant's plan holds here as at its gRPC calls: the fleet's shared bucket when given,
+        # else this process's own.
+        self._shared_limiter = limiter
+        self._limiter = TenantRateLimiter()
         self.default_blocks = default_blocks
         self.port = 0
         self._runner: web.AppRunner | None = None
 
     def app(self) -> web.Application:
-        app = web.Application(client_max_size=MAX_BODY_BYTES)
+        app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[failures.json_rpc_errors])
         app.router.add_post("/rpc/{chain_id}", self._handle)
         app.router.add_post("/rpc/{chain_id}/{api_key}", self._handle)
         app.router.add_get("/ordering/{chain_id}", self._ordering_log)
@@ -123,38 +126,56 @@ class ProtectRpc:
     # HTTP --------------------------------------------------------------------------------------
 
     async def _handle(self, request: web.Request) -> web.Response:
+        """Read the requests, then check the endpoint and the caller: a failure of the whole
+        request (unknown chain, bad key, tenancy down, rate limited) answers every request in it
+        with its own id (failures.response); a call's own error is its own reply."""
+        try:
+            body = jsoninput.loads(await request.read())
+        except jsoninput.JsonInputError as exc:
+            return failures.response(
+                failures.Failure(j.PARSE_ERROR, f"the body is not JSON: {exc}"), None, batch=False
+            )
+        except ValueError:
+            return failures.response(
+                failures.Failure(j.PARSE_ERROR, "the body is not JSON"), None, batch=False
+            )
+        try:
+            items, is_batch = j.batch(body)
+        except j.JsonRpcError as exc:
+            return failures.response(failures.failure(exc), None, batch=False)
+        ids = [j.echo_id(item) for item in items]
+        try:
+            chain_id = self._chain_id_of(request)
+            mode = MODES.get(request.query.get("mode", ""))
+            if mode is None:
+                raise j.JsonRpcError(j.INVALID_REQUEST, "mode must be fair or private", http_status=400)
+            principal = await self.access.principal(_api_key(request), request.remote or "")
+        except Exception as exc:
+            return failures.response(failures.failure(exc), ids, batch=is_batch)
+        request_id = request.headers.get("X-Request-Id", "")[:128]
+        answered = await asyncio.gather(
+            *(self._one(principal, chain_id, item, mode, request_id) for item in items)
+        )
+        replies = [reply for reply, _ in answered]
+        failed = [fail for _, fail in answered if fail is not None]
+        # The HTTP status is the calls' when all of them failed alike (a single call that met an
+        # outage is 503; a batch that all did, too); a batch with any answer is 200.
+        status, headers = 200, {}
+        if len(failed) == len(answered) and len({f.http_status for f in failed}) == 1:
+            status, headers = failed[0].http_status, failed[0].headers()
+        return web.json_response(replies if is_batch else replies[0], status=status, headers=headers)
+
+    def _chain_id_of(self, request: web.Request) -> int:
         try:
             chain_id = int(request.match_info["chain_id"])
             self.gateway.chain(chain_id)
         except (ValueError, ChainUnavailable):
-            return _reply(
-                j.error(
-                    None, j.INVALID_REQUEST, f"chain {request.match_info['chain_id']} is not served here"
-                ),
-                404,
-            )
-        mode = MODES.get(request.query.get("mode", ""))
-        if mode is None:
-            return _reply(j.error(None, j.INVALID_REQUEST, "mode must be fair or private"), 400)
-        try:
-            principal = await self.access.principal(_api_key(request))
-        except Unauthenticated as exc:
-            return _reply(j.error(None, j.UNAUTHORIZED, exc.message), 401)
-        try:
-            body = jsoninput.loads(await request.read())
-        except jsoninput.JsonInputError as exc:
-            return _reply(j.error(None, j.PARSE_ERROR, f"the body is not JSON: {exc}"), 200)
-        except ValueError:
-            return _reply(j.error(None, j.PARSE_ERROR, "the body is not JSON"), 200)
-        try:
-            items, is_batch = j.batch(body)
-        except j.JsonRpcError as exc:
-            return _reply(j.error(None, exc.code, exc.message), 200)
-        request_id = request.headers.get("X-Request-Id", "")[:128]
-        replies = await asyncio.gather(
-            *(self._one(principal, chain_id, item, mode, request_id) for item in items)
-        )
-        return _reply(replies if is_batch else replies[0], 200)
+            raise j.JsonRpcError(
+                j.INVALID_REQUEST,
+                f"chain {request.match_info['chain_id'][:32]} is not served here",
+                http_status=404,
+            ) from None
+        return chain_id
 
     async def _ordering_log(self, request: web.Request) -> web.Response:
         """The chain's ordering log (public: hashes, times and links, no tenant), a page at a time:
@@ -165,19 +186,24 @@ class ProtectRpc:
             after, limit = int(request.query.get("after", "0")), int(request.query.get("limit", "1000"))
         except (ValueError, ChainUnavailable):
             return web.json_response({"error": "unknown chain, or after/limit not integers"}, status=404)
+        if not 0 <= after < 2**63:
+            # A sequence is a bigint: beyond it nothing is after, and PostgreSQL would refuse it.
+            return web.json_response({"error": "after must be a sequence number, 0 to 2^63-1"}, status=400)
         return web.json_response(await self.commands.ordering.page(chain_id, after, limit))
 
     async def _one(
         self, principal: Principal, chain_id: int, item: Any, mode: int, request_id: str = ""
-    ) -> dict[str, Any]:
-        reply = await self._answer(principal, chain_id, item, mode)
+    ) -> tuple[dict[str, Any], failures.Failure | None]:
+        reply, fail = await self._answer(principal, chain_id, item, mode)
+        throttled = fail is not None and fail.http_status == 429
         if (
             self.audit_sink is not None
+            and not throttled  # a throttled flood is counted in metrics, not recorded call by call
             and isinstance(item, dict)
             and item.get("method") == "eth_sendRawTransaction"
         ):
             self._audit_send(principal, chain_id, reply, request_id)
-        return reply
+        return reply, fail
 
     def _audit_send(
         self, principal: Principal, chain_id: int, reply: dict[str, Any], request_id: str
@@ -202,36 +228,38 @@ class ProtectRpc:
             details={"chain_id": str(chain_id), **details},
         )
 
-    async def _answer(self, principal: Principal, chain_id: int, item: Any, mode: int) -> dict[str, Any]:
+    async def _answer(
+        self, principal: Principal, chain_id: int, item: Any, mode: int
+    ) -> tuple[dict[str, Any], failures.Failure | None]:
         started = time.perf_counter()
         method = item.get("method", "") if isinstance(item, dict) else ""
-        label = method if j.route(str(method)) != "refused" else "refused"
-        rid = item.get("id") if isinstance(item, dict) else None
+        label = _label(method)
+        rid = j.echo_id(item)
         try:
             parsed = j.parse(item)
+            await self._throttle(principal)
             value = await self._dispatch(principal, chain_id, parsed, mode)
             REQUESTS.labels(label, "ok").inc()
             if isinstance(value, Extended):
-                return j.result(rid, value.value) | value.extra
-            return j.result(rid, value)
-        except j.JsonRpcError as exc:
+                return j.result(rid, value.value) | value.extra, None
+            return j.result(rid, value), None
+        except Exception as exc:
             REQUESTS.labels(label, "error").inc()
-            return j.error(rid, exc.code, exc.message, exc.data)
-        except RpcError as exc:  # the chain's own answer to a read, passed on as is
-            REQUESTS.labels(label, "error").inc()
-            return j.error(rid, exc.code, exc.message, exc.data)
-        except ApiError as exc:
-            REQUESTS.labels(label, "error").inc()
-            return j.error(rid, _code(exc), exc.message)
-        except TransientRpcError as exc:
-            REQUESTS.labels(label, "error").inc()
-            return j.error(rid, j.INTERNAL_ERROR, f"the chain is unreachable: {exc}")
-        except Exception:
-            log.exception("Protect RPC %s failed", method)
-            REQUESTS.labels(label, "error").inc()
-            return j.error(rid, j.INTERNAL_ERROR, "internal error")
+            fail = failures.failure(exc, f"Protect RPC {label}")
+            return j.error(rid, fail.code, fail.message, fail.data), fail
         finally:
             LATENCY.labels(label).observe(time.perf_counter() - started)
+
+    async def _throttle(self, principal: Principal) -> None:
+        """One call of the tenant's plan, from the same bucket as its gRPC calls (the
+        interceptor's key), so the Protect RPC is no way around the plan."""
+        key, rate = f"tenant:{principal.tenant_id}", principal.rate_per_second
+        if self._shared_limiter is not None:
+            wait = await self._shared_limiter.try_acquire(key, rate, principal.burst)
+        else:
+            wait = self._limiter.try_acquire(key, rate, principal.burst)
+        if wait > 0:
+            raise ResourceExhausted(f"rate limit of {rate:g} calls/s exceeded", wait)
 
     # methods -----------------------------------------------------------------------------------
 
@@ -318,9 +346,10 @@ class ProtectRpc:
         return row["tx_hash"]
 
     async def _status(self, principal: Principal, chain_id: int, request: j.Request) -> Any:
-        tx_hash = j.one_param(request, "the transaction hash")
-        if not isinstance(tx_hash, str) or len(tx_hash) != 66 or not tx_hash.startswith("0x"):
+        digest = _hex_bytes(j.one_param(request, "the transaction hash"), "the transaction hash", 32)
+        if len(digest) != 32:
             raise j.JsonRpcError(j.INVALID_PARAMS, "the transaction hash must be 0x + 64 hex")
+        tx_hash = "0x" + digest.hex()
         row = await self.commands.find(principal.tenant_id, tx_hash)
         if row is None:
             raise j.JsonRpcError(j.RESOURCE_NOT_FOUND, f"no protected transaction {tx_hash} for this tenant")
@@ -348,13 +377,11 @@ def _api_key(request: web.Request) -> str:
     return key
 
 
-def _code(exc: ApiError) -> int:
-    if isinstance(exc, NotFound):
-        return j.RESOURCE_NOT_FOUND
-    if isinstance(exc, Unauthenticated | PermissionDenied):
-        return j.UNAUTHORIZED
-    return j.INVALID_INPUT
-
-
-def _reply(body: Any, status: int) -> web.Response:
-    return web.json_response(body, status=status)
+def _label(method: Any) -> str:
+    """The metrics label of a method: its name when it is one we know, so a client cannot grow
+    the label set with made-up ``eth_get*`` names."""
+    if isinstance(method, str) and (method in j.OWN or method in j.READS):
+        return method
+    if isinstance(method, str) and j.route(method) == "read":
+        return "eth_get*"
+    return "refused"

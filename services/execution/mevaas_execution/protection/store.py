@@ -162,6 +162,17 @@ async def fair_in_flight(conn: asyncpg.Connection, chain_id: int, mode: int) -> 
     )
 
 
+# A page is a range of the index protected_by_tenant_received (V015), read in its order.
+LIST_PROTECTED = (
+    f"SELECT {PROTECTED_COLUMNS} FROM execution.protected_transactions WHERE tenant_id = $1 "
+    "AND ($2::text IS NULL OR status = $2) AND ($3 = '' OR lower(sender) = lower($3)) "
+    "AND ($4 = 0 OR chain_id = $4) "
+    "AND ($5::timestamptz IS NULL OR received_at >= $5) AND ($6::timestamptz IS NULL OR received_at < $6) "
+    "AND ($7::timestamptz IS NULL OR (received_at, protected_transaction_id) < ($7, $8)) "
+    "ORDER BY received_at DESC, protected_transaction_id DESC LIMIT $9"
+)
+
+
 async def list_protected(
     conn: asyncpg.Connection,
     tenant_id: str,
@@ -176,12 +187,7 @@ async def list_protected(
 ) -> list[Row]:
     """Protected transactions newest received first, keyset-paged on (received_at, id)."""
     return await conn.fetch(
-        f"SELECT {PROTECTED_COLUMNS} FROM execution.protected_transactions WHERE tenant_id = $1 "
-        "AND ($2::text IS NULL OR status = $2) AND ($3 = '' OR lower(sender) = lower($3)) "
-        "AND ($4 = 0 OR chain_id = $4) "
-        "AND ($5::timestamptz IS NULL OR received_at >= $5) AND ($6::timestamptz IS NULL OR received_at < $6) "
-        "AND ($7::timestamptz IS NULL OR (received_at, protected_transaction_id) < ($7, $8)) "
-        "ORDER BY received_at DESC, protected_transaction_id DESC LIMIT $9",
+        LIST_PROTECTED,
         tenant_id,
         status,
         sender,

@@ -16,9 +16,11 @@ INVALID_REQUEST = -32600
 METHOD_NOT_FOUND = -32601
 INVALID_PARAMS = -32602
 INTERNAL_ERROR = -32603
-# EIP-1474: invalid input, resource not found, transaction rejected, limit exceeded.
+# EIP-1474: invalid input, resource not found, resource unavailable, transaction rejected, limit
+# exceeded (a rate limit, a batch or body too large).
 INVALID_INPUT = -32000
 RESOURCE_NOT_FOUND = -32001
+RESOURCE_UNAVAILABLE = -32002
 TRANSACTION_REJECTED = -32003
 LIMIT_EXCEEDED = -32005
 UNAUTHORIZED = -32004
@@ -26,6 +28,8 @@ UNAUTHORIZED = -32004
 EXECUTION_REVERTED = 3
 
 MAX_BATCH = 100
+# An id is echoed in the answer: a longer one is refused rather than sent back.
+MAX_ID_CHARS = 256
 
 OWN = frozenset(
     {
@@ -60,11 +64,29 @@ class Request:
 
 
 class JsonRpcError(Exception):
-    def __init__(self, code: int, message: str, data: Any = None) -> None:
+    """An error answered as a JSON-RPC error object; ``http_status`` is the HTTP status of the
+    response when it is the whole request's (an unknown chain is 404), 200 for a call's own."""
+
+    def __init__(self, code: int, message: str, data: Any = None, *, http_status: int = 200) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.data = data
+        self.http_status = http_status
+
+
+def valid_id(rid: Any) -> bool:
+    """A string, an integer or null (JSON's true and false are not numbers, nor are huge strings)."""
+    if rid is None or (isinstance(rid, int) and not isinstance(rid, bool)):
+        return True
+    return isinstance(rid, str) and len(rid) <= MAX_ID_CHARS
+
+
+def echo_id(item: Any) -> Any:
+    """The id to answer ``item`` with: its own when it has a valid one, else null (JSON-RPC 2.0:
+    an id that could not be detected is answered as null)."""
+    rid = item.get("id") if isinstance(item, dict) else None
+    return rid if valid_id(rid) else None
 
 
 def route(method: str) -> str:
@@ -89,8 +111,10 @@ def parse(item: Any) -> Request:
     params = item.get("params", [])
     if not isinstance(params, list):
         raise JsonRpcError(INVALID_PARAMS, "params must be an array")
-    if rid is not None and not isinstance(rid, str | int):
-        raise JsonRpcError(INVALID_REQUEST, "id must be a string, a number or null")
+    if not valid_id(rid):
+        raise JsonRpcError(
+            INVALID_REQUEST, f"id must be an integer, a string of at most {MAX_ID_CHARS} characters or null"
+        )
     return Request(rid, method, params)
 
 
