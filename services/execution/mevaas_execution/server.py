@@ -153,7 +153,12 @@ class ExecutionRuntime(ServiceRuntime[ExecutionSettings]):
             protect = ProtectRpc(
                 self.core.protected,
                 self.gateway,
-                ApiKeyAccess(settings.tenancy(), self.verifier(), self.revocations),
+                ApiKeyAccess(
+                    settings.tenancy(),
+                    self.verifier(),
+                    self.revocations,
+                    tls_ca_file=settings.grpc_tls_ca_file,
+                ),
                 default_blocks=settings.protect_max_blocks,
                 audit_sink=self.audit,
                 limiter=self._shared_limiter,

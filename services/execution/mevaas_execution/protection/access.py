@@ -23,6 +23,7 @@ from google.rpc import error_details_pb2, status_pb2
 from mevaas.tenancy.v1 import tenancy_pb2, tenancy_pb2_grpc
 from mevaas_core.auth import Principal, TokenVerifier
 from mevaas_core.errors import ApiError, ResourceExhausted, Unauthenticated, Unavailable
+from mevaas_core.grpckit.channel import client_channel
 from mevaas_core.grpckit.ratelimit import TenantRateLimiter
 from mevaas_core.revocation import RevocationSet
 
@@ -57,8 +58,10 @@ class ApiKeyAccess:
         *,
         new_keys_per_second: float = NEW_KEYS_PER_SECOND,
         new_keys_burst: int = NEW_KEYS_BURST,
+        tls_ca_file: str = "",
     ) -> None:
         self._address = tenancy_address
+        self._tls_ca_file = tls_ca_file
         self._verifier = verifier
         self._revocations = revocations
         self._channel: grpc.aio.Channel | None = None
@@ -128,7 +131,7 @@ class ApiKeyAccess:
         if not self._address:
             raise Unauthenticated("this Protect RPC has no tenancy service to check API keys with")
         if self._channel is None:
-            self._channel = grpc.aio.insecure_channel(self._address)
+            self._channel = client_channel(self._address, ca_file=self._tls_ca_file)
         stub = tenancy_pb2_grpc.AuthServiceStub(self._channel)
         try:
             reply = await stub.ExchangeApiKey(
