@@ -70,6 +70,21 @@ def quote_call(v3d: V3Deployment, case: V3SwapCase) -> Call:
     return Call(v3d.quoter, encode(token_in, token_out, case.pool.fee, abs(case.amount), case.limit or 0))
 
 
+def router_swap(case: V3SwapCase, recipient: str) -> bytes:
+    """SwapRouter calldata for ``case`` (exactInputSingle or exactOutputSingle)."""
+    token_in, token_out = case.tokens
+    encode = exact_input_single if case.amount > 0 else exact_output_single
+    return encode(
+        token_in,
+        token_out,
+        case.pool.fee,
+        recipient,
+        abs(case.amount),
+        limit=case.limit or 0,
+        deadline=NO_DEADLINE,
+    )
+
+
 def quoted_amount(case: V3SwapCase, result: v3.V3SwapResult) -> int:
     """What QuoterV2 reports: the amount out for exact input, the amount in for exact output."""
     paid_in, paid_out = (
@@ -128,18 +143,7 @@ async def test_real_swaps_emit_the_predicted_events(devnet: Devnet, uniswap_v3: 
         result = v3.swap(states[pool.address], case.zero_for_one, case.amount, case.limit)
         states[pool.address] = result.apply(states[pool.address])
         predicted.append(result)
-        token_in, token_out = case.tokens
-        encode = exact_input_single if case.amount > 0 else exact_output_single
-        call = encode(
-            token_in,
-            token_out,
-            pool.fee,
-            chain.deployer,
-            abs(case.amount),
-            limit=case.limit or 0,
-            deadline=NO_DEADLINE,
-        )
-        await batch.call(chain.deployer, uniswap_v3.router, call, gas=1_500_000)
+        await batch.call(chain.deployer, uniswap_v3.router, router_swap(case, chain.deployer), gas=1_500_000)
     receipts = await batch.flush(chain.transact)
     assert len({r["blockNumber"] for r in receipts}) == 1
 
@@ -222,18 +226,9 @@ async def test_state_follows_mints_burns_and_swaps(devnet: Devnet, uniswap_v3: V
         else:
             # No limit: mints and burns before it move the price, so a limit could end on the wrong side.
             case = replace(random_swap(rng, pool, states[pool.address]), limit=None)
-            token_in, token_out = case.tokens
-            encode = exact_input_single if case.amount > 0 else exact_output_single
-            call = encode(
-                token_in,
-                token_out,
-                pool.fee,
-                chain.deployer,
-                abs(case.amount),
-                limit=case.limit or 0,
-                deadline=NO_DEADLINE,
+            await batch.call(
+                chain.deployer, uniswap_v3.router, router_swap(case, chain.deployer), gas=1_500_000
             )
-            await batch.call(chain.deployer, uniswap_v3.router, call, gas=1_500_000)
             swaps.append(case)
     receipts = await batch.flush(chain.transact)
     assert len({r["blockNumber"] for r in receipts}) == 1
