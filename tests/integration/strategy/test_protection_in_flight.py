@@ -4,7 +4,8 @@ database (a restart, or the replica taking the tenant over) started while that d
 flight publishes no second one, and settles the first as before: DELEVERAGE_FAILED after the
 grace deadline (then triggers again), or DELEVERAGED from execution's result, which the first
 instance received and kept before it stopped. Two instances triggering the same protection at once
-publish one deleverage. The market is synthetic (an Aave position about HF 1.1 and a deep
+publish one deleverage; a block whose claim the database refuses publishes none, and the next
+block triggers it. The market is synthetic (an Aave position about HF 1.1 and a deep
 WETH/USDC pool); everything else is what the strategy service runs."""
 
 from __future__ import annotations
@@ -23,7 +24,13 @@ from mevaas.events.v1 import events_pb2
 from mevaas_chain.lending.math import RAY, WAD, Position, Reserve
 from mevaas_chain.pool_index import Pool
 from mevaas_core.bus import Bus
-from mevaas_core.db import create_pool, platform_transaction, provision_service_database, tenant_transaction
+from mevaas_core.db import (
+    ServiceDsns,
+    create_pool,
+    platform_transaction,
+    provision_service_database,
+    tenant_transaction,
+)
 from mevaas_core.migrations import apply_migrations
 from mevaas_strategies.market import ChainMarket, LendingState
 from mevaas_strategy.protection import store
@@ -88,15 +95,20 @@ def market(block: int, debt: dict[str, int]) -> ChainMarket:
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def pool(postgres_server: str, postgres_database: str) -> AsyncIterator[asyncpg.Pool]:
+async def dsns(postgres_server: str, postgres_database: str) -> ServiceDsns:
     """Strategy's schema, migrated, on a database of this module's own."""
     from mevaas_strategy.server import SERVICE
 
-    dsns = await provision_service_database(
+    provisioned = await provision_service_database(
         postgres_database, "strategy", *service_passwords(postgres_server, "strategy")
     )
     assert SERVICE.migrations is not None
-    await apply_migrations(dsns.owner_dsn, "strategy", SERVICE.migrations)
+    await apply_migrations(provisioned.owner_dsn, "strategy", SERVICE.migrations)
+    return provisioned
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def pool(dsns: ServiceDsns) -> AsyncIterator[asyncpg.Pool]:
     created = await create_pool(dsns.app_dsn, platform_dsn=dsns.platform_dsn, max_size=4)
     yield created
     await created.close()
@@ -299,3 +311,31 @@ async def test_two_instances_triggering_the_same_protection_publish_one_delevera
     finally:
         await one.stop()
         await other.stop()
+
+
+async def test_a_deleverage_whose_claim_cannot_be_written_is_not_published_and_is_tried_again(
+    pool: asyncpg.Pool, dsns: ServiceDsns, bus: Bus, protected: tuple[str, str, Watch]
+) -> None:
+    tenant_id, protection_id, watch = protected
+    monitor = await started(pool, bus, tenant_id)
+    owner = await asyncpg.connect(dsns.owner_dsn)
+    try:
+        # The platform role may not claim for a moment (the database refuses the write).
+        await owner.execute("REVOKE INSERT ON strategy.protection_deleverages FROM strategy_platform")
+        try:
+            await monitor.on_block(market(400, UNDER), datetime.now(UTC))
+        finally:
+            await owner.execute("GRANT INSERT ON strategy.protection_deleverages TO strategy_platform")
+        # Nothing of that block was published, and nothing is left waiting for it.
+        assert await watch.new() == ([], [])
+        assert protection_id not in monitor.pending
+        assert await in_flight(pool, tenant_id) == []
+
+        await monitor.on_block(market(401, UNDER), datetime.now(UTC))
+        (published,), alerts = await watch.new()
+        assert published.detected_block == 401
+        assert kinds(alerts) == [K.PROTECTION_ALERT_KIND_TRIGGERED]
+        assert [r["opportunity_id"] for r in await in_flight(pool, tenant_id)] == [published.opportunity_id]
+    finally:
+        await owner.close()
+        await monitor.stop()
