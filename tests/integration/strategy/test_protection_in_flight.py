@@ -5,7 +5,8 @@ flight publishes no second one, and settles the first as before: DELEVERAGE_FAIL
 grace deadline (then triggers again), or DELEVERAGED from execution's result, which the first
 instance received and kept before it stopped. Two instances triggering the same protection at once
 publish one deleverage; a block whose claim the database refuses publishes none, and the next
-block triggers it. The market is synthetic (an Aave position about HF 1.1 and a deep
+block triggers it. A result another replica received (the results consumer is shared) reaches the
+monitor evaluating the tenant through the database. The market is synthetic (an Aave position about HF 1.1 and a deep
 WETH/USDC pool); everything else is what the strategy service runs."""
 
 from __future__ import annotations
@@ -338,4 +339,40 @@ async def test_a_deleverage_whose_claim_cannot_be_written_is_not_published_and_i
         assert [r["opportunity_id"] for r in await in_flight(pool, tenant_id)] == [published.opportunity_id]
     finally:
         await owner.close()
+        await monitor.stop()
+
+
+async def test_a_result_another_replica_received_reaches_the_monitor_evaluating_the_tenant(
+    pool: asyncpg.Pool, bus: Bus, protected: tuple[str, str, Watch]
+) -> None:
+    tenant_id, protection_id, watch = protected
+    monitor = await started(pool, bus, tenant_id)
+    try:
+        await monitor.on_block(market(500, UNDER), datetime.now(UTC))
+        (published,), _ = await watch.new()
+        execution_id = str(uuid.uuid4())
+        result = K.ExecutionResult(
+            execution_id=execution_id,
+            opportunity_id=published.opportunity_id,
+            strategy_id=protection_id,
+            status=common_pb2.EXECUTION_RESULT_STATUS_INCLUDED,
+            block_number=501,
+        )
+        # What a replica not evaluating the tenant does with a result the shared consumer gave it.
+        async with platform_transaction(pool) as conn:
+            await store.record_result(conn, published.opportunity_id, result.SerializeToString())
+
+        async def arrived() -> bool:
+            pending = monitor.pending.get(protection_id)
+            return pending is not None and pending.result is not None
+
+        await wait_for(arrived, timeout_s=30)
+        await monitor.on_block(market(501, DELEVERAGED), datetime.now(UTC))
+        opportunities, alerts = await watch.new()
+        assert opportunities == []
+        assert [(a.kind, a.execution_id) for a in alerts] == [
+            (K.PROTECTION_ALERT_KIND_DELEVERAGED, execution_id)
+        ]
+        assert await in_flight(pool, tenant_id) == []
+    finally:
         await monitor.stop()
