@@ -282,6 +282,7 @@ async def running_strategies(
 ERASURE = ErasurePlan(
     schema="strategy",
     erase=(
+        Erase("protection_deleverages"),
         Erase("protections"),
         Erase("strategy_versions"),
         Erase("sessions"),

@@ -15,8 +15,14 @@ Every active protection's collateral is also published, at its first block and t
 ``protect.<tenant>.position`` (what analytics bills the yearly leverage-protection fee on).
 
 Protections come from ``strategy.protections``, reloaded on NOTIFY and every few seconds.
-In-flight state is this replica's memory: a restart forgets it, and the next block re-triggers
-a position that is still below its trigger.
+A deleverage in flight is a row of ``strategy.protection_deleverages`` (one per protection, keyed
+by it), claimed in the transaction that precedes publishing its opportunity and deleted in the one
+that settles it; execution's result is kept on the row by whichever replica receives it. A
+restarted monitor, or the replica taking the tenant over, loads those rows at start and resumes
+waiting: it does not publish a second deleverage for a position whose first is still executing.
+Two instances triggering the same protection at once publish only the deleverage whose claim
+landed first. When the claim cannot be written the block's deleverage is not published (it is
+tried again at the next block).
 """
 
 from __future__ import annotations
@@ -82,6 +88,39 @@ class _Pending:
     opportunity_id: str
     deadline: int
     result: events_pb2.ExecutionResult | None = None
+
+
+def pending_of(row: asyncpg.Record) -> _Pending:
+    result = None
+    if row["result"] is not None:
+        result = events_pb2.ExecutionResult.FromString(row["result"])
+    return _Pending(row["opportunity_id"], row["deadline_block"], result)
+
+
+@dataclass(frozen=True, slots=True)
+class Triggered:
+    """A deleverage this block raises: published once its claim is written."""
+
+    opportunity: events_pb2.Opportunity
+    alert: events_pb2.ProtectionAlert
+
+
+@dataclass(frozen=True, slots=True)
+class Settled:
+    """A deleverage this block settles: its row is deleted, then its alert published."""
+
+    protection_id: str
+    pending: _Pending
+    alert: events_pb2.ProtectionAlert
+
+
+@dataclass(slots=True)
+class Checked:
+    """What one block raises: alerts needing no state (UNPROTECTABLE), new and settled deleverages."""
+
+    alerts: list[events_pb2.ProtectionAlert]
+    triggered: list[Triggered]
+    settled: list[Settled]
 
 
 def snapshot(
@@ -161,9 +200,16 @@ def opportunity(trigger: Trigger, market: ChainMarket, seen_at: datetime) -> eve
 
 class ProtectionMonitor:
     def __init__(
-        self, bus: Bus, pool: asyncpg.Pool, owns: Callable[[str], bool], reload_interval_s: float = 5.0
+        self,
+        bus: Bus,
+        pool: asyncpg.Pool,
+        owns: Callable[[str], bool],
+        reload_interval_s: float = 5.0,
+        results_durable: str = RESULT_DURABLE,
     ) -> None:
         self.bus = bus
+        # Shared by every replica: a result reaches one of them (see reload).
+        self.results_durable = results_durable
         self.pool = pool
         self.owns = owns
         self.reload_interval_s = reload_interval_s
@@ -179,12 +225,14 @@ class ProtectionMonitor:
         self._results: Any = None
 
     async def start(self) -> None:
+        # In-flight deleverages before the rules: no block is checked without them.
+        await self.resume()
         await self.reload()
         self._listener = await self.pool.acquire()
         await self._listener.add_listener(store.PROTECTIONS_CHANNEL, self._on_notify)
         self._tasks.append(asyncio.create_task(self._reload_loop(), name="protection-reload"))
         self._results = await self.bus.subscribe(
-            "EXEC", RESULT_DURABLE, "exec.*.result", events_pb2.ExecutionResult, self.on_result
+            "EXEC", self.results_durable, "exec.*.result", events_pb2.ExecutionResult, self.on_result
         )
 
     async def stop(self) -> None:
@@ -212,14 +260,33 @@ class ProtectionMonitor:
             except Exception:
                 log.exception("reloading protections failed; retrying")
 
+    async def resume(self) -> None:
+        """The deleverages in flight for this replica's tenants (another instance published them)."""
+        async with platform_transaction(self.pool, readonly=True) as conn:
+            rows = await store.in_flight(conn)
+        for row in rows:
+            if self.owns(row["tenant_id"]):
+                self.pending.setdefault(row["protection_id"], pending_of(row))
+
     async def reload(self) -> None:
         async with platform_transaction(self.pool, readonly=True) as conn:
             rows = await store.watched(conn)
+            in_flight = await store.in_flight(conn)
         rules: dict[int, list[ProtectionRule]] = {}
         for row in rows:
             if self.owns(row["tenant_id"]):
                 rules.setdefault(row["chain_id"], []).append(rule_of(row))
         self.rules = rules
+        # Results another replica received (the results consumer is shared).
+        for row in in_flight:
+            pending = self.pending.get(row["protection_id"])
+            if (
+                pending is not None
+                and pending.result is None
+                and row["result"] is not None
+                and pending.opportunity_id == row["opportunity_id"]
+            ):
+                pending.result = pending_of(row).result
 
     def reads_lending(self, chain_id: int) -> bool:
         return bool(self.rules.get(chain_id))
@@ -227,12 +294,31 @@ class ProtectionMonitor:
     async def on_result(self, result: events_pb2.ExecutionResult, delivery: Delivery) -> None:
         if result.status not in FINAL:
             return
+        # Kept on the deleverage's row first: a restart before it is settled still knows it.
+        async with platform_transaction(self.pool) as conn:
+            await store.record_result(conn, result.opportunity_id, result.SerializeToString())
         pending = self.pending.get(result.strategy_id)
         if pending is not None and pending.opportunity_id == result.opportunity_id:
             pending.result = result
 
     async def on_block(self, market: ChainMarket, seen_at: datetime) -> None:
-        alerts, opportunities = self.check(market, seen_at)
+        checked = self.check(market, seen_at)
+        alerts = list(checked.alerts)
+        opportunities: list[events_pb2.Opportunity] = []
+        try:
+            claimed = await self.persist(checked)
+        except Exception:
+            log.exception(
+                "chain %s block %s: recording deleverages failed; retried next block",
+                market.chain_id,
+                market.block_number,
+            )
+            self.undo(checked)
+        else:
+            alerts.extend(s.alert for s in checked.settled)
+            for t in claimed:
+                opportunities.append(t.opportunity)
+                alerts.append(t.alert)
         snapshots = self.snapshots(market)
         outcomes = await asyncio.gather(
             *(
@@ -260,6 +346,42 @@ class ProtectionMonitor:
                     outcome,
                 )
 
+    async def persist(self, checked: Checked) -> list[Triggered]:
+        """Deletes the settled deleverages' rows and claims the new ones, in one transaction; the
+        new ones to publish (a protection another instance claimed first keeps that deleverage)."""
+        if not checked.settled and not checked.triggered:
+            return []
+        claimed: list[Triggered] = []
+        adopted: dict[str, _Pending] = {}
+        async with platform_transaction(self.pool) as conn:
+            for s in checked.settled:
+                await store.settle_deleverage(conn, s.protection_id, s.pending.opportunity_id)
+            for t in checked.triggered:
+                opp = t.opportunity
+                row = await store.claim_deleverage(
+                    conn,
+                    protection_id=opp.strategy_id,
+                    tenant_id=opp.tenant_id,
+                    chain_id=opp.chain_id,
+                    opportunity_id=opp.opportunity_id,
+                    deadline_block=opp.deadline_block,
+                )
+                if row["opportunity_id"] == opp.opportunity_id:
+                    claimed.append(t)
+                else:
+                    adopted[opp.strategy_id] = pending_of(row)
+        self.pending.update(adopted)
+        return claimed
+
+    def undo(self, checked: Checked) -> None:
+        """Back to the state before the block: nothing of it was recorded or published."""
+        for t in checked.triggered:
+            pending = self.pending.get(t.opportunity.strategy_id)
+            if pending is not None and pending.opportunity_id == t.opportunity.opportunity_id:
+                del self.pending[t.opportunity.strategy_id]
+        for s in checked.settled:
+            self.pending.setdefault(s.protection_id, s.pending)
+
     def snapshots(self, market: ChainMarket) -> list[events_pb2.ProtectedPositionSnapshot]:
         """The snapshots due at this block: a protection's first, then one per interval."""
         if market.lending is None:
@@ -276,15 +398,13 @@ class ProtectionMonitor:
                 due.append(found)
         return due
 
-    def check(
-        self, market: ChainMarket, seen_at: datetime
-    ) -> tuple[list[events_pb2.ProtectionAlert], list[events_pb2.Opportunity]]:
+    def check(self, market: ChainMarket, seen_at: datetime) -> Checked:
         """What this block raises (pure but for the monitor's own in-flight state)."""
-        alerts: list[events_pb2.ProtectionAlert] = []
-        found: list[events_pb2.Opportunity] = []
+        checked = Checked([], [], [])
+        alerts = checked.alerts
         lending = market.lending
         if lending is None:
-            return alerts, found
+            return checked
         at = lending.block_timestamp + max(1, int(market.block_time_s)) * DEADLINE_BLOCKS
         for rule in self.rules.get(market.chain_id, ()):
             pending = self.pending.get(rule.protection_id)
@@ -292,7 +412,7 @@ class ProtectionMonitor:
                 settled = self._settle(rule, pending, market)
                 if settled is None:
                     continue
-                alerts.append(settled)
+                checked.settled.append(Settled(rule.protection_id, pending, settled))
                 del self.pending[rule.protection_id]
             trigger = evaluate(rule, market, at)
             if trigger is None:
@@ -316,19 +436,17 @@ class ProtectionMonitor:
             self.unprotectable.pop(rule.protection_id, None)
             opp = opportunity(trigger, market, seen_at)
             self.pending[rule.protection_id] = _Pending(opp.opportunity_id, opp.deadline_block)
-            found.append(opp)
-            alerts.append(
-                alert(
-                    K.PROTECTION_ALERT_KIND_TRIGGERED,
-                    rule,
-                    health_factor=trigger.health_factor,
-                    block_number=market.block_number,
-                    emergency=trigger.emergency,
-                    deleverage=opp.deleverage,
-                    opportunity_id=opp.opportunity_id,
-                )
+            triggered = alert(
+                K.PROTECTION_ALERT_KIND_TRIGGERED,
+                rule,
+                health_factor=trigger.health_factor,
+                block_number=market.block_number,
+                emergency=trigger.emergency,
+                deleverage=opp.deleverage,
+                opportunity_id=opp.opportunity_id,
             )
-        return alerts, found
+            checked.triggered.append(Triggered(opp, triggered))
+        return checked
 
     def _settle(
         self, rule: ProtectionRule, pending: _Pending, market: ChainMarket

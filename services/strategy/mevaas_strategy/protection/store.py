@@ -1,4 +1,5 @@
-"""SQL of leverage protection (strategy.protections); callers choose the transaction's RLS scope."""
+"""SQL of leverage protection (strategy.protections, and strategy.protection_deleverages: the
+deleverages in flight); callers choose the transaction's RLS scope."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ _COLUMNS = (
     "target_health_factor, emergency_enabled, emergency_health_factor, collateral_asset, debt_asset, "
     "registered_health_factor, state, created_at, updated_at"
 )
+_IN_FLIGHT = "protection_id, tenant_id, chain_id, opportunity_id, deadline_block, result, created_at"
 
 
 async def insert(conn: asyncpg.Connection, values: Mapping[str, Any]) -> asyncpg.Record | None:
@@ -73,3 +75,62 @@ async def watched(conn: asyncpg.Connection) -> list[asyncpg.Record]:
         f"SELECT {_COLUMNS} FROM strategy.protections WHERE state = 'active'"
     )
     return rows
+
+
+async def in_flight(conn: asyncpg.Connection) -> list[asyncpg.Record]:
+    """Every deleverage in flight (platform scope: the engine's monitor)."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        f"SELECT {_IN_FLIGHT} FROM strategy.protection_deleverages ORDER BY created_at, protection_id"
+    )
+    return rows
+
+
+async def claim_deleverage(
+    conn: asyncpg.Connection,
+    *,
+    protection_id: str,
+    tenant_id: str,
+    chain_id: int,
+    opportunity_id: str,
+    deadline_block: int,
+) -> asyncpg.Record:
+    """The protection's deleverage in flight: this one when the protection had none (or it is
+    this one already), else the one that was there first."""
+    row: asyncpg.Record | None = await conn.fetchrow(
+        "INSERT INTO strategy.protection_deleverages "
+        "(protection_id, tenant_id, chain_id, opportunity_id, deadline_block) VALUES ($1, $2, $3, $4, $5) "
+        f"ON CONFLICT DO NOTHING RETURNING {_IN_FLIGHT}",
+        protection_id,
+        tenant_id,
+        chain_id,
+        opportunity_id,
+        deadline_block,
+    )
+    if row is None:
+        row = await conn.fetchrow(
+            f"SELECT {_IN_FLIGHT} FROM strategy.protection_deleverages WHERE protection_id = $1",
+            protection_id,
+        )
+    assert row is not None, "an opportunity id in flight for another protection"
+    return row
+
+
+async def record_result(conn: asyncpg.Connection, opportunity_id: str, result: bytes) -> None:
+    """Keeps execution's final result on its deleverage, if one is in flight for it, and tells the
+    monitors (the replica evaluating the tenant may not be the one that received the result)."""
+    tenant_id: str | None = await conn.fetchval(
+        "UPDATE strategy.protection_deleverages SET result = $2 WHERE opportunity_id = $1 AND result IS NULL "
+        "RETURNING tenant_id",
+        opportunity_id,
+        result,
+    )
+    if tenant_id is not None:
+        await conn.execute("SELECT pg_notify($1, $2)", PROTECTIONS_CHANNEL, tenant_id)
+
+
+async def settle_deleverage(conn: asyncpg.Connection, protection_id: str, opportunity_id: str) -> None:
+    await conn.execute(
+        "DELETE FROM strategy.protection_deleverages WHERE protection_id = $1 AND opportunity_id = $2",
+        protection_id,
+        opportunity_id,
+    )
