@@ -55,7 +55,7 @@ function refundCell(t) {
   if (!t.refund) return num("—");
   const gas = t.refund.gasRefund && t.refund.gasRefund !== "0"
     ? [" (gas ", exactAmount(t.refund.gasRefund, { symbol: "ETH", decimals: 18, address: "the native coin" }), ")"] : [];
-  return el("td", { class: "num refund" }, exactAmount(t.refund.amount, t.refund.token), ...gas);
+  return el("td", { class: "num wrap refund" }, exactAmount(t.refund.amount, t.refund.token), ...gas);
 }
 
 function protectedTable(list) {
@@ -178,7 +178,7 @@ function threatValueCell(v) {
   const how = v.priced
     ? `${money(v.value)}, priced ${Number(v.observedBlock || 0) ? `at block ${v.observedBlock} ` : ""}by ${v.priceSource}`
     : `unpriced${v.unpricedReason ? `: ${v.unpricedReason}` : ""}`;
-  return el("td", { class: "num" }, exactAmount(v.amount || "0", v.token), el("div", { class: v.priced ? "note" : "note unpriced" }, how));
+  return el("td", { class: "num wrap" }, exactAmount(v.amount || "0", v.token), el("div", { class: v.priced ? "note" : "note unpriced" }, how));
 }
 
 const unpricedNote = (n) => (Number(n || 0) ? ` + ${n} unpriced` : "");
