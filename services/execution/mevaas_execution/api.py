@@ -415,7 +415,7 @@ class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
             rows, size, lambda r: (r["received_at"].isoformat(), r["protected_transaction_id"])
         )
         return execution_pb2.ListProtectedTransactionsResponse(
-            transactions=[convert.protected(r) for r in page],
+            transactions=[convert.protected(r, self._commands.gateway.registry) for r in page],
             page=common_pb2.PageResponse(next_page_token=token),
         )
 

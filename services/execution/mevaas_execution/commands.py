@@ -370,7 +370,7 @@ class Commands:
                 Submission(tenant_id, request.chain_id, decoded, raw, request.mode, max_block, head, "grpc")
             )
             response = execution_pb2.SubmitProtectedTransactionResponse(
-                transaction=convert.protected(accepted.row)
+                transaction=convert.protected(accepted.row, self.gateway.registry)
             )
             if accepted.receipt is not None:
                 response.transaction.ordering_receipt.CopyFrom(receipt_proto(accepted.receipt))
@@ -381,7 +381,7 @@ class Commands:
         self, tenant_id: str, protected_id: str, tx_hash: str
     ) -> execution_pb2.ProtectedTransaction:
         row = await self.protection.get(tenant_id, protected_id, tx_hash)
-        transaction = convert.protected(row)
+        transaction = convert.protected(row, self.gateway.registry)
         receipt = await self.protection.receipt(row)
         if receipt is not None:
             transaction.ordering_receipt.CopyFrom(receipt_proto(receipt))

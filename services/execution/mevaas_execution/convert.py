@@ -12,7 +12,11 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from mevaas.common.v1 import common_pb2
 from mevaas.events.v1 import events_pb2
 from mevaas.execution.v1 import execution_pb2
+from mevaas_chain.registry import ChainRegistry
 from mevaas_execution.domain.sessions import STATE_TO_PROTO
+
+# The registry's name for a chain's native coin.
+NATIVE_ADDRESS = "0x" + "00" * 20
 
 RESULT_STATUS: dict[str, common_pb2.ExecutionResultStatus.ValueType] = {
     "signed": common_pb2.EXECUTION_RESULT_STATUS_SUBMITTED,
@@ -180,7 +184,27 @@ def result_event(row: asyncpg.Record, event_id: str) -> events_pb2.ExecutionResu
     )
 
 
-def protected(row: asyncpg.Record) -> execution_pb2.ProtectedTransaction:
+def registry_token(registry: ChainRegistry, chain_id: int, address: str) -> common_pb2.Token:
+    """The token with its symbol and decimals from the chain registry. One the registry does not
+    know keeps symbol "" and decimals 0: readers show its amounts in base units, never guessing."""
+    token = common_pb2.Token(chain_id=chain_id, address=address)
+    try:
+        config = registry.get(chain_id)
+    except KeyError:
+        return token
+    if address.lower() == NATIVE_ADDRESS:
+        token.symbol, token.decimals = config.native_symbol, 18
+        return token
+    info = next((t for t in config.tokens if t.address.lower() == address.lower()), None)
+    if info is not None:
+        token.symbol, token.decimals = info.symbol, info.decimals
+    elif (config.wrapped_native or "").lower() == address.lower():
+        # Named as analytics' pricing names it when the registry lists no entry for it.
+        token.symbol, token.decimals = f"W{config.native_symbol}", 18
+    return token
+
+
+def protected(row: asyncpg.Record, registry: ChainRegistry) -> execution_pb2.ProtectedTransaction:
     return execution_pb2.ProtectedTransaction(
         protected_transaction_id=row["protected_transaction_id"],
         chain_id=row["chain_id"],
@@ -198,7 +222,7 @@ def protected(row: asyncpg.Record) -> execution_pb2.ProtectedTransaction:
         refund=execution_pb2.BackrunRefund(
             backrun_tx_hash=row["backrun_tx_hash"],
             backrun_profit=str(row["backrun_profit"]),
-            token=common_pb2.Token(chain_id=row["chain_id"], address=row["refund_token"]),
+            token=registry_token(registry, row["chain_id"], row["refund_token"]),
             amount=str(row["refund_amount"]),
             gas_refund=str(row["gas_refund"]),
             share_bps=row["refund_share_bps"] or 0,

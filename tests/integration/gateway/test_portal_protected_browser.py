@@ -101,7 +101,16 @@ def expected_row(t: dict[str, Any]) -> dict[str, str]:
         "gas_refund_wei": refund.get("gasRefund", ""),
         "backrun_profit_base_units": refund.get("backrunProfit", ""),
         "backrun_tx_hash": refund.get("backrunTxHash", ""),
+        "refund_token_symbol": refund.get("token", {}).get("symbol", ""),
+        "refund": whole_tokens(int(refund["amount"]), refund["token"]["decimals"]) if refund else "",
     }
+
+
+def whole_tokens(amount: int, decimals: int) -> str:
+    """Base units -> whole tokens by integer arithmetic, every digit, no trailing zeros."""
+    whole, frac = divmod(amount, 10**decimals)
+    digits = str(frac).rjust(decimals, "0").rstrip("0")
+    return f"{whole}.{digits}" if digits else str(whole)
 
 
 async def submit(gateway_url: str, key: str, devnet: Devnet, account: Any, nonce: int) -> dict[str, Any]:
@@ -173,6 +182,8 @@ async def test_protected_list_over_http_and_on_the_page_with_csv(
         str(GAS_REFUND),
         str(BACKRUN_PROFIT),
     )
+    # Execution names the refund token from its chain registry.
+    assert (refund["token"]["symbol"], refund["token"]["decimals"]) == ("WETH", 18)
     async with (
         aiohttp.ClientSession(headers={"X-API-Key": viewer}) as http,
         http.get(
@@ -196,7 +207,14 @@ async def test_protected_list_over_http_and_on_the_page_with_csv(
     await expect(page.get_by_role("heading", name="Protected transactions")).to_be_visible()
     rows = page.locator("#protected tbody tr")
     await expect(rows).to_have_count(3)
-    await expect(rows.first).to_contain_text(f"{REFUND:,} base units")
+    # In whole tokens to the last wei, the base units on hover; the gas part in ETH.
+    refund_cell = rows.first.locator("td.refund")
+    await expect(refund_cell).to_have_text(
+        "123,456,789.012345678901234567 WETH (gas 0.000021000000000007 ETH)"
+    )
+    await expect(refund_cell.locator(".amount").first).to_have_attribute(
+        "title", f"{REFUND:,} base units of {devnet.main.deployment.token('WETH').address}"
+    )
     await expect(rows.first).to_contain_text("2.00 USD")
     await expect(rows.nth(1)).to_contain_text("sanctioned counterparty")
     await snap(page, "protected")
@@ -207,6 +225,10 @@ async def test_protected_list_over_http_and_on_the_page_with_csv(
     assert exported in ([expected_row(t) for t in listed], [expected_row(t) for t in now])
     assert exported[0]["refund_base_units"] == str(REFUND) and exported[0]["gas_refund_wei"] == str(
         GAS_REFUND
+    )
+    assert (exported[0]["refund_token_symbol"], exported[0]["refund"]) == (
+        "WETH",
+        "123456789.012345678901234567",
     )
 
     await page.locator("#f-status").select_option(FAILED)

@@ -1,6 +1,7 @@
 // Pages of protection and compliance: protected transactions (ExecutionService.
-// ListProtectedTransactions, filtered and paged, with a lookup by hash or id) and the compliance
-// report (AnalyticsService.GetComplianceReport: sanctions screening hits, the senders and
+// ListProtectedTransactions, filtered and paged, with a lookup by hash or id; refunds in whole
+// tokens of the registry's decimals; the sandwich threats of AnalyticsService.GetExecutionReport)
+// and the compliance report (AnalyticsService.GetComplianceReport: sanctions hits, the senders and
 // counterparties refused, risk decisions, breaches, kill-switch changes, retention). Each has a
 // CSV export of what the API answered: amounts are the API's integer strings (wei, base units),
 // fees its decimal money, never a float. Uses the helpers of app.js and analytics.js.
@@ -13,6 +14,7 @@ const PROTECTED_HEADERS = [
   "protected_transaction_id", "chain_id", "tx_hash", "sender", "nonce", "mode", "status", "error", "max_block_number",
   "block_number", "received_at", "submitted_at", "included_at", "protection_fee", "fee_currency",
   "refund_base_units", "refund_token_address", "gas_refund_wei", "backrun_profit_base_units", "backrun_tx_hash",
+  "refund_token_symbol", "refund",
 ];
 
 function protectedRow(t) {
@@ -23,15 +25,37 @@ function protectedRow(t) {
     enumName(t.status, "PROTECTED_TRANSACTION_STATUS_"), t.error || "", t.maxBlockNumber || "0", t.blockNumber || "0",
     t.receivedAt || "", t.submittedAt || "", t.includedAt || "", fee.amount || "", fee.currencyCode || "",
     refund.amount || "", refund.token ? refund.token.address : "", refund.gasRefund || "", refund.backrunProfit || "",
-    refund.backrunTxHash || "",
+    refund.backrunTxHash || "", known(refund.token) ? refund.token.symbol : "",
+    known(refund.token) ? exactTokens(refund.amount, refund.token.decimals) : "",
   ];
 }
 
-// The refund token is named by address only (no symbol or decimals): its amount stays in base
-// units; the gas part of it is wei, shown in ETH.
-function refundText(t) {
-  if (!t.refund) return "—";
-  return `${BigInt(t.refund.amount || "0").toLocaleString("en-US")} base units (gas ${units(t.refund.gasRefund, { symbol: "ETH", decimals: 18 }, 18)})`;
+// The API names a token's symbol and decimals from the chain registry, or neither (symbol ""):
+// then there is no way to place the decimal point, and the amount stays in base units.
+const known = (token) => Boolean(token && token.symbol);
+
+// An amount in whole tokens with every digit and the symbol ("123,456,789.000000000000000001
+// WETH"), exact by BigInt; the base units on hover. An unknown token's amount says it is base units.
+function exactAmount(amount, token) {
+  if (amount === undefined || amount === null || amount === "") return el("span", {}, "—");
+  const base = `${BigInt(amount).toLocaleString("en-US")} base units`;
+  if (!known(token)) {
+    const address = token && token.address ? token.address : "?";
+    return el("span", { class: "amount", title: `token ${address}: decimals unknown` }, `${base} of unknown token ${address}`);
+  }
+  const text = exactTokens(amount, token.decimals);
+  const sign = text.startsWith("-") ? "-" : "";
+  const [whole, frac] = text.replace("-", "").split(".");
+  const grouped = `${sign}${BigInt(whole).toLocaleString("en-US")}${frac ? "." + frac : ""}`;
+  return el("span", { class: "amount", title: `${base} of ${token.address}` }, `${grouped} ${token.symbol}`);
+}
+
+// The whole refund in its token; the part of it that paid the sender's gas is wei, shown in ETH.
+function refundCell(t) {
+  if (!t.refund) return num("—");
+  const gas = t.refund.gasRefund && t.refund.gasRefund !== "0"
+    ? [" (gas ", exactAmount(t.refund.gasRefund, { symbol: "ETH", decimals: 18, address: "the native coin" }), ")"] : [];
+  return el("td", { class: "num wrap refund" }, exactAmount(t.refund.amount, t.refund.token), ...gas);
 }
 
 function protectedTable(list) {
@@ -39,7 +63,7 @@ function protectedTable(list) {
     list.map((t) => [
       when(t.receivedAt), id(t.txHash), id(t.sender), num(t.chainId), enumName(t.mode, "PROTECTION_MODE_"),
       el("span", { class: "status" }, enumName(t.status, "PROTECTED_TRANSACTION_STATUS_"), t.error ? el("span", { class: "note" }, ` — ${t.error}`) : ""),
-      num(t.blockNumber || "—"), num(money(t.protectionFee) || "—"), num(refundText(t)),
+      num(t.blockNumber || "—"), num(money(t.protectionFee) || "—"), refundCell(t),
     ]), "No protected transactions match.");
 }
 
@@ -97,7 +121,9 @@ pages.protected = async (page) => {
     csvButton("export-protected", "Export (CSV, every page of this filter)", `protected-${stamp()}.csv`, PROTECTED_HEADERS,
       async () => (await allPages(S.execution, "ListProtectedTransactions", filters(), "transactions")).map(protectedRow))));
   page.append(el("h2", {}, "Look one up"), lookupForm());
-  await load("");
+  const threats = el("section", { id: "threats-section" });
+  page.append(threats);
+  await Promise.all([load(""), showThreats(threats, "TIMEFRAME_PRESET_LAST_30_DAYS")]);
 };
 
 function lookupForm() {
@@ -120,6 +146,71 @@ function lookupForm() {
     }
   });
   return el("section", {}, form, found);
+}
+
+// ---- sandwich threats ------------------------------------------------------------------------
+
+const THREAT_HEADERS = [
+  "seen_at", "chain_id", "tx_hash", "victim", "block_number", "pool", "safe_slippage_bps",
+  ...["victim_loss", "attacker_profit"].flatMap((c) => [
+    `${c}_token_address`, `${c}_token_symbol`, `${c}_base_units`, `${c}_amount`, `${c}_usd`, `${c}_price_usd`,
+    `${c}_price_source`, `${c}_price_block`, `${c}_unpriced_reason`,
+  ]),
+];
+
+function threatValueCells(v) {
+  const t = v.token || {};
+  return [
+    t.address || "", t.symbol || "", v.amount || "0", known(t) ? exactTokens(v.amount || "0", t.decimals) : "",
+    v.priced ? (v.value || {}).amount || "" : "", v.priced ? (v.price || {}).value || "" : "",
+    v.priceSource || "", v.priced ? v.observedBlock || "0" : "", v.unpricedReason || "",
+  ];
+}
+
+const threatRow = (t) => [
+  t.seenAt || "", t.chainId, t.txHash, t.victim, t.blockNumber || "0", t.pool || "", t.safeSlippageBps || 0,
+  ...threatValueCells(t.victimLoss || {}), ...threatValueCells(t.attackerProfit || {}),
+];
+
+// The amount, its USD value and how it was priced (the block whose state the price reflects and
+// the source), or that it is unpriced and why: an unpriced amount is never shown as $0.
+function threatValueCell(v) {
+  const how = v.priced
+    ? `${money(v.value)}, priced ${Number(v.observedBlock || 0) ? `at block ${v.observedBlock} ` : ""}by ${v.priceSource}`
+    : `unpriced${v.unpricedReason ? `: ${v.unpricedReason}` : ""}`;
+  return el("td", { class: "num wrap" }, exactAmount(v.amount || "0", v.token), el("div", { class: v.priced ? "note" : "note unpriced" }, how));
+}
+
+const unpricedNote = (n) => (Number(n || 0) ? ` + ${n} unpriced` : "");
+
+// AnalyticsService.GetExecutionReport's threats: sandwiches that could have been run on the
+// tenant's own pending swaps, newest first, with their totals over the priced amounts.
+async function showThreats(host, preset) {
+  const choose = el("select", { id: "threats-timeframe", "aria-label": "Threats timeframe" },
+    PRESETS.map(([value, label]) => el("option", { value, selected: value === preset }, label)));
+  choose.addEventListener("change", () => showThreats(host, choose.value));
+  host.replaceChildren(el("h2", {}, "Sandwich threats"),
+    el("p", { class: "note" }, "Sandwiches that could have been run on your wallets' pending swaps seen in the public mempool, valued as of the block they were computed on. "),
+    el("p", {}, el("label", { for: "threats-timeframe" }, "Period "), choose));
+  let reply;
+  try {
+    reply = await call(S.analytics, "GetExecutionReport", { timeframe: { preset } });
+  } catch (err) {
+    host.append(failure(err));
+    return;
+  }
+  const threats = reply.threats || [];
+  const totals = reply.threatTotals || {};
+  host.append(el("div", { class: "cards", id: "threat-totals" }, [
+    [String(totals.threats || 0), "threats", "threat-count"],
+    [`${money(totals.victimLoss) || "0 USD"}${unpricedNote(totals.victimLossUnpricedCount)}`, "victims' loss (priced amounts summed)", "threat-victim-loss"],
+    [`${money(totals.attackerProfit) || "0 USD"}${unpricedNote(totals.attackerProfitUnpricedCount)}`, "attackers' profit (priced amounts summed)", "threat-attacker-profit"],
+  ].map(([figure, label, key]) => el("div", { class: "card", id: key }, el("div", { class: "figure" }, figure), el("div", { class: "note" }, label)))),
+  el("div", { id: "threats" }, table(["Seen", "Chain", "Transaction", "Victim wallet", "Victim's loss", "Attacker's profit"], threats.map((t) => [
+    when(t.seenAt), num(t.chainId), id(t.txHash), id(t.victim), threatValueCell(t.victimLoss || {}), threatValueCell(t.attackerProfit || {}),
+  ]), "No threats to your swaps in this period.")),
+  el("div", { class: "actions" },
+    csvButton("export-threats", "Export threats (CSV)", `threats-${stamp()}.csv`, THREAT_HEADERS, async () => threats.map(threatRow))));
 }
 
 // ---- compliance ------------------------------------------------------------------------------
