@@ -1,8 +1,9 @@
 """`mevaas protected`: the tenant's protected transactions (ExecutionService.
 ListProtectedTransactions, every page unless `--limit`) and one of them in full
 (GetProtectedTransaction, by id or hash). The fee is the API's decimal money; a backrun refund is
-shown in base units of its token and the gas part of it in wei (the API names the refund token by
-address only, so there is no symbol to scale it by); ids and hashes are printed whole."""
+shown in whole tokens with its symbol and its exact base units (only base units and the address
+when the chain registry does not know the token: the API then gives no symbol or decimals), the
+gas part of it likewise; ids and hashes are printed whole."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from mevaas.common.v1 import common_pb2
 from mevaas.execution.v1 import execution_pb2
 from mevaas_sdk.cli_support import JsonOption, console, emit, enum_name, fail, run_call, table
 from mevaas_sdk.client import MevaasClient
+from mevaas_sdk.units import format_units
 
 app = typer.Typer(help="Protected transactions: list (filtered), show one.", no_args_is_help=True)
 PAGE_SIZE = 200
@@ -54,7 +56,11 @@ def refund_text(t: execution_pb2.ProtectedTransaction) -> str:
     if not t.HasField("refund"):
         return ""
     r = t.refund
-    return f"{r.amount} base units of {r.token.address} (gas {r.gas_refund} wei)"
+    if not r.token.symbol:
+        return f"{r.amount} base units of unknown token {r.token.address} ({r.gas_refund} of them for gas)"
+    # gas_refund is part of amount, in the same token.
+    whole, gas = (format_units(v, r.token.decimals) for v in (r.amount, r.gas_refund))
+    return f"{whole} {r.token.symbol} ({r.amount} base units; {gas} {r.token.symbol} of it for gas)"
 
 
 @app.command("list")
