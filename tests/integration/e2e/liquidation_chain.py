@@ -165,6 +165,53 @@ def profit(
     return get_amount_out(leftover, r_in + owed, r_out - debt, hops[-1].fee_bps) if leftover else 0
 
 
+def moved(
+    seen: AaveState,
+    met: AaveState,
+    seen_reserves: list[tuple[int, int]],
+    met_reserves: list[tuple[int, int]],
+    action: events_pb2.LiquidationAction,
+) -> list[str]:
+    """What, besides time, differs between the state a liquidation was predicted on and the one it
+    met: the pair's oracle prices, the borrower's scaled balances, the route's pool reserves."""
+    pair = (action.collateral_asset.address, action.debt_asset.address)
+    changes = {
+        "prices": [seen.prices[a] for a in pair] != [met.prices[a] for a in pair],
+        "position": seen.position != met.position,
+        "pools": seen_reserves != met_reserves,
+    }
+    return [name for name, changed in changes.items() if changed]
+
+
+async def competing(
+    chain: DevnetChain,
+    action: events_pb2.LiquidationAction,
+    first_block: int,
+    last_block: int,
+    ours: dict[str, Any],
+) -> list[str]:
+    """The transactions in ``first_block..last_block`` before ``ours`` that logged on the route's
+    pools, the Aave pool or the pair's price feeds: what can move what the liquidation met."""
+    assert chain.lending is not None
+    feeds = [
+        r.feed
+        for r in chain.lending.oracle.market.reserves
+        if r.asset.lower() in (action.collateral_asset.address.lower(), action.debt_asset.address.lower())
+    ]
+    addresses = [hop.pool for hop in action.collateral_swap] + [action.pool, *feeds]
+    logs = await chain.client.request(
+        "eth_getLogs", [{"fromBlock": hex(first_block), "toBlock": hex(last_block), "address": addresses}]
+    )
+    ours_at = (int(ours["blockNumber"], 16), int(ours["transactionIndex"], 16))
+    return sorted(
+        {
+            log["transactionHash"]
+            for log in logs
+            if (int(log["blockNumber"], 16), int(log["transactionIndex"], 16)) < ours_at
+        }
+    )
+
+
 @dataclass(frozen=True)
 class LiquidationCall:
     debt_to_cover: int

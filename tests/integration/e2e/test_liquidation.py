@@ -4,8 +4,9 @@ puts one borrower under HF 1; the tenant's liquidation session finds it, risk ap
 executor contract liquidates it in one transaction, and
 
 * the realised profit is the figure Aave's and the pairs' integer math give on the chain state
-  the transaction met, which is the strategy's predicted profit whenever that state is the one
-  it saw (sizing happens at the head's time, so interest accrued meanwhile changes nothing);
+  the transaction met, and it is the strategy's predicted profit to the wei: the liquidation is
+  sized to move the same amounts at every block time of a window, so time passing changes
+  nothing, and any other state change in between must be a recorded transaction's;
 * the borrower's debt and collateral changed exactly as Aave's math says;
 * inventory-financed (the debt is the strategy's base token, held by the executor) and
   flash-financed (the executor holds none of the debt token before);
@@ -32,6 +33,7 @@ from mevaas_execution.domain.planning import gas_rate, in_profit_token
 from mevaas_local.devnet import Devnet, DevnetChain
 from mevaas_local.devnet.deploy import MAX_UINT, mint_tokens
 from mevaas_sdk import MevaasClient
+from mevaas_strategies.liquidation import STEADY_WINDOW_S
 from tests.fixtures.devnet import send
 from tests.fixtures.e2e import (
     FINAL,
@@ -156,17 +158,31 @@ async def check_landed(session: Session, included: execution_pb2.Execution, targ
     assert call.liquidator.lower() == session.executor.lower() and not call.receive_a_token
 
     # The strategy's prediction is the same math on the state it saw (sized at its head's time,
-    # or the next block's when only that is under 1); it equals the realised figure whenever the
-    # pools and prices the liquidation depends on did not move in between.
+    # or the next block's when only that is under 1).
     seen = await lc.aave_state(chain, target.borrower, detected["hash"])
     seen_at = int(detected["timestamp"], 16)
     block_time = int(chain.config.block_time_s or 12)
     if not account_data(seen.position, seen.reserves, seen.prices, seen_at).liquidatable:
         seen_at += block_time
     seen_reserves = await lc.route_reserves(chain, action, opportunity.detected_block)
-    predicted = lc.profit(action, lc.sizing(seen, action, seen_at), seen_reserves, seen.flash_loan_premium)
+    predicted_sizing = lc.sizing(seen, action, seen_at)
+    assert (predicted_sizing.debt_to_cover, predicted_sizing.collateral_to_liquidator) == (
+        int(action.debt_to_cover),
+        int(action.expected_collateral),
+    )
+    predicted = lc.profit(action, predicted_sizing, seen_reserves, seen.flash_loan_premium)
     assert predicted == int(opportunity.expected_profit)
-    if seen_reserves == met_reserves and seen.prices == met.prices:
+    # Realised is predicted, to the wei: time alone (within the steady window it was sized for)
+    # changes nothing. Anything else that moved in between (the pair's prices, the borrower's
+    # balances, the route's pools) must be a recorded transaction's doing, and the figures then
+    # are the ones checked above on the state that transaction left.
+    assert seen_at <= at <= seen_at + STEADY_WINDOW_S
+    moved = lc.moved(seen, met, seen_reserves, met_reserves, action)
+    if moved:
+        competing = await lc.competing(chain, action, opportunity.detected_block + 1, block, receipt)
+        assert competing, f"{moved} moved between detection and inclusion, and no transaction did it"
+    else:
+        assert sized.outcome == predicted_sizing.outcome
         assert event.profit == int(opportunity.expected_profit)
 
     # Net of gas, at the rate the opportunity was priced at, is what execution reports.
