@@ -7,103 +7,92 @@ the executor's profit is the one predicted."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from decimal import Decimal
 
 import pytest
 import pytest_asyncio
 
 from mevaas_chain.executor import decode_liquidated, encode_liquidate
-from mevaas_chain.lending.index import LendingIndex, LendingMarket
+from mevaas_chain.lending.index import LendingMarket
 from mevaas_chain.lending.math import liquidation, ray_div, ray_mul
-from mevaas_local.devnet import Devnet, DevnetChain
+from mevaas_local.devnet import Devnet
 from mevaas_local.devnet.deploy import deploy_executor
 from mevaas_strategies.actions import Liquidation
+from mevaas_strategies.market import LendingState
 from tests.fixtures.devnet import send
-from tests.fixtures.lending import weth_collateralised, weth_crossing
 from tests.integration.chain.test_executor_liquidation import Market, _call, found_liquidations
 from tests.integration.e2e import liquidation_chain as lc
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
 # Seconds between the block the liquidation is sized at and the one it lands in.
 LATER_S = 5
-# The WETH price as a share of the target's HF 1 crossing: an HF of about 0.7, under 0.95 (all
-# the debt may go) and under the bonus's reach, so the whole collateral caps the liquidation.
-DEPTH = Decimal("0.7")
-
-
-@dataclass
-class Target:
-    borrower: str
-    debt: str
+# WETH's oracle price as a share of its spot: borrowers on WETH collateral (health factors up to
+# 1.3 at spot) end up around 0.5-0.8, under 0.95 (all the debt may go) and so far under that the
+# bonus on it would be more than the collateral: the whole collateral caps the liquidation.
+DEPTH = Decimal("0.6")
 
 
 @pytest_asyncio.fixture(loop_scope="session")
-async def deep(devnet: Devnet) -> AsyncIterator[tuple[Market, Target]]:
-    """The devnet's market with WETH pinned so deep that a WETH-collateralised borrower with one
-    stablecoin debt is liquidatable for all of its collateral."""
+async def deep(devnet: Devnet) -> AsyncIterator[Market]:
+    """The devnet's market with WETH's oracle price pinned deep under its pools' price."""
     chain = devnet.main
     assert chain.lending is not None
     market = LendingMarket.from_contracts(chain.config.contracts)
     assert market is not None
-    target, price = await _target(chain, market)
     owner = chain.demo_wallets[3]
     executor = await deploy_executor(
         chain.client, chain.transact, owner=owner, factories=[d.factory for d in chain.deployment.dexes]
     )
     spot = Decimal(chain.spec.weth_usd_price)
-    await chain.lending.oracle.pin("WETH", lc.usd(price) * DEPTH, chain.transact)
+    await chain.lending.oracle.pin("WETH", spot * DEPTH, chain.transact)
     try:
-        yield Market(chain, market, executor, owner), target
+        yield Market(chain, market, executor, owner)
     finally:
         await chain.lending.oracle.pin("WETH", spot, chain.transact)
         chain.lending.oracle.unpin("WETH")
 
 
-async def _target(chain: DevnetChain, market: LendingMarket) -> tuple[Target, int]:
-    """The largest WETH-only-collateral borrower owing one stablecoin, and its HF 1 WETH price."""
-    index = LendingIndex(chain.client, market)
-    await index.load()
-    weth = chain.deployment.weth
-    stables = {t.address for t in chain.deployment.tokens if t.symbol in ("USDC", "USDT", "DAI")}
-    found: list[tuple[int, Target, int]] = []
-    for position in index.borrowers():
-        debts = [a for a, s in position.scaled_debt.items() if s]
-        supplied = [a for a, s in position.scaled_collateral.items() if s]
-        if not weth_collateralised(position, weth) or supplied != [weth] or len(debts) != 1:
-            continue
-        price = weth_crossing(index, position, weth, index.head_timestamp)
-        if debts[0] in stables and price:
-            found.append((position.scaled_collateral[weth], Target(position.user, debts[0]), price))
-    assert found, "no WETH-collateralised borrower with one stablecoin debt on the devnet"
-    _held, target, price = max(found, key=lambda f: f[0])
-    return target, price
-
-
-async def test_a_whole_collateral_liquidation_lands_seconds_later_with_the_predicted_amounts(
-    deep: tuple[Market, Target],
-) -> None:
-    m, target = deep
-    chain = m.chain
-    found, view, _next = await found_liquidations(m)
-    assert view.lending is not None
-    (candidate,) = [c for c in found if getattr(c.action, "borrower", "").lower() == target.borrower.lower()]
-    action = candidate.action
-    assert isinstance(action, Liquidation) and action.debt_asset == target.debt
-    lending, sized_at = view.lending, view.lending.block_timestamp
-    position = lending.positions[action.borrower]
-    collateral = lending.reserves[action.collateral_asset]
-    balance = position.collateral_balance(collateral, sized_at)
-    # The case at stake: asked for all it allows at B, the pool would seize the whole balance.
+def _whole(lending: LendingState, action: Liquidation) -> bool:
+    """Asked for as much as allowed at the head (what sizing used to propose), the pool would
+    seize the borrower's whole collateral."""
     plain = liquidation(
-        position,
+        lending.positions[action.borrower],
         lending.reserves,
         lending.prices,
-        sized_at,
+        lending.block_timestamp,
         collateral_asset=action.collateral_asset,
         debt_asset=action.debt_asset,
     )
-    assert plain is not None and plain.collateral_to_liquidator + plain.protocol_fee == balance
+    reserve = lending.reserves[action.collateral_asset]
+    balance = lending.positions[action.borrower].collateral_balance(reserve, lending.block_timestamp)
+    return plain is not None and plain.collateral_to_liquidator + plain.protocol_fee == balance
+
+
+async def test_a_whole_collateral_liquidation_lands_seconds_later_with_the_predicted_amounts(
+    deep: Market,
+) -> None:
+    m = deep
+    chain = m.chain
+    found, view, _next = await found_liquidations(m)
+    lending = view.lending
+    assert lending is not None
+    # The most profitable on WETH collateral (which earns interest: its balance grows every
+    # second) that the whole collateral caps.
+    whole = [
+        c
+        for c in found
+        if isinstance(c.action, Liquidation)
+        and c.action.collateral_asset == chain.deployment.weth
+        and _whole(lending, c.action)
+    ]
+    assert whole, "no whole-collateral liquidation on WETH after the drop"
+    candidate = whole[0]
+    action = candidate.action
+    assert isinstance(action, Liquidation)
+    sized_at = lending.block_timestamp
+    position = lending.positions[action.borrower]
+    collateral = lending.reserves[action.collateral_asset]
+    balance = position.collateral_balance(collateral, sized_at)
 
     landed_at = sized_at + LATER_S
     factory = (
