@@ -122,6 +122,24 @@ async def aave_state(chain: DevnetChain, borrower: str, block_hash: str) -> Aave
     return AaveState(reserves, position, await index._read_prices(block_hash), index.flash_loan_premium)
 
 
+async def donate(chain: DevnetChain, pair: str, token: str, *, share: int) -> tuple[str, int]:
+    """Transfer ``1/share`` of a pair's ``token`` reserve to it from the deployer (who holds
+    enough) and ``sync()`` it, in one block: a price move by a transaction other than ours.
+    Returns the sync's hash and block."""
+    r0, r1 = abi.decode_reserves(await chain.client.call(pair, abi.GET_RESERVES))
+    token0 = abi.decode_address(await chain.client.call(pair, abi.encode_call("token0()")))
+    amount = (r0 if token0.lower() == token.lower() else r1) // share
+    transfer = abi.encode_call("transfer(address,uint256)", pair, amount)
+    txs = [
+        {"from": chain.deployer, "to": to, "data": "0x" + data.hex(), "gas": hex(200_000)}
+        for to, data in ((token, transfer), (pair, abi.encode_call("sync()")))
+    ]
+    receipts = await chain.producer.transact(txs)
+    assert [int(r["status"], 16) for r in receipts] == [1, 1]
+    assert receipts[0]["blockNumber"] == receipts[1]["blockNumber"]
+    return receipts[1]["transactionHash"], int(receipts[1]["blockNumber"], 16)
+
+
 async def _reserves_for(chain: DevnetChain, hop: events_pb2.RouteHop, block: int) -> tuple[int, int]:
     r0, r1 = abi.decode_reserves(await chain.client.call(hop.pool, abi.GET_RESERVES, block))
     return (r0, r1) if int(hop.token_in, 16) < int(hop.token_out, 16) else (r1, r0)
