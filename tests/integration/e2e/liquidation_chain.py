@@ -32,6 +32,14 @@ class Target:
     debt: str
     # The WETH oracle price (8 decimals) that puts the target, and only it, under 1.
     price: int
+    # The next borrower's crossing: prices in (runner_up, price] put the target alone under 1.
+    runner_up: int = 0
+
+    @property
+    def clearly_under(self) -> int:
+        """A price that keeps the target under 1 by up to 1% (not just at the crossing, where a
+        wei of interest either way tips it), still alone and above HF 0.95."""
+        return max(self.runner_up + 1, self.price * 99 // 100)
 
 
 async def lone_target(chain: DevnetChain, stable_debts: frozenset[str]) -> Target:
@@ -52,7 +60,7 @@ async def lone_target(chain: DevnetChain, stable_debts: frozenset[str]) -> Targe
         price = weth_crossing(index, position, weth, now)
         runner_up = max((c[0] for i, c in enumerate(crossings) if i != rank), default=0)
         if price > runner_up:
-            return Target(position.user, weth, debts[0], price)
+            return Target(position.user, weth, debts[0], price, runner_up)
     raise AssertionError("no borrower crosses HF 1 alone on a WETH drop")
 
 

@@ -255,7 +255,14 @@ async def run_liquidation(client: MevaasClient, devnet: Devnet, bus: Bus, *, fla
                         return e
                 return None
 
-            included: execution_pb2.Execution = await wait_for(landed, timeout_s=90)
+            try:
+                included: execution_pb2.Execution = await wait_for(landed, timeout_s=90)
+            except TimeoutError:
+                executions = await session.executions()
+                raise AssertionError(
+                    f"nothing landed: {[(e.status, e.error) for e in executions][:5]}; "
+                    f"{len(session.opportunities)} opportunities"
+                ) from None
             opportunity = session.opportunities[included.opportunity_id]
             expected = events_pb2.FINANCING_INVENTORY if not flash else None
             if flash:
@@ -326,7 +333,8 @@ async def test_a_competing_swap_before_the_liquidation_lands_is_the_recorded_dif
                 return await chain.client.block_number() >= loaded_from
 
             await wait_for(next_blocks)
-        await pinned(chain, target.price)
+        # Clearly under 1: nothing but the competitor's block comes before the liquidation's.
+        await pinned(chain, target.clearly_under)
 
         async def seen() -> events_pb2.Opportunity | None:
             return next(
@@ -344,10 +352,19 @@ async def test_a_competing_swap_before_the_liquidation_lands_is_the_recorded_dif
         hop = first.liquidation.collateral_swap[-1]
         competitor, competed_at = await lc.donate(chain, hop.pool, target.debt, share=10_000)
 
-        async def submitted() -> bool:
-            return any(e.tx_hashes for e in await session.executions())
+        async def submitted() -> list[execution_pb2.Execution] | None:
+            executions = await session.executions()
+            return executions if any(e.tx_hashes for e in executions) else None
 
-        await wait_for(submitted, timeout_s=30)
+        try:
+            await wait_for(submitted, timeout_s=30)
+        except TimeoutError:
+            executions = await session.executions()
+            raise AssertionError(
+                f"nothing submitted: {[(e.status, e.error) for e in executions]}; "
+                f"opportunities at {sorted(o.detected_block for o in session.opportunities.values())}, "
+                f"donation at {competed_at}"
+            ) from None
 
         async def landed() -> execution_pb2.Execution | None:
             for e in await session.executions():
@@ -407,7 +424,8 @@ async def test_a_position_repaid_before_the_liquidation_lands_is_dropped_and_not
         reserve = (await lc.aave_state(chain, target.borrower, head["hash"])).reserves[target.collateral]
         scaled_before = await _scaled(chain, reserve.a_token, target.borrower)
         wallet_eth = int(await chain.client.request("eth_getBalance", [session.wallet, "latest"]), 16)
-        await pinned(chain, target.price)
+        # Clearly under 1: no blocks come to tip it over while the engine evaluates this one.
+        await pinned(chain, target.clearly_under)
 
         async def seen() -> events_pb2.Opportunity | None:
             return next(
