@@ -2,11 +2,13 @@
 
 For every borrower whose health factor at the next block's time (the head's timestamp plus the
 chain's block time, since the transaction lands there and debt keeps accruing) is under 1, every
-(collateral, debt) pair of its position is sized exactly as ``LiquidationLogic`` would (at the
-head's time, so the amount stays within the close factor wherever it lands and the collateral it
-seizes does not depend on the block's time): the close
+(collateral, debt) pair of its position is sized exactly as ``LiquidationLogic`` would: the close
 factor (50%, all of it below HF 0.95), the collateral's liquidation bonus, the protocol's fee on
-that bonus, capped by the collateral the borrower has (``mevaas_chain.lending.math``). The seized
+that bonus, the collateral the borrower has (``mevaas_chain.lending.math``). The size is the
+steady one (``steady_liquidation``): the same debt repaid, collateral paid and fee at every block
+time from the head's to ``STEADY_WINDOW_S`` later, so what lands is what was predicted to the
+wei; where the whole collateral would cap the call (its balance grows every second, and the
+pool works the debt back from it) that means just under the balance. The seized
 collateral is priced by selling it back into the debt asset through the best Uniswap V2 route
 (one pool, or two through the wrapped native), and the candidate's profit is what the executor
 ends up holding more of the debt asset, net of gas. The best pair per borrower is proposed.
@@ -26,7 +28,7 @@ from typing import ClassVar
 
 from mevaas_chain.amm.v2 import get_amount_in, get_amount_out
 from mevaas_chain.lending.math import Liquidation as Sizing
-from mevaas_chain.lending.math import Position, account_data, liquidation, percent_mul
+from mevaas_chain.lending.math import Position, account_data, percent_mul, steady_liquidation
 from mevaas_chain.pool_index import Pool
 from mevaas_chain.registry import ChainRegistry
 from mevaas_strategies.actions import Hop, Liquidation
@@ -42,6 +44,10 @@ SWAP_HOP_GAS = 90_000
 FLASH_LOAN_GAS = 80_000
 # The pair's flash callback and the second sale through the same pair.
 FLASH_SWAP_GAS = 130_000
+# How long after its sizing a liquidation may land and still move exactly the predicted amounts:
+# execution's delay, its simulation and a few blocks of inclusion. A longer window costs nothing
+# (the caps are tightest at its start) but drops positions that climb back over 1 within it.
+STEADY_WINDOW_S = 60
 
 
 class LiquidationStrategy:
@@ -68,10 +74,9 @@ class LiquidationStrategy:
                     continue
                 if not account_data(position, lending.reserves, lending.prices, now).liquidatable:
                     continue
-                # Sized at the head's time: debt only grows, so the close factor's cap at whatever
-                # block the transaction lands in is at least this, Aave repays exactly the
-                # requested amount, and the collateral it pays (prices times the bonus) does not
-                # depend on the block's time. Under 1 only by the next block: sized then.
+                # Sized steady from the head's time (from the next block's when only that is
+                # under 1): Aave repays exactly the requested amount and pays the collateral
+                # prices and the bonus give, whichever block of the window it lands in.
                 sized_at = (
                     lending.block_timestamp
                     if account_data(
@@ -98,11 +103,12 @@ class LiquidationStrategy:
                 else None
             )
             for collateral_asset in position.scaled_collateral:
-                sizing = liquidation(
+                sizing = steady_liquidation(
                     position,
                     lending.reserves,
                     lending.prices,
                     now,
+                    window=STEADY_WINDOW_S,
                     collateral_asset=collateral_asset,
                     debt_asset=debt_asset,
                     **({"debt_to_cover": cap} if cap else {}),

@@ -316,10 +316,16 @@ class Engine:
         block_time = int(header["timestamp"], 16) if header else int(seen_at.timestamp())
         market.block_number, market.block_hash, market.base_fee = update.number, update.hash, base_fee
         if feed.lending is not None and self._reads_lending(market.chain_id):
-            # Follows the same head; a lending read that fails keeps the last state for this block.
+            # Follows the same block, not the chain's head (which may be further on already): an
+            # opportunity's block must be the one its lending state is from. A lending read that
+            # fails keeps the last state for this block.
             try:
                 async with feed.lending_lock:
-                    await (feed.lending.load() if feed.lending_stale else feed.lending.sync())
+                    lending = feed.lending
+                    if feed.lending_stale or (lending.loaded and lending.head[0] > update.number):
+                        await lending.load(update.number)
+                    else:
+                        await lending.sync(until=update.number)
                     feed.lending_stale = False
                     market.lending = lending_state(feed.lending)
             except Exception:

@@ -32,6 +32,7 @@ from mevaas_strategies.actions import Liquidation
 from mevaas_strategies.liquidation import LiquidationStrategy, flash_swap_profit
 from mevaas_strategies.market import ChainMarket, LendingState, MarketView
 from mevaas_strategies.model import StrategySpec, TokenRef
+from mevaas_strategies.plugins import Candidate
 from tests.fixtures.devnet import call_error, send
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
@@ -90,6 +91,12 @@ async def market(devnet: Devnet) -> AsyncIterator[Market]:
 async def _candidates(m: Market) -> tuple[list[Liquidation], ChainMarket, int]:
     """The plugin's liquidations (flash-financed: the base token is no debt asset) on the chain
     as it is now, the market it saw, and the next block's time."""
+    found, view, now = await found_liquidations(m)
+    return [c.action for c in found if isinstance(c.action, Liquidation)], view, now
+
+
+async def found_liquidations(m: Market) -> tuple[list[Candidate], ChainMarket, int]:
+    """The plugin's candidates, most profitable first, with the market and next block's time."""
     chain = m.chain
     lending, pools = LendingIndex(chain.client, m.market), PoolIndex(chain.client, chain.config.dexes)
     await lending.load()
@@ -118,11 +125,13 @@ async def _candidates(m: Market) -> tuple[list[Liquidation], ChainMarket, int]:
         ),
     )
     strategy = LiquidationStrategy(_spec(chain.config.chain_id, chain.deployment.weth))
-    found = strategy.on_market_update(MarketView({chain.config.chain_id: view}), None)
-    actions = [c.action for c in sorted(found, key=lambda c: -c.net_profit)]
-    assert actions, "no borrower under HF 1 after the drop"
-    assert all(isinstance(a, Liquidation) and a.financing != "inventory" for a in actions)
-    return [a for a in actions if isinstance(a, Liquidation)], view, lending.head_timestamp + BLOCK_TIME
+    found = sorted(
+        strategy.on_market_update(MarketView({chain.config.chain_id: view}), None),
+        key=lambda c: -c.net_profit,
+    )
+    assert found, "no borrower under HF 1 after the drop"
+    assert all(isinstance(c.action, Liquidation) and c.action.financing != "inventory" for c in found)
+    return found, view, lending.head_timestamp + BLOCK_TIME
 
 
 def _call(action: Liquidation, *, min_profit: int = 1, receive_a_token: bool = False) -> ExecutorLiquidation:

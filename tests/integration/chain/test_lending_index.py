@@ -160,3 +160,32 @@ async def test_a_reorg_rewinds_the_index(devnet: Devnet) -> None:
     # The halved price is gone (other tests may have moved the DEX, which the oracle follows).
     assert index.prices[weth] * 10 > before[weth] * 9
     await assert_exact(chain, index)
+
+
+async def test_following_another_index_stops_at_its_block_not_the_chains_head(devnet: Devnet) -> None:
+    """The strategy engine syncs the lending index to the pool index's block: a price move in a
+    later block (already on chain) is not in the state of the block being evaluated."""
+    chain = devnet.main
+    assert chain.lending is not None
+    index = LendingIndex(chain.client, market_of(chain))
+    await index.load()
+    await chain.mine(1)
+    followed = await chain.client.block_number()
+    before = dict(index.prices)
+    price = Decimal(chain.spec.weth_usd_price)
+    weth = chain.deployment.weth
+    await chain.lending.oracle.pin("WETH", price * Decimal("0.5"), chain.transact)
+    try:
+        assert await chain.client.block_number() > followed
+        await index.sync(until=followed)
+        assert index.head[0] == followed and index.prices[weth] == before[weth]
+        await assert_exact(chain, index)
+        await index.sync()
+        assert index.prices[weth] != before[weth]
+        # Loading at a past block is that block's state, too.
+        past = LendingIndex(chain.client, market_of(chain))
+        await past.load(followed)
+        assert past.head[0] == followed and past.prices[weth] == before[weth]
+    finally:
+        await chain.lending.oracle.pin("WETH", price, chain.transact)
+        chain.lending.oracle.unpin("WETH")

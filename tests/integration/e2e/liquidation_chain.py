@@ -32,6 +32,14 @@ class Target:
     debt: str
     # The WETH oracle price (8 decimals) that puts the target, and only it, under 1.
     price: int
+    # The next borrower's crossing: prices in (runner_up, price] put the target alone under 1.
+    runner_up: int = 0
+
+    @property
+    def clearly_under(self) -> int:
+        """A price that keeps the target under 1 by up to 1% (not just at the crossing, where a
+        wei of interest either way tips it), still alone and above HF 0.95."""
+        return max(self.runner_up + 1, self.price * 99 // 100)
 
 
 async def lone_target(chain: DevnetChain, stable_debts: frozenset[str]) -> Target:
@@ -52,7 +60,7 @@ async def lone_target(chain: DevnetChain, stable_debts: frozenset[str]) -> Targe
         price = weth_crossing(index, position, weth, now)
         runner_up = max((c[0] for i, c in enumerate(crossings) if i != rank), default=0)
         if price > runner_up:
-            return Target(position.user, weth, debts[0], price)
+            return Target(position.user, weth, debts[0], price, runner_up)
     raise AssertionError("no borrower crosses HF 1 alone on a WETH drop")
 
 
@@ -122,6 +130,24 @@ async def aave_state(chain: DevnetChain, borrower: str, block_hash: str) -> Aave
     return AaveState(reserves, position, await index._read_prices(block_hash), index.flash_loan_premium)
 
 
+async def donate(chain: DevnetChain, pair: str, token: str, *, share: int) -> tuple[str, int]:
+    """Transfer ``1/share`` of a pair's ``token`` reserve to it from the deployer (who holds
+    enough) and ``sync()`` it, in one block: a price move by a transaction other than ours.
+    Returns the sync's hash and block."""
+    r0, r1 = abi.decode_reserves(await chain.client.call(pair, abi.GET_RESERVES))
+    token0 = abi.decode_address(await chain.client.call(pair, abi.encode_call("token0()")))
+    amount = (r0 if token0.lower() == token.lower() else r1) // share
+    transfer = abi.encode_call("transfer(address,uint256)", pair, amount)
+    txs = [
+        {"from": chain.deployer, "to": to, "data": "0x" + data.hex(), "gas": hex(200_000)}
+        for to, data in ((token, transfer), (pair, abi.encode_call("sync()")))
+    ]
+    receipts = await chain.producer.transact(txs)
+    assert [int(r["status"], 16) for r in receipts] == [1, 1]
+    assert receipts[0]["blockNumber"] == receipts[1]["blockNumber"]
+    return receipts[1]["transactionHash"], int(receipts[1]["blockNumber"], 16)
+
+
 async def _reserves_for(chain: DevnetChain, hop: events_pb2.RouteHop, block: int) -> tuple[int, int]:
     r0, r1 = abi.decode_reserves(await chain.client.call(hop.pool, abi.GET_RESERVES, block))
     return (r0, r1) if int(hop.token_in, 16) < int(hop.token_out, 16) else (r1, r0)
@@ -163,6 +189,53 @@ def profit(
     owed = get_amount_in(debt, r_in, r_out, hops[-1].fee_bps)
     leftover = amounts[-2] - owed
     return get_amount_out(leftover, r_in + owed, r_out - debt, hops[-1].fee_bps) if leftover else 0
+
+
+def moved(
+    seen: AaveState,
+    met: AaveState,
+    seen_reserves: list[tuple[int, int]],
+    met_reserves: list[tuple[int, int]],
+    action: events_pb2.LiquidationAction,
+) -> list[str]:
+    """What, besides time, differs between the state a liquidation was predicted on and the one it
+    met: the pair's oracle prices, the borrower's scaled balances, the route's pool reserves."""
+    pair = (action.collateral_asset.address, action.debt_asset.address)
+    changes = {
+        "prices": [seen.prices[a] for a in pair] != [met.prices[a] for a in pair],
+        "position": seen.position != met.position,
+        "pools": seen_reserves != met_reserves,
+    }
+    return [name for name, changed in changes.items() if changed]
+
+
+async def competing(
+    chain: DevnetChain,
+    action: events_pb2.LiquidationAction,
+    first_block: int,
+    last_block: int,
+    ours: dict[str, Any],
+) -> list[str]:
+    """The transactions in ``first_block..last_block`` before ``ours`` that logged on the route's
+    pools, the Aave pool or the pair's price feeds: what can move what the liquidation met."""
+    assert chain.lending is not None
+    feeds = [
+        r.feed
+        for r in chain.lending.oracle.market.reserves
+        if r.asset.lower() in (action.collateral_asset.address.lower(), action.debt_asset.address.lower())
+    ]
+    addresses = [hop.pool for hop in action.collateral_swap] + [action.pool, *feeds]
+    logs = await chain.client.request(
+        "eth_getLogs", [{"fromBlock": hex(first_block), "toBlock": hex(last_block), "address": addresses}]
+    )
+    ours_at = (int(ours["blockNumber"], 16), int(ours["transactionIndex"], 16))
+    return sorted(
+        {
+            log["transactionHash"]
+            for log in logs
+            if (int(log["blockNumber"], 16), int(log["transactionIndex"], 16)) < ours_at
+        }
+    )
 
 
 @dataclass(frozen=True)

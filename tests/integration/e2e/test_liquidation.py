@@ -4,8 +4,9 @@ puts one borrower under HF 1; the tenant's liquidation session finds it, risk ap
 executor contract liquidates it in one transaction, and
 
 * the realised profit is the figure Aave's and the pairs' integer math give on the chain state
-  the transaction met, which is the strategy's predicted profit whenever that state is the one
-  it saw (sizing happens at the head's time, so interest accrued meanwhile changes nothing);
+  the transaction met, and it is the strategy's predicted profit to the wei: the liquidation is
+  sized to move the same amounts at every block time of a window, so time passing changes
+  nothing, and any other state change in between must be a recorded transaction's;
 * the borrower's debt and collateral changed exactly as Aave's math says;
 * inventory-financed (the debt is the strategy's base token, held by the executor) and
   flash-financed (the executor holds none of the debt token before);
@@ -32,6 +33,7 @@ from mevaas_execution.domain.planning import gas_rate, in_profit_token
 from mevaas_local.devnet import Devnet, DevnetChain
 from mevaas_local.devnet.deploy import MAX_UINT, mint_tokens
 from mevaas_sdk import MevaasClient
+from mevaas_strategies.liquidation import STEADY_WINDOW_S
 from tests.fixtures.devnet import send
 from tests.fixtures.e2e import (
     FINAL,
@@ -51,6 +53,9 @@ pytestmark = pytest.mark.integration
 
 S = common_pb2
 STABLES = ("USDC", "USDT", "DAI")
+# The block time the fleet's strategy engine assumes for the devnet, whose configuration names none
+# (``chain.config`` here follows the test's block production, not the engine's).
+ENGINE_BLOCK_TIME_S = 12
 
 
 @dataclass
@@ -124,8 +129,11 @@ async def restore(chain: DevnetChain) -> None:
     chain.lending.oracle.unpin("WETH")
 
 
-async def check_landed(session: Session, included: execution_pb2.Execution, target: lc.Target) -> int:
-    """Every figure of a landed liquidation against the chain; returns its realised gross profit."""
+async def check_landed(
+    session: Session, included: execution_pb2.Execution, target: lc.Target, competitor: str | None = None
+) -> int:
+    """Every figure of a landed liquidation against the chain; returns its realised gross profit.
+    ``competitor``: the test's own transaction that moved the route's pools in between."""
     chain = session.chain
     opportunity = session.opportunities[included.opportunity_id]
     action = opportunity.liquidation
@@ -156,17 +164,34 @@ async def check_landed(session: Session, included: execution_pb2.Execution, targ
     assert call.liquidator.lower() == session.executor.lower() and not call.receive_a_token
 
     # The strategy's prediction is the same math on the state it saw (sized at its head's time,
-    # or the next block's when only that is under 1); it equals the realised figure whenever the
-    # pools and prices the liquidation depends on did not move in between.
+    # or the next block's when only that is under 1).
     seen = await lc.aave_state(chain, target.borrower, detected["hash"])
     seen_at = int(detected["timestamp"], 16)
-    block_time = int(chain.config.block_time_s or 12)
     if not account_data(seen.position, seen.reserves, seen.prices, seen_at).liquidatable:
-        seen_at += block_time
+        seen_at += ENGINE_BLOCK_TIME_S
     seen_reserves = await lc.route_reserves(chain, action, opportunity.detected_block)
-    predicted = lc.profit(action, lc.sizing(seen, action, seen_at), seen_reserves, seen.flash_loan_premium)
+    predicted_sizing = lc.sizing(seen, action, seen_at)
+    assert (predicted_sizing.debt_to_cover, predicted_sizing.collateral_to_liquidator) == (
+        int(action.debt_to_cover),
+        int(action.expected_collateral),
+    )
+    predicted = lc.profit(action, predicted_sizing, seen_reserves, seen.flash_loan_premium)
     assert predicted == int(opportunity.expected_profit)
-    if seen_reserves == met_reserves and seen.prices == met.prices:
+    # Realised is predicted, to the wei: time alone (within the steady window it was sized for)
+    # changes nothing. Anything else that moved in between (the pair's prices, the borrower's
+    # balances, the route's pools) must be a recorded transaction's doing, and the figures then
+    # are the ones checked above on the state that transaction left.
+    assert seen_at <= at <= seen_at + STEADY_WINDOW_S
+    moved = lc.moved(seen, met, seen_reserves, met_reserves, action)
+    if competitor is not None:
+        assert moved == ["pools"]
+    if moved:
+        competing = await lc.competing(chain, action, opportunity.detected_block + 1, block, receipt)
+        assert competing, f"{moved} moved between detection and inclusion, and no transaction did it"
+        if competitor is not None:
+            assert competitor in competing and event.profit != int(opportunity.expected_profit)
+    else:
+        assert sized.outcome == predicted_sizing.outcome
         assert event.profit == int(opportunity.expected_profit)
 
     # Net of gas, at the rate the opportunity was priced at, is what execution reports.
@@ -230,7 +255,14 @@ async def run_liquidation(client: MevaasClient, devnet: Devnet, bus: Bus, *, fla
                         return e
                 return None
 
-            included: execution_pb2.Execution = await wait_for(landed, timeout_s=90)
+            try:
+                included: execution_pb2.Execution = await wait_for(landed, timeout_s=90)
+            except TimeoutError:
+                executions = await session.executions()
+                raise AssertionError(
+                    f"nothing landed: {[(e.status, e.error) for e in executions][:5]}; "
+                    f"{len(session.opportunities)} opportunities"
+                ) from None
             opportunity = session.opportunities[included.opportunity_id]
             expected = events_pb2.FINANCING_INVENTORY if not flash else None
             if flash:
@@ -274,6 +306,88 @@ async def test_flash_financed_liquidation_end_to_end(
     await run_liquidation(fleet_client, devnet, bus, flash=True)
 
 
+async def test_a_competing_swap_before_the_liquidation_lands_is_the_recorded_difference(
+    fleet_client: MevaasClient, devnet: Devnet, bus: Bus
+) -> None:
+    chain = devnet.main
+    target = await lc.lone_target(chain, frozenset(chain.config.token(s).address for s in STABLES))
+    debt_symbol = next(t.symbol for t in chain.deployment.tokens if t.address == target.debt)
+    # Execution waits 5 s after the decision: time for a competing transaction to land first.
+    # No blocks but the test's meanwhile: the detection's (the price drop), the competitor's,
+    # then the one the liquidation lands in, within its deadline (two blocks).
+    session, subscription = await start_session(fleet_client, chain, bus, "WETH", delay_ms=5000)
+    stopped = False
+    try:
+        await mint_tokens(
+            chain.client,
+            chain.transact,
+            chain.deployment,
+            deployer=chain.deployer,
+            to=chain.deployer,
+            amounts={debt_symbol: 10**9 * 10 ** chain.config.token(debt_symbol).decimals},
+        )
+        async with block_production(chain, block_time_s=0.3):
+            loaded_from = await chain.client.block_number() + 2
+
+            async def next_blocks() -> bool:
+                return await chain.client.block_number() >= loaded_from
+
+            await wait_for(next_blocks)
+        # Clearly under 1: nothing but the competitor's block comes before the liquidation's.
+        await pinned(chain, target.clearly_under)
+
+        async def seen() -> events_pb2.Opportunity | None:
+            return next(
+                (
+                    o
+                    for o in session.opportunities.values()
+                    if o.liquidation.borrower.lower() == target.borrower.lower()
+                ),
+                None,
+            )
+
+        first: events_pb2.Opportunity = await wait_for(seen, timeout_s=30)
+        # Someone moves the pool the collateral is sold into: a donation of the debt token to
+        # it, synced (a small one, within the strategy's slippage tolerance).
+        hop = first.liquidation.collateral_swap[-1]
+        competitor, competed_at = await lc.donate(chain, hop.pool, target.debt, share=10_000)
+
+        async def submitted() -> list[execution_pb2.Execution] | None:
+            executions = await session.executions()
+            return executions if any(e.tx_hashes for e in executions) else None
+
+        try:
+            await wait_for(submitted, timeout_s=30)
+        except TimeoutError:
+            executions = await session.executions()
+            raise AssertionError(
+                f"nothing submitted: {[(e.status, e.error) for e in executions]}; "
+                f"opportunities at {sorted(o.detected_block for o in session.opportunities.values())}, "
+                f"donation at {competed_at}"
+            ) from None
+
+        async def landed() -> execution_pb2.Execution | None:
+            for e in await session.executions():
+                if e.status == S.EXECUTION_RESULT_STATUS_INCLUDED:
+                    return e
+            return None
+
+        async with block_production(chain, block_time_s=0.3):
+            included: execution_pb2.Execution = await wait_for(landed, timeout_s=60)
+            # The liquidation that landed was decided before the donation.
+            assert session.opportunities[included.opportunity_id].detected_block < competed_at
+            await check_landed(session, included, target, competitor)
+            await stop(session)
+            stopped = True
+            # (Blocks go on: the later opportunities' executions settle by their deadlines.)
+            await reservations_released(fleet_client)
+    finally:
+        await subscription.unsubscribe()
+        if not stopped:
+            await stop(session)
+        await restore(chain)
+
+
 async def test_a_position_repaid_before_the_liquidation_lands_is_dropped_and_nothing_is_lost(
     fleet_client: MevaasClient, devnet: Devnet, bus: Bus
 ) -> None:
@@ -310,7 +424,8 @@ async def test_a_position_repaid_before_the_liquidation_lands_is_dropped_and_not
         reserve = (await lc.aave_state(chain, target.borrower, head["hash"])).reserves[target.collateral]
         scaled_before = await _scaled(chain, reserve.a_token, target.borrower)
         wallet_eth = int(await chain.client.request("eth_getBalance", [session.wallet, "latest"]), 16)
-        await pinned(chain, target.price)
+        # Clearly under 1: no blocks come to tip it over while the engine evaluates this one.
+        await pinned(chain, target.clearly_under)
 
         async def seen() -> events_pb2.Opportunity | None:
             return next(

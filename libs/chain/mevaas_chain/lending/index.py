@@ -30,7 +30,7 @@ from eth_utils.address import to_checksum_address
 from eth_utils.crypto import keccak
 
 from mevaas_chain import abi
-from mevaas_chain.client import ChainClient, RpcError
+from mevaas_chain.client import BlockId, ChainClient, RpcError
 from mevaas_chain.lending.math import AccountData, Position, Reserve, account_data
 
 TRANSFER_TOPIC = "0x" + keccak(text="Transfer(address,address,uint256)").hex()
@@ -232,8 +232,8 @@ class LendingIndex:
         return int(abi.decode_result(["uint128"], raw)[0])
 
     # -- snapshot and follow ----------------------------------------------------------------
-    async def load(self) -> int:
-        header = await self.client.get_block("latest")
+    async def load(self, block: BlockId = "latest") -> int:
+        header = await self.client.get_block(block)
         if header is None:
             raise RpcError(-32000, "no head block")
         block_hash, number = header["hash"], int(header["number"], 16)
@@ -268,16 +268,24 @@ class LendingIndex:
             self._tokens[r.a_token] = r.asset
             self._tokens[r.variable_debt_token] = r.asset
 
-    async def sync(self) -> list[LendingEvent]:
-        """Apply every block up to the current head (at most ``max_blocks_per_sync`` per call)."""
+    @property
+    def loaded(self) -> bool:
+        return bool(self._blocks)
+
+    async def sync(self, until: int | None = None) -> list[LendingEvent]:
+        """Apply every block up to the current head, or to block ``until`` (a follower of another
+        index's blocks: the chain may be further on already), at most ``max_blocks_per_sync`` per
+        call."""
         if not self._blocks:
-            await self.load()
+            await self.load("latest" if until is None else until)
             return []
         events: list[LendingEvent] = []
         reorg = await self._check_head()
         if reorg is not None:
             events.append(reorg)
         head = await self.client.block_number()
+        if until is not None:
+            head = min(head, until)
         for number in range(self.head[0] + 1, min(head, self.head[0] + self.max_blocks_per_sync) + 1):
             header = await self.client.get_block(number)
             if header is None or header["parentHash"] != self.head[1]:

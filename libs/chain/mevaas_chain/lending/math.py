@@ -3,6 +3,8 @@ numbers are the protocol's to the wei: ``WadRayMath`` and ``PercentageMath`` (ha
 ``MathUtils`` (linear income, third-order compounded debt), ``ReserveLogic.getNormalized*``,
 ``GenericLogic.calculateUserAccountData`` and ``LiquidationLogic``'s close factor and collateral
 sizing. Every function here is pure; the Solidity it mirrors is named in its docstring.
+``steady_liquidation`` is ours: the liquidation size whose outcome does not depend on the block
+time it lands at.
 
 Not modelled: e-mode categories and stable-rate debt (the devnet enables neither; Aave has
 deprecated stable borrowing), isolation mode and the price oracle sentinel (L2 only).
@@ -214,6 +216,17 @@ def account_data(
     return AccountData(collateral, debt, max(0, available - debt), avg_threshold, avg_ltv, hf)
 
 
+def max_liquidatable_debt(total_debt: int, health_factor: int) -> int:
+    """LiquidationLogic._calculateDebt's cap: the close factor's share of the debt (half of it,
+    all of it once the health factor is at or under 0.95)."""
+    close_factor = (
+        DEFAULT_LIQUIDATION_CLOSE_FACTOR
+        if health_factor > CLOSE_FACTOR_HF_THRESHOLD
+        else MAX_LIQUIDATION_CLOSE_FACTOR
+    )
+    return percent_mul(total_debt, close_factor)
+
+
 @dataclass(frozen=True)
 class Liquidation:
     """What ``liquidationCall`` does with a position: the debt it repays, the collateral the
@@ -226,6 +239,11 @@ class Liquidation:
     collateral_to_liquidator: int
     protocol_fee: int
     health_factor: int
+
+    @property
+    def outcome(self) -> tuple[int, int, int]:
+        """What the call moves: debt repaid, collateral to the liquidator, the protocol's fee."""
+        return (self.debt_to_cover, self.collateral_to_liquidator, self.protocol_fee)
 
 
 def liquidation(
@@ -249,10 +267,7 @@ def liquidation(
     total_debt = position.debt_balance(debt, now)
     if total_debt == 0:
         return None
-    close_factor = (
-        DEFAULT_LIQUIDATION_CLOSE_FACTOR if hf > CLOSE_FACTOR_HF_THRESHOLD else MAX_LIQUIDATION_CLOSE_FACTOR
-    )
-    actual_debt = min(debt_to_cover, percent_mul(total_debt, close_factor))
+    actual_debt = min(debt_to_cover, max_liquidatable_debt(total_debt, hf))
     user_collateral = position.collateral_balance(collateral, now)
     c_params, d_params = collateral.params, debt.params
     c_unit, d_unit = 10**c_params.decimals, 10**d_params.decimals
@@ -278,3 +293,78 @@ def liquidation(
         protocol_fee=fee,
         health_factor=hf,
     )
+
+
+def steady_liquidation(
+    position: Position,
+    reserves: Mapping[str, Reserve],
+    prices: Mapping[str, int],
+    since: int,
+    *,
+    window: int,
+    collateral_asset: str,
+    debt_asset: str,
+    debt_to_cover: int = MAX_UINT,
+) -> Liquidation | None:
+    """The largest liquidation requesting at most ``debt_to_cover`` whose outcome (debt repaid,
+    collateral to the liquidator, protocol fee) is the same at every block time from ``since``
+    to ``since + window``, and which repays in full the debt it requests (so the request is its
+    own ``debt_to_cover``). None when no amount is (the position is not liquidatable throughout).
+
+    Why: where ``liquidationCall`` would seize more than the borrower's collateral it takes the
+    whole balance instead and works the debt back from it (``percentDiv``). That balance grows
+    with the liquidity index every second, and the debt so worked out, requested again, rounds to
+    a collateral just under or over the balance: the outcome moves by a wei or more between the
+    block it was predicted at and the one it lands in. Staying under the cap and the close factor
+    at every second of the window, the pool repays exactly the request and pays the collateral
+    that prices and the bonus give, whatever the block's time.
+
+    A binary search over the request with ``liquidation``'s exact arithmetic, steady meaning the
+    same outcome at both ends of the window; the answer is then checked at every second of it
+    rather than trusting that the balance and the close factor move one way only."""
+    end = since + window
+
+    def outcome(debt: int, now: int) -> tuple[int, int, int] | None:
+        sized = liquidation(
+            position,
+            reserves,
+            prices,
+            now,
+            collateral_asset=collateral_asset,
+            debt_asset=debt_asset,
+            debt_to_cover=debt,
+        )
+        return None if sized is None else sized.outcome
+
+    def steady(debt: int) -> bool:
+        first = outcome(debt, since)
+        return first is not None and first[0] == debt and first == outcome(debt, end)
+
+    if outcome(debt_to_cover, since) is None:
+        return None
+    # Up to the close factor's cap, not the debt worked back from the collateral where that caps
+    # the call: requesting a little more than that still stays under the balance.
+    hf = account_data(position, reserves, prices, since).health_factor
+    total_debt = position.debt_balance(reserves[debt_asset], since)
+    # Invariant: ``low`` is steady (0 stands for no liquidation), ``high`` is not (or is the
+    # largest request the pool takes and steady itself, when no search is needed).
+    low, high = 0, min(debt_to_cover, max_liquidatable_debt(total_debt, hf))
+    if steady(high):
+        low = high
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (middle, high) if steady(middle) else (low, middle)
+    if low == 0:
+        return None
+    sized = liquidation(
+        position,
+        reserves,
+        prices,
+        since,
+        collateral_asset=collateral_asset,
+        debt_asset=debt_asset,
+        debt_to_cover=low,
+    )
+    if sized is None or any(outcome(low, now) != sized.outcome for now in range(since + 1, end)):
+        return None
+    return sized
