@@ -5,6 +5,7 @@ through its route) realises exactly the profit its route predicts."""
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 import pytest
 
@@ -111,23 +112,23 @@ async def test_liquidations_are_found_and_realise_their_predicted_profit(devnet:
             amounts={debt_symbol: action.debt_to_cover},
         )
         routers = {d.name: d.router for d in chain.deployment.dexes}
-        router = routers[action.collateral_swap[0].dex]
-        assert router is not None and len({h.dex for h in action.collateral_swap}) == 1
         await send(
             chain,
             liquidator,
             action.debt_asset,
             abi.encode_call("approve(address,uint256)", market.pool, MAX_UINT),
         )
-        await send(
-            chain,
-            liquidator,
-            action.collateral_asset,
-            abi.encode_call("approve(address,uint256)", router, MAX_UINT),
-        )
+        # The seized collateral goes back along the route one hop at a time, each on its own DEX's
+        # router (the best route may cross DEXes), each hop's exact output as its minimum.
+        for hop in action.collateral_swap:
+            router = routers[hop.dex]
+            assert router is not None, hop.dex
+            await send(
+                chain, liquidator, hop.token_in, abi.encode_call("approve(address,uint256)", router, MAX_UINT)
+            )
         debt_before = abi.decode_uint(await chain.client.call(action.debt_asset, abi.balance_of(liquidator)))
-        path = [action.collateral_swap[0].token_in] + [h.token_out for h in action.collateral_swap]
-        txs = [
+        assert action.collateral_swap[0].amount_in == action.expected_collateral
+        txs: list[dict[str, Any]] = [
             {
                 "from": liquidator,
                 "to": market.pool,
@@ -142,24 +143,27 @@ async def test_liquidations_are_found_and_realise_their_predicted_profit(devnet:
                     False,
                 ).hex(),
             },
-            {
-                "from": liquidator,
-                "to": router,
-                "gas": hex(500_000),
-                "data": "0x"
-                + abi.encode_call(
-                    "swapExactTokensForTokens(uint256,uint256,address[],address,uint256)",
-                    action.expected_collateral,
-                    action.collateral_swap[-1].amount_out,
-                    path,
-                    liquidator,
-                    NO_DEADLINE,
-                ).hex(),
-            },
+            *(
+                {
+                    "from": liquidator,
+                    "to": routers[hop.dex],
+                    "gas": hex(500_000),
+                    "data": "0x"
+                    + abi.encode_call(
+                        "swapExactTokensForTokens(uint256,uint256,address[],address,uint256)",
+                        hop.amount_in,
+                        hop.amount_out,
+                        [hop.token_in, hop.token_out],
+                        liquidator,
+                        NO_DEADLINE,
+                    ).hex(),
+                }
+                for hop in action.collateral_swap
+            ),
         ]
         await chain.client.request("evm_setNextBlockTimestamp", [now])
         receipts = await chain.producer.transact(txs)
-        assert [int(r["status"], 16) for r in receipts] == [1, 1]
+        assert [int(r["status"], 16) for r in receipts] == [1] * len(txs)
         debt_after = abi.decode_uint(await chain.client.call(action.debt_asset, abi.balance_of(liquidator)))
         # With WETH as the base token no debt here is inventory: the plugin flash-finances, and its
         # expected profit is this plain liquidation's less the loan's cost (exact per financing in
