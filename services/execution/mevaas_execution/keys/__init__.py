@@ -11,7 +11,9 @@ data key when it needs it. A dedicated tenant's execution worker holds its tenan
 its whole ring (`EXECUTION_KEK=tdk-<hex>:<base64>`, from the tenant Secret; `python -m
 mevaas_execution.keys <tenant>` prints it) and never the KEK: it opens that tenant's wallets and
 no one else's, since another tenant's wallets are under another data key, itself under the KEK.
-Rotating the KEK re-wraps the data keys only (mevaas-execution-rekey). Wallets wrapped straight
+Rotating the KEK re-wraps the data keys only (mevaas-execution-rekey); rotating a tenant's data key
+adds a version and re-wraps that tenant's wallets under it (mevaas-execution-rotate-data-key,
+keys.data_key_rotation). Wallets wrapped straight
 under a KEK (before V013) stay readable by the platform and are moved under their tenant's data
 key by `keys.rotation.adopt_legacy_wallets` (at the service's start, and by the rekey command).
 """
@@ -81,17 +83,17 @@ class TenantKeys:
 
     def __init__(self, keyring: KeyRing) -> None:
         self.keyring = keyring
-        # Only keys read from committed rows: a key created in a transaction that rolls back
-        # must never wrap anything later.
+        # By version (key id), and only keys read from committed rows: a key created in a
+        # transaction that rolls back must never wrap anything later. Which version is current is
+        # read from the database every time: a rotation elsewhere changes it.
         self._cache: dict[str, KeyEncryptionKey] = {}
 
     async def tenant_key(
         self, conn: asyncpg.Connection, tenant_id: str, *, create: bool = False
     ) -> KeyEncryptionKey:
-        cached = self._cache.get(tenant_id)
-        if cached is not None:
-            return cached
-        row = await store.get_tenant_key(conn, tenant_id)
+        """The tenant's current data key (created with `create` if it has none), locked FOR SHARE
+        until the caller's transaction ends, so a rotation waits for what is sealed under it."""
+        row = await store.get_current_key(conn, tenant_id, share=True)
         if row is None:
             if not create or is_tenant_ring(self.keyring):
                 raise KeystoreError(f"tenant {tenant_id} has no data key this process can use")
@@ -100,11 +102,17 @@ class TenantKeys:
             await store.insert_tenant_key(
                 conn, tenant_id, fresh.kek_id, kek.kek_id, wrap_tenant_key(tenant_id, fresh, kek)
             )
-            row = await store.get_tenant_key(conn, tenant_id)
-            assert row is not None  # inserted, or a concurrent first key committed before us
+            # Ours, or a concurrent first key (or a rotation's new version) committed before us.
+            row = await store.get_current_key(conn, tenant_id, share=True)
+            if row is None:
+                raise KeystoreError(f"tenant {tenant_id}: its data key changed while it was read; retry")
             return self._open(row)
-        key = self._open(row)
-        self._cache[tenant_id] = key
+        return self._cached(row)
+
+    def _cached(self, row: asyncpg.Record) -> KeyEncryptionKey:
+        key = self._cache.get(row["key_id"])
+        if key is None:
+            key = self._cache[row["key_id"]] = self._open(row)
         return key
 
     def _open(self, row: asyncpg.Record) -> KeyEncryptionKey:
@@ -121,11 +129,13 @@ class TenantKeys:
         return KeyRing([key], key.kek_id)
 
     async def opening_ring(self, conn: asyncpg.Connection, record: WalletRecord) -> KeyRing:
-        """The ring that opens `record`: its tenant's data key, or for a wallet still wrapped
-        straight under a KEK (before V013), the process's own ring."""
+        """The ring that opens `record`: the version of its tenant's data key it names (never a
+        retired one), or for a wallet still wrapped straight under a KEK (before V013), the
+        process's own ring."""
         if not is_tenant_key(record.kek_id):
             return self.keyring
-        key = await self.tenant_key(conn, record.tenant_id)
-        if key.kek_id != record.kek_id:
-            raise KeystoreError(f"wallet {record.address} is not under its tenant's data key")
+        row = await store.get_live_key(conn, record.tenant_id, record.kek_id)
+        if row is None:
+            raise KeystoreError(f"wallet {record.address} is not under a live data key of its tenant")
+        key = self._cached(row)
         return KeyRing([key], key.kek_id)
