@@ -218,8 +218,11 @@ async def test_a_values_change_reaches_running_tenants(
 
 
 async def test_the_tenants_gauge_counts_tenants_by_state(operator: None, kube: KubeClient) -> None:
-    # The CRD would refuse this tier; kmock does not validate, so helm's schema refuses it: Failed.
-    await kube.create(TENANT_KIND, tenant_body("broken", {"tier": "platinum"}))
+    # A namespace of that name the operator did not create is never adopted: Failed for good.
+    await kube.create(
+        KINDS["Namespace"], {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "tenant-broken"}}
+    )
+    await kube.create(TENANT_KIND, tenant_body("broken", {"tier": "starter"}))
     await kube.create(TENANT_KIND, tenant_body("second", {"tier": "professional"}))
 
     async def counted() -> tuple[dict[str, float | None], int] | None:

@@ -72,7 +72,7 @@ def test_crd_shape(tenant_crd: dict[str, Any]) -> None:
     assert props["spec"]["properties"]["tier"]["default"] == "starter"
     assert props["spec"]["properties"]["isolation"]["default"] == "shared"
     condition = props["status"]["properties"]["conditions"]["items"]["properties"]
-    assert condition["reason"]["enum"] == ["Reconciling", "Succeeded", "Failed"]
+    assert condition["reason"]["enum"] == ["Reconciling", "WorkloadsUnavailable", "Succeeded", "Failed"]
     assert "observedGeneration" in props["status"]["properties"]
 
 
