@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,9 @@ log = logging.getLogger(__name__)
 # (or its deletion) removes it.
 LOGINS_ANNOTATION = "mevaas.io/tenant-db-logins"
 DATA_KEY_ANNOTATION = "mevaas.io/tenant-data-key"
+# On the pod template of every workload that mounts the data key: the version it was given, so a
+# rotated data key (a new version) rolls those pods onto it.
+DATA_KEY_VERSION_ANNOTATION = "mevaas.io/data-key-version"
 
 
 class CredentialsError(Exception):
@@ -86,12 +90,39 @@ def secret_object(tenant: str, name: str, key: str, value: str) -> dict[str, Any
     }
 
 
+@dataclass
+class Written:
+    secrets: list[str] = field(default_factory=list)
+    # The version of the tenant's data key delivered (None without a courier).
+    data_key_id: str | None = None
+
+
+def _mounts_secret(template: dict[str, Any], secret: str) -> bool:
+    for volume in (template.get("spec") or {}).get("volumes") or []:
+        sources = [volume.get("secret") or {}]
+        sources += [s.get("secret") or {} for s in (volume.get("projected") or {}).get("sources") or []]
+        if any(source.get("secretName", source.get("name")) == secret for source in sources):
+            return True
+    return False
+
+
+def stamp_data_key_version(config: OperatorConfig, objects: list[dict[str, Any]], key_id: str) -> None:
+    """Annotate the pod template of each Deployment that mounts the data key Secret with the version
+    delivered: the pods restart when it changes (they read the key once, at start)."""
+    secret, _ = data_key_secret(config)
+    for obj in objects:
+        template = (obj.get("spec") or {}).get("template")
+        if obj.get("kind") == "Deployment" and template is not None and _mounts_secret(template, secret):
+            metadata = template.setdefault("metadata", {})
+            metadata.setdefault("annotations", {})[DATA_KEY_VERSION_ANNOTATION] = key_id
+
+
 async def ensure(
     config: OperatorConfig, kube: KubeClient, name: str, spec: dict[str, Any], courier: DataKeyCourier | None
-) -> list[str]:
+) -> Written:
     """Create (or bring up to date) the tenant's database logins and data key, and write their
     Secrets."""
-    written = []
+    written = Written()
     if config.tenant_db is not None:
         try:
             dsns = await config.tenant_db.ensure(tenant_id_of(name, spec))
@@ -100,7 +131,7 @@ async def ensure(
         for service, (secret, key) in database_secrets(config).items():
             if service in dsns:
                 await kube.write_secret(secret_object(name, secret, key, dsns[service]))
-                written.append(f"Secret/{secret}")
+                written.secrets.append(f"Secret/{secret}")
     if courier is not None:
         try:
             key_id, ring = await courier.ring(tenant_id_of(name, spec))
@@ -109,7 +140,8 @@ async def ensure(
         secret, key = data_key_secret(config)
         await kube.write_secret(secret_object(name, secret, key, ring))
         log.info("tenant %s: data key %s written to Secret %s", name, key_id, secret)
-        written.append(f"Secret/{secret}")
+        written.secrets.append(f"Secret/{secret}")
+        written.data_key_id = key_id
     return written
 
 

@@ -8,7 +8,7 @@ import json
 import logging
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from mevaas_operator import credentials
 from mevaas_operator.config import OperatorConfig, namespace_for
@@ -17,6 +17,7 @@ from mevaas_operator.kube import KINDS, KubeClient, KubeError
 from mevaas_operator.render import namespace_object, owned, render
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 STEPS: list[tuple[str, tuple[str, ...]]] = [
     ("namespace", ("Namespace",)),
@@ -115,20 +116,24 @@ async def reconcile(
     made = credentials.marks(config, courier) if any(o["kind"] == "Deployment" for o in objects) else {}
     if made:
         namespace["metadata"].setdefault("annotations", {}).update(made)
-    result = Result(digest=hashlib.sha256(json.dumps(objects, sort_keys=True).encode()).hexdigest())
+    result = Result()
     for step, kinds in STEPS:
         if step == "workloads" and made:
-            await _run_credentials(credentials.ensure(config, kube, name, spec, courier))
+            written = await _run_credentials(credentials.ensure(config, kube, name, spec, courier))
+            if written.data_key_id is not None:
+                credentials.stamp_data_key_version(config, objects, written.data_key_id)
         batch = [o for o in objects if o["kind"] in kinds]
         batch.sort(key=lambda o: kinds.index(o["kind"]))
         await _run_step(kube, step, batch, result)
+    # Of what was applied (a rotated data key's version included: it is no drift).
+    result.digest = hashlib.sha256(json.dumps(objects, sort_keys=True).encode()).hexdigest()
     result.pruned = await prune(kube, name, {_key(o) for o in objects})
     if not made and credentials.marked(live_namespace):
         result.pruned += await _run_credentials(credentials.remove(config, kube, name, spec))
     return result
 
 
-async def _run_credentials(work: Awaitable[list[str]]) -> list[str]:
+async def _run_credentials(work: Awaitable[T]) -> T:
     try:
         return await work
     except (credentials.CredentialsError, KubeError) as exc:

@@ -3,7 +3,8 @@ answer (mevaas_execution.keys.delivery) served on the session's real NATS as the
 identity, on a real PostgreSQL with execution's schema, and the operator on kmock as the
 `operator` identity. A dedicated Tenant gets Secret `mevaas-tenant-data-key` holding exactly its
 data key (which opens its wallets and not another tenant's); the key crossed the bus sealed; no
-other service identity may ask for it; moved to a shared tier, the Secret goes."""
+other service identity may ask for it; once the data key is rotated the next reconcile delivers the
+new version and rolls the worker's pods onto it; moved to a shared tier, the Secret goes."""
 
 from __future__ import annotations
 
@@ -25,10 +26,12 @@ from mevaas_core.bus import Bus, RemoteError
 from mevaas_core.db import create_pool, provision_service_database, tenant_transaction
 from mevaas_core.migrations import apply_migrations
 from mevaas_execution.keys import TenantKeys
+from mevaas_execution.keys.data_key_rotation import rotate_tenant_key
 from mevaas_execution.keys.delivery import TenantKeyDelivery
 from mevaas_execution.wallets import keyring_from_settings
 from mevaas_local.embedded import EmbeddedNats
 from mevaas_operator.config import OperatorConfig
+from mevaas_operator.credentials import DATA_KEY_VERSION_ANNOTATION
 from mevaas_operator.kube import KINDS, SECRET_KIND, TENANT_KIND, KubeClient, NotFoundError
 from tests.fixtures.execution import EXECUTION_KEK
 from tests.fixtures.k8s import CHARTS, K8sEmulator, helm_path
@@ -158,14 +161,40 @@ async def test_the_operator_delivers_the_tenant_data_key(
             await eventually(reconciled_twice, "the change reconciled")
             again = await get_secret(kube, "mevaas-tenant-data-key")
             assert again is not None and base64.b64decode(again["data"]["ring"]).decode() == ring_text
-            # The render never carries the key (it is not a value of the tenant chart).
+            # The render never carries the key (it is not a value of the tenant chart), only the
+            # version the worker mounts.
             for kind in ("ConfigMap", "Deployment"):
                 assert ring_text.split(":", 1)[1] not in str(await kube.list(KINDS[kind], "tenant-globex"))
+            assert await data_key_version(kube) == ring.current
+
+            # Rotated: the next reconcile delivers the new version and rolls the worker onto it.
+            rotated = await rotate_tenant_key(
+                pool, platform_keys, tenant_id, actor="sre", from_key_id=ring.current
+            )
+            await kube.patch(
+                TENANT_KIND, "globex", {"metadata": {"generation": 3}, "spec": {**spec, "displayName": "H"}}
+            )
+
+            async def delivered() -> bool:
+                found = await get_secret(kube, "mevaas-tenant-data-key")
+                text = base64.b64decode((found or {}).get("data", {}).get("ring", "")).decode()
+                return (
+                    text.startswith(f"{rotated.key_id}:") and await data_key_version(kube) == rotated.key_id
+                )
+
+            await eventually(delivered, "the rotated data key delivered and the worker rolled")
+            new_ring = keyring_from_settings(
+                base64.b64decode(
+                    (await get_secret(kube, "mevaas-tenant-data-key") or {})["data"]["ring"]
+                ).decode(),
+                "kek-1",
+            )
+            assert ring.current not in new_ring and new_ring.current == rotated.key_id
 
             await kube.patch(
                 TENANT_KIND,
                 "globex",
-                {"metadata": {"generation": 3}, "spec": {**spec, "isolation": "shared"}},
+                {"metadata": {"generation": 4}, "spec": {**spec, "isolation": "shared"}},
             )
 
             async def removed() -> bool:
@@ -176,6 +205,13 @@ async def test_the_operator_delivers_the_tenant_data_key(
             await eventually(lambda: _gone(kube), "globex released")
     finally:
         kube.close()
+
+
+async def data_key_version(kube: KubeClient) -> str | None:
+    """The data key version on the execution worker's pod template."""
+    deployment = await kube.get(KINDS["Deployment"], "execution", "tenant-globex")
+    annotations = deployment["spec"]["template"]["metadata"].get("annotations") or {}
+    return annotations.get(DATA_KEY_VERSION_ANNOTATION)
 
 
 async def _gone(kube: KubeClient) -> bool:
