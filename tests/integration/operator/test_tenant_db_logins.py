@@ -67,11 +67,25 @@ async def seed_wallets(postgres_server: str, tenants: list[str]) -> None:
         await conn.close()
 
 
+@pytest_asyncio.fixture(loop_scope="session")
+async def seeded(owners: dict[str, str], postgres_server: str) -> AsyncIterator[tuple[str, str]]:
+    """Two tenants with a wallet each, removed afterwards: the rows are under no real data key, and
+    the session's execution database is shared (a KEK rotation test refuses to run while a wallet
+    is under a key its ring lacks)."""
+    tenants = (f"a-{uuid.uuid4()}", f"b-{uuid.uuid4()}")
+    await seed_wallets(postgres_server, list(tenants))
+    yield tenants
+    conn = await asyncpg.connect(postgres_server)
+    try:
+        await conn.execute("DELETE FROM execution.wallets WHERE tenant_id = ANY($1)", list(tenants))
+    finally:
+        await conn.close()
+
+
 async def test_a_tenant_login_sees_only_its_tenant(
-    owners: dict[str, str], tenant_db: TenantDatabase, postgres_server: str
+    seeded: tuple[str, str], tenant_db: TenantDatabase, postgres_server: str
 ) -> None:
-    tenant_a, tenant_b = f"a-{uuid.uuid4()}", f"b-{uuid.uuid4()}"
-    await seed_wallets(postgres_server, [tenant_a, tenant_b])
+    tenant_a, tenant_b = seeded
     dsns = await tenant_db.ensure(tenant_a)
     assert set(dsns) == {"strategy", "execution"}
     assert login_role("execution", tenant_a) in dsns["execution"]
