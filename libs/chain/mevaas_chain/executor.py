@@ -16,6 +16,8 @@ _HOPS = "(address,bool,uint16)[]"
 EXECUTE_SIG = f"execute(address,uint256,{_HOPS[:-2]}[],uint256)"
 EXECUTE_FLASH_SIG = f"executeFlash(address,address,uint256,{_HOPS[:-2]}[],uint256)"
 EXECUTE_FLASH_LOAN_SIG = f"executeFlashLoan(address,address,uint256,{_HOPS[:-2]}[],uint256)"
+EXECUTE_FLASH_V3_SIG = f"executeFlashV3(address,address,uint256,{_HOPS[:-2]}[],uint256)"
+EXECUTE_FLASH_BALANCER_SIG = f"executeFlashBalancer(address,uint256,{_HOPS[:-2]}[],uint256)"
 EXECUTED_TOPIC = "0x" + keccak(text="Executed(address,uint256,uint256,bool)").hex()
 
 
@@ -65,6 +67,29 @@ def encode_execute_flash_loan(
         [pool, token_in, amount_in, _hops(hops), min_profit],
     )
     return keccak(text=EXECUTE_FLASH_LOAN_SIG)[:4] + args
+
+
+def encode_execute_flash_v3(
+    pool: str, token_in: str, amount_in: int, hops: Sequence[ExecutorHop], min_profit: int
+) -> bytes:
+    """``executeFlashV3``: capital-free cycle financed by the Uniswap V3 ``pool``'s flash of
+    ``amount_in`` of ``token_in`` (a genuine pool of a factory the executor allows, none of the
+    cycle's hops); the profit the contract keeps is net of the pool's fee."""
+    args = encode(
+        ["address", "address", "uint256", _HOPS, "uint256"],
+        [to_checksum_address(pool), token_in, amount_in, _hops(hops), min_profit],
+    )
+    return keccak(text=EXECUTE_FLASH_V3_SIG)[:4] + args
+
+
+def encode_execute_flash_balancer(
+    token_in: str, amount_in: int, hops: Sequence[ExecutorHop], min_profit: int
+) -> bytes:
+    """``executeFlashBalancer``: capital-free cycle financed by a flashLoan of ``amount_in`` of
+    ``token_in`` from the Balancer V2 vault the executor is configured with (``setBalancerVault``);
+    the profit the contract keeps is net of the vault's fee."""
+    args = encode(["address", "uint256", _HOPS, "uint256"], [token_in, amount_in, _hops(hops), min_profit])
+    return keccak(text=EXECUTE_FLASH_BALANCER_SIG)[:4] + args
 
 
 def decode_executed(receipt: dict[str, Any], executor: str) -> Executed | None:

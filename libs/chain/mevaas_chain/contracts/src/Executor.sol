@@ -2,6 +2,7 @@
 pragma solidity 0.8.37;
 
 import "Interfaces.sol";
+import "FlashLenders.sol";
 
 /// @title MEVaaS executor
 /// @notice Runs a 2- or 3-hop arbitrage cycle through Uniswap V2 pairs, either with tokens the
@@ -396,6 +397,131 @@ contract Executor {
         uint256 surplus = IERC20Minimal(m.debt).balanceOf(address(this)) - before;
         if (surplus > 0) _transfer(m.debt, m.account, surplus);
         emit Deleveraged(m.account, m.collateral, m.debt, lastRepaid, lastReceived, surplus, healthFactor);
+    }
+
+    // --- flash cycles: a Uniswap V3 pool's flash, the Balancer V2 vault's flashLoan ---------------
+
+    // Shared with the V3 swap path (helper v3exec's branch, same names and semantics): the V3
+    // factories whose pools may be called, and the one contract a callback is expected from while
+    // this contract is calling it (cleared by the callback itself, so nested swaps can use it).
+    mapping(address => bool) public allowedV3Factory;
+    address private transient expectedCallback;
+    // The Balancer V2 vault receiveFlashLoan is accepted from.
+    address public balancerVault;
+
+    event V3FactoryAllowed(address indexed factory, bool allowed);
+    event BalancerVaultSet(address indexed vault);
+
+    error NotGenuinePool();
+    error UnexpectedCallback();
+
+    function setV3Factory(address factory, bool allowed) external onlyOwner {
+        allowedV3Factory[factory] = allowed;
+        emit V3FactoryAllowed(factory, allowed);
+    }
+
+    function setBalancerVault(address vault) external onlyOwner {
+        balancerVault = vault;
+        emit BalancerVaultSet(vault);
+    }
+
+    /// @notice Capital-free cycle financed by a Uniswap V3 pool's flash of `amountIn` of `tokenIn`:
+    /// the pool (genuine, of an allowed factory, not one of the cycle's hops) lends it,
+    /// uniswapV3FlashCallback runs the cycle and repays the loan plus the pool's fee
+    /// (FullMath.mulDivRoundingUp(amountIn, fee, 1e6)), so the profit is net of it.
+    function executeFlashV3(
+        address pool,
+        address tokenIn,
+        uint256 amountIn,
+        Hop[] calldata hops,
+        uint256 minProfit
+    ) external onlyOwner returns (uint256 profit) {
+        _checkPath(tokenIn, hops);
+        (address token0, address token1) = _checkV3Pool(pool);
+        if (tokenIn != token0 && tokenIn != token1) revert BadPath();
+        // The pool is locked while it lends: a hop through it would revert, and say so less clearly.
+        for (uint256 i = 0; i < hops.length; i++) {
+            if (hops[i].pair == pool) revert BadPath();
+        }
+        uint256 before = IERC20Minimal(tokenIn).balanceOf(address(this));
+        (uint256 amount0, uint256 amount1) = tokenIn == token0 ? (amountIn, uint256(0)) : (uint256(0), amountIn);
+        _expectCallback(pool);
+        IUniswapV3FlashPool(pool).flash(address(this), amount0, amount1, abi.encode(tokenIn, amountIn, hops));
+        profit = _profit(tokenIn, before, minProfit);
+        emit Executed(tokenIn, amountIn, profit, true);
+    }
+
+    function uniswapV3FlashCallback(uint256 fee0, uint256 fee1, bytes calldata data) external {
+        // Only the pool executeFlashV3 is borrowing from, mid-call; its data is then ours.
+        address pool = _takeCallback();
+        (address tokenIn, uint256 amountIn, Hop[] memory hops) = abi.decode(data, (address, uint256, Hop[]));
+        _cycleBorrowed(tokenIn, amountIn, hops);
+        // One token was lent, so the other's fee is 0.
+        _transfer(tokenIn, pool, amountIn + fee0 + fee1);
+    }
+
+    /// @notice Capital-free cycle financed by the configured Balancer V2 vault's flashLoan of
+    /// `amountIn` of `tokenIn`: receiveFlashLoan runs the cycle and pays back the loan plus the
+    /// vault's fee (amountIn.mulUp(the fees collector's flash-loan fee percentage)).
+    function executeFlashBalancer(address tokenIn, uint256 amountIn, Hop[] calldata hops, uint256 minProfit)
+        external
+        onlyOwner
+        returns (uint256 profit)
+    {
+        address vault = balancerVault;
+        if (vault == address(0)) revert NotGenuineLender();
+        _checkPath(tokenIn, hops);
+        uint256 before = IERC20Minimal(tokenIn).balanceOf(address(this));
+        address[] memory tokens = new address[](1);
+        uint256[] memory amounts = new uint256[](1);
+        (tokens[0], amounts[0]) = (tokenIn, amountIn);
+        _expectCallback(vault);
+        IBalancerVaultFlashLoans(vault).flashLoan(address(this), tokens, amounts, abi.encode(tokenIn, amountIn, hops));
+        profit = _profit(tokenIn, before, minProfit);
+        emit Executed(tokenIn, amountIn, profit, true);
+    }
+
+    function receiveFlashLoan(
+        address[] calldata tokens,
+        uint256[] calldata amounts,
+        uint256[] calldata feeAmounts,
+        bytes calldata userData
+    ) external {
+        // Anyone may ask the vault to flash-lend to this contract: only the configured vault,
+        // mid-executeFlashBalancer, with the loan that call asked for, is served.
+        if (msg.sender != balancerVault) revert NotGenuineLender();
+        address vault = _takeCallback();
+        (address tokenIn, uint256 amountIn, Hop[] memory hops) = abi.decode(userData, (address, uint256, Hop[]));
+        if (tokens.length != 1 || tokens[0] != tokenIn || amounts[0] != amountIn) revert NotGenuineLender();
+        _cycleBorrowed(tokenIn, amountIn, hops);
+        // The vault checks its balance afterwards: repaid by transfer, not approval.
+        _transfer(tokenIn, vault, amountIn + feeAmounts[0]);
+    }
+
+    function _cycleBorrowed(address tokenIn, uint256 amountIn, Hop[] memory hops) private {
+        _transfer(tokenIn, hops[0].pair, amountIn);
+        _swapChainMemory(hops, 0, hops.length, amountIn);
+    }
+
+    // `pool` is what an allowed factory deployed for its own tokens and fee.
+    function _checkV3Pool(address pool) private view returns (address token0, address token1) {
+        IUniswapV3FlashPool p = IUniswapV3FlashPool(pool);
+        address factory = p.factory();
+        if (!allowedV3Factory[factory]) revert FactoryNotAllowed();
+        (token0, token1) = (p.token0(), p.token1());
+        if (IUniswapV3PoolLookup(factory).getPool(token0, token1, p.fee()) != pool) revert NotGenuinePool();
+    }
+
+    function _expectCallback(address pool) private {
+        expectedCallback = pool;
+    }
+
+    // The contract a callback was expected from, which must be the caller; no other until the
+    // next _expectCallback.
+    function _takeCallback() private returns (address pool) {
+        pool = expectedCallback;
+        if (pool == address(0) || msg.sender != pool) revert UnexpectedCallback();
+        expectedCallback = address(0);
     }
 
     function _repayWithCollateral(Deleverage memory d) private {
