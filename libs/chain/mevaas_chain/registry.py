@@ -57,6 +57,17 @@ class DexConfig(BaseModel):
     init_code_hash: Hash32
 
 
+class FlashLenderConfig(BaseModel):
+    """A contract the executor may flash-borrow from beyond the DEX pairs and the Aave pool: a
+    Uniswap V3 pool (``uniswap_v3``) or the Balancer V2 vault (``balancer_v2``), the kinds of
+    ``mevaas_chain.flash_lenders``."""
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: str
+    address: Address
+
+
 class ChainConfig(BaseModel):
     model_config = ConfigDict(frozen=True)
 
@@ -77,6 +88,9 @@ class ChainConfig(BaseModel):
     tokens: list[TokenConfig] = Field(default_factory=list)
     # Contracts the deployment knows about by role, e.g. {"executor": "0x..."}.
     contracts: dict[str, Address] = Field(default_factory=dict)
+    # Flash lenders the strategies may choose from; at most one Balancer vault (the executor
+    # contract is configured with one).
+    flash_lenders: list[FlashLenderConfig] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _unique(self) -> ChainConfig:
@@ -84,6 +98,10 @@ class ChainConfig(BaseModel):
             raise ValueError(f"chain {self.name}: duplicate DEX names")
         if len({t.address for t in self.tokens}) != len(self.tokens):
             raise ValueError(f"chain {self.name}: duplicate token addresses")
+        if len({f.address for f in self.flash_lenders}) != len(self.flash_lenders):
+            raise ValueError(f"chain {self.name}: duplicate flash lenders")
+        if sum(f.kind == "balancer_v2" for f in self.flash_lenders) > 1:
+            raise ValueError(f"chain {self.name}: more than one Balancer vault among flash_lenders")
         return self
 
     def dex(self, name: str) -> DexConfig:
