@@ -20,12 +20,16 @@ from eth_utils.crypto import keccak
 from mevaas_chain import abi
 from mevaas_chain.amm.arbitrage import ArbitrageResult
 from mevaas_chain.executor import (
+    HOP_V2,
+    HOP_V3,
     ExecutorHop,
     decode_executed,
     encode_execute_flash,
     encode_execute_flash_balancer,
     encode_execute_flash_loan,
     encode_execute_flash_v3,
+    encode_set_balancer_vault,
+    encode_set_v3_factory,
 )
 from mevaas_chain.flash_lenders import LenderPlan, read_lenders, resolve_lenders
 from mevaas_local.devnet import Devnet, DevnetChain
@@ -41,9 +45,10 @@ from mevaas_local.devnet.uniswap_v3 import V3Deployment, deploy_uniswap_v3
 from mevaas_strategies.actions import Hop
 from mevaas_strategies.flash_providers import FLASH_PROVIDERS, FlashQuote, FlashSkip, choose
 from mevaas_strategies.market import ChainMarket
-from tests.fixtures.devnet import call_error, send
+from tests.fixtures.devnet import call_error, send, skew_pool
 from tests.integration.chain.test_executor import _make_gap, _pool
 from tests.integration.chain.test_executor_flash_providers import _market
+from tests.integration.chain.test_executor_v3 import _best, _v3
 
 pytestmark = pytest.mark.integration
 
@@ -79,8 +84,8 @@ async def lenders(devnet: Devnet) -> Lenders:
         chain.client, chain.transact, owner=owner, factories=[d.factory for d in chain.deployment.dexes]
     )
     for call in (
-        abi.encode_call("setV3Factory(address,bool)", v3.factory, True),
-        abi.encode_call("setBalancerVault(address)", balancer.vault),
+        encode_set_v3_factory(v3.factory, True),
+        encode_set_balancer_vault(balancer.vault),
     ):
         assert int((await send(chain, owner, executor, call))["status"], 16) == 1
     configured = [("uniswap_v3", p.address) for p in v3.pools] + [("balancer_v2", balancer.vault)]
@@ -169,6 +174,54 @@ async def test_a_flash_cycle_lands_through_each_provider_with_the_predicted_prof
     assert after - before == predicted
 
 
+async def test_a_v3_flash_finances_a_cycle_through_another_v3_pool(devnet: Devnet, lenders: Lenders) -> None:
+    """The lending pool's flash callback runs a cycle whose V3 hop calls back in turn (the
+    callback slot is taken before the cycle runs); the profit is route_quote's minus the fee."""
+    chain = devnet.main
+    weth = chain.deployment.token("WETH").address
+    lender = _v3(chain, lenders.v3, "WETH", "USDC", 500)
+    hop_pool = _v3(chain, lenders.v3, "WETH", "USDC", 3000)
+    uni = _pool(chain, "uniswap", "WETH", "USDC")
+    legs = [
+        (uni.address, uni.token0, uni.token1, HOP_V2),
+        (hop_pool.address, hop_pool.token0, hop_pool.token1, HOP_V3),
+    ]
+    best = None
+    for attempt in range(8):
+        for symbol in ("USDC", "WETH"):
+            best = await _best(chain, weth, legs, 20 * 10**18)
+            if best is not None:
+                break
+            await skew_pool(
+                chain, uni.address, symbol, (50_000 * 10**6 if symbol == "USDC" else 20 * 10**18) << attempt
+            )
+        if best is not None:
+            break
+    assert best is not None, "could not open a V2/V3 gap"
+    hops, amounts = best
+    fee = -(-amounts[0] * lender.fee // 10**6)
+    predicted = amounts[-1] - amounts[0] - fee
+    assert predicted > 0
+    receipt = await send(
+        chain,
+        lenders.owner,
+        lenders.executor,
+        encode_execute_flash_v3(lender.address, weth, amounts[0], hops, 1),
+    )
+    assert int(receipt["status"], 16) == 1
+    event = decode_executed(receipt, lenders.executor)
+    assert event is not None and event.profit == predicted, (event, predicted)
+    # The lender itself on the route: refused before it is called (it is locked while it lends).
+    through_lender = [hops[0], ExecutorHop(lender.address, hops[1].zero_for_one, 30, HOP_V3)]
+    error = await call_error(
+        chain,
+        lenders.owner,
+        lenders.executor,
+        encode_execute_flash_v3(lender.address, weth, amounts[0], through_lender, 0),
+    )
+    assert _selector("BadPath()") in (error or ""), error
+
+
 async def test_choose_takes_the_cheapest_and_follows_the_vaults_fee_and_balance(
     devnet: Devnet, lenders: Lenders
 ) -> None:
@@ -234,9 +287,7 @@ async def test_forged_flash_callbacks_are_refused(devnet: Devnet, lenders: Lende
     v3_callback = abi.encode_call("uniswapV3FlashCallback(uint256,uint256,bytes)", 0, 0, b"")
     # The V3 flash callback from anyone, even the genuine pool itself, when no flash is under way.
     for sender in (stranger, pool.address):
-        assert _selector("UnexpectedCallback()") in (
-            await call_error(chain, sender, executor, v3_callback) or ""
-        )
+        assert _selector("NotGenuinePool()") in (await call_error(chain, sender, executor, v3_callback) or "")
     receive = abi.encode_call(
         "receiveFlashLoan(address[],uint256[],uint256[],bytes)", [weth], [10**18], [0], b""
     )
@@ -244,21 +295,21 @@ async def test_forged_flash_callbacks_are_refused(devnet: Devnet, lenders: Lende
     # Anyone may ask the vault to flash-lend to the executor: its callback refuses the loan.
     forced = abi.encode_call("flashLoan(address,address[],uint256[],bytes)", executor, [weth], [10**18], b"")
     error = await call_error(chain, stranger, lenders.balancer.vault, forced)
-    assert _selector("UnexpectedCallback()") in (error or ""), error
+    assert _selector("NotGenuinePool()") in (error or ""), error
 
     uni = _pool(chain, "uniswap", "WETH", "USDC")
     sushi = _pool(chain, "sushiswap", "WETH", "USDC")
     zero_for_one = uni.token0 == weth
     hops = [ExecutorHop(uni.address, zero_for_one, 30), ExecutorHop(sushi.address, not zero_for_one, 30)]
     # A pool of a factory the executor no longer allows, and a V2 pair posing as a pool.
-    disallow = abi.encode_call("setV3Factory(address,bool)", lenders.v3.factory, False)
+    disallow = encode_set_v3_factory(lenders.v3.factory, False)
     assert int((await send(chain, lenders.owner, executor, disallow))["status"], 16) == 1
     flash_v3 = encode_execute_flash_v3(pool.address, weth, 10**18, hops, 0)
     try:
         error = await call_error(chain, lenders.owner, executor, flash_v3)
         assert _selector("FactoryNotAllowed()") in (error or ""), error
     finally:
-        allow = abi.encode_call("setV3Factory(address,bool)", lenders.v3.factory, True)
+        allow = encode_set_v3_factory(lenders.v3.factory, True)
         assert int((await send(chain, lenders.owner, executor, allow))["status"], 16) == 1
     assert await call_error(
         chain, lenders.owner, executor, encode_execute_flash_v3(uni.address, weth, 10**18, hops, 0)
@@ -268,8 +319,8 @@ async def test_forged_flash_callbacks_are_refused(devnet: Devnet, lenders: Lende
     for data in (
         flash_v3,
         encode_execute_flash_balancer(weth, 10**18, hops, 0),
-        abi.encode_call("setV3Factory(address,bool)", stranger, True),
-        abi.encode_call("setBalancerVault(address)", stranger),
+        encode_set_v3_factory(stranger, True),
+        encode_set_balancer_vault(stranger),
     ):
         assert _selector("NotOwner()") in (await call_error(chain, stranger, executor, data) or "")
 

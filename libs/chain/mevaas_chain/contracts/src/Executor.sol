@@ -5,10 +5,11 @@ import "Interfaces.sol";
 import "FlashLenders.sol";
 
 /// @title MEVaaS executor
-/// @notice Runs a 2- or 3-hop arbitrage cycle through Uniswap V2 pairs, either with tokens the
-/// contract holds or capital-free through a flash swap on the first pair. Amounts are computed
-/// on-chain from each pair's reserves at execution time, so the cycle input is the only amount
-/// the caller fixes. Also liquidates Aave V3 positions (`liquidate*`): the debt is repaid from the
+/// @notice Runs a 2- or 3-hop arbitrage cycle through Uniswap V2 pairs and Uniswap V3 pools,
+/// either with tokens the contract holds or capital-free through a flash swap on the first (V2)
+/// pair. Amounts are computed on-chain at execution time (a V2 pair's reserves, a V3 pool's own
+/// exact-input swap), so the cycle input is the only amount the caller fixes. A V3 pool is paid in
+/// its swap callback, which only a pool of an allowed V3 factory, the one being called, may make. Also liquidates Aave V3 positions (`liquidate*`): the debt is repaid from the
 /// contract's inventory, an Aave flash loan or a V2 flash swap, and the seized collateral is sold
 /// back into the debt token so the profit is realised in one token. And deleverages a protected
 /// Aave V3 position (`deleverage`: a flash loan repays debt on the account's behalf, its aTokens are
@@ -16,11 +17,14 @@ import "FlashLenders.sol";
 /// owner-only.
 contract Executor {
     struct Hop {
+        // The V2 pair or V3 pool.
         address pair;
-        // true: the hop sells the pair's token0 for token1.
+        // true: the hop sells the pool's token0 for token1.
         bool zeroForOne;
-        // Pool fee in basis points (30 for Uniswap V2).
+        // V2 pair fee in basis points (30 for Uniswap V2); a V3 pool charges its own fee.
         uint16 feeBps;
+        // HOP_V2 or HOP_V3.
+        uint8 kind;
     }
 
     /// One Aave V3 liquidationCall and what to do with the collateral it seizes.
@@ -66,8 +70,15 @@ contract Executor {
     uint8 private constant FINANCING_FLASH_LOAN = 1;
     uint8 private constant FINANCING_FLASH_SWAP = 2;
 
+    uint8 private constant HOP_V2 = 0;
+    uint8 private constant HOP_V3 = 1;
+    // TickMath's bounds, exclusive: the loosest price limits a V3 swap accepts.
+    uint160 private constant MIN_SQRT_RATIO = 4295128739;
+    uint160 private constant MAX_SQRT_RATIO = 1461446703485210103287273052203988822378723970342;
+
     address public owner;
     mapping(address => bool) public allowedFactory;
+    mapping(address => bool) public allowedV3Factory;
 
     // Pair we expect the flash callback from; non-zero only while executeFlash or
     // liquidateFlashSwap runs (liquidating, when that one runs).
@@ -84,6 +95,8 @@ contract Executor {
     bool private transient deleveraging;
     // True only while executeFlashLoan's flash loan runs: executeOperation runs the cycle.
     bool private transient cycling;
+    // V3 pool we expect a callback from; non-zero only while this contract is calling it.
+    address private transient v3Callee;
 
     event Executed(address indexed token, uint256 amountIn, uint256 profit, bool flash);
     /// profit: the change of the contract's debt-token balance (negative when the collateral is
@@ -111,11 +124,13 @@ contract Executor {
     /// what `refundTo` received of it (its share, plus its gas when that share left enough).
     event Backrun(address indexed token, address indexed refundTo, uint256 profit, uint256 refund, uint256 gasRefund);
     event FactoryAllowed(address indexed factory, bool allowed);
+    event V3FactoryAllowed(address indexed factory, bool allowed);
     event OwnershipTransferred(address indexed previousOwner, address indexed newOwner);
 
     error NotOwner();
     error BadPath();
     error NotGenuinePair();
+    error NotGenuinePool();
     error FactoryNotAllowed();
     error InsufficientProfit(uint256 profit, uint256 minProfit);
     error TransferFailed();
@@ -148,6 +163,11 @@ contract Executor {
         emit FactoryAllowed(factory, allowed);
     }
 
+    function setV3Factory(address factory, bool allowed) external onlyOwner {
+        allowedV3Factory[factory] = allowed;
+        emit V3FactoryAllowed(factory, allowed);
+    }
+
     function withdraw(address token, address to, uint256 amount) external onlyOwner {
         _transfer(token, to, amount);
     }
@@ -166,7 +186,7 @@ contract Executor {
     {
         _checkPath(tokenIn, hops);
         uint256 before = IERC20Minimal(tokenIn).balanceOf(address(this));
-        _transfer(tokenIn, hops[0].pair, amountIn);
+        if (hops[0].kind == HOP_V2) _transfer(tokenIn, hops[0].pair, amountIn);
         _swapChain(hops, 0, amountIn);
         profit = _profit(tokenIn, before, minProfit);
         emit Executed(tokenIn, amountIn, profit, false);
@@ -185,7 +205,7 @@ contract Executor {
         if (r.bps > 10_000) revert BadPath();
         _checkPath(tokenIn, hops);
         uint256 before = IERC20Minimal(tokenIn).balanceOf(address(this));
-        _transfer(tokenIn, hops[0].pair, amountIn);
+        if (hops[0].kind == HOP_V2) _transfer(tokenIn, hops[0].pair, amountIn);
         _swapChain(hops, 0, amountIn);
         uint256 profit = _profit(tokenIn, before, 0);
         uint256 refund = (profit * r.bps) / 10_000;
@@ -210,6 +230,8 @@ contract Executor {
     ) external onlyOwner returns (uint256 profit) {
         if (!allowedFactory[factory]) revert FactoryNotAllowed();
         _checkPath(tokenIn, hops);
+        // The first hop lends through a V2 flash swap.
+        if (hops[0].kind != HOP_V2) revert BadPath();
         uint256 before = IERC20Minimal(tokenIn).balanceOf(address(this));
         _flashBorrow(abi.encode(factory, tokenIn, amountIn, hops), hops[0], amountIn);
         profit = _profit(tokenIn, before, minProfit);
@@ -235,9 +257,60 @@ contract Executor {
         (, address tokenIn, uint256 amountIn, Hop[] memory hops) = abi.decode(data, (address, address, uint256, Hop[]));
         uint256 received = amount0 + amount1;
         address mid = hops[0].zeroForOne ? token1 : token0;
-        _transfer(mid, hops[1].pair, received);
+        if (hops[1].kind == HOP_V2) _transfer(mid, hops[1].pair, received);
         _swapChainMemory(hops, 1, hops.length, received);
         _transfer(tokenIn, msg.sender, amountIn);
+    }
+
+    // --- Uniswap V3 -----------------------------------------------------------------------------
+
+    /// Pays the V3 pool this contract is swapping on what it owes for the swap: only that pool may
+    /// call, once per swap, and only for a positive delta of the token the hop sells.
+    function uniswapV3SwapCallback(int256 amount0Delta, int256 amount1Delta, bytes calldata data) external {
+        address pool = _takeCallback();
+        (bool zeroForOne, address tokenIn) = abi.decode(data, (bool, address));
+        int256 owed = zeroForOne ? amount0Delta : amount1Delta;
+        if (owed <= 0) revert NotGenuinePool();
+        _transfer(tokenIn, pool, uint256(owed));
+    }
+
+    // Arms the V3 callback check for `pool`, which this contract has verified and is about to call.
+    function _expectCallback(address pool) private {
+        v3Callee = pool;
+    }
+
+    // The pool expected to call back, which must be the caller (never zero: no call comes from
+    // address 0); disarms the check so the pool can call back only once.
+    function _takeCallback() private returns (address pool) {
+        pool = v3Callee;
+        if (msg.sender != pool) revert NotGenuinePool();
+        v3Callee = address(0);
+    }
+
+    // Exact-input swap of `amountIn` on a genuine V3 pool, its output paid to `to` and its input
+    // paid from this contract's balance in the callback.
+    function _swapV3(Hop memory hop, uint256 amountIn, address to) private returns (uint256 out) {
+        if (amountIn > uint256(type(int256).max)) revert BadPath();
+        bytes memory data;
+        {
+            (address token0, address token1) = _verifyV3Pool(hop.pair);
+            data = abi.encode(hop.zeroForOne, hop.zeroForOne ? token0 : token1);
+        }
+        _expectCallback(hop.pair);
+        (int256 amount0, int256 amount1) = IUniswapV3PoolMinimal(hop.pair).swap(
+            to, hop.zeroForOne, int256(amountIn), hop.zeroForOne ? MIN_SQRT_RATIO + 1 : MAX_SQRT_RATIO - 1, data
+        );
+        out = uint256(-(hop.zeroForOne ? amount1 : amount0));
+    }
+
+    // `pool`'s tokens, once it is known to be what an allowed V3 factory deployed for its own
+    // tokens and fee (a contract merely claiming an allowed factory is not in that factory's map).
+    function _verifyV3Pool(address pool) private view returns (address token0, address token1) {
+        IUniswapV3PoolMinimal p = IUniswapV3PoolMinimal(pool);
+        address factory = p.factory();
+        if (!allowedV3Factory[factory]) revert FactoryNotAllowed();
+        (token0, token1) = (p.token0(), p.token1());
+        if (IUniswapV3FactoryMinimal(factory).getPool(token0, token1, p.fee()) != pool) revert NotGenuinePool();
     }
 
     // --- flash-loan cycles (Aave V3 flashLoanSimple) -----------------------------------------------
@@ -265,7 +338,7 @@ contract Executor {
 
     function _cycleFlashLoaned(address asset, uint256 amount, bytes calldata params) private {
         Hop[] memory hops = abi.decode(params, (Hop[]));
-        _transfer(asset, hops[0].pair, amount);
+        if (hops[0].kind == HOP_V2) _transfer(asset, hops[0].pair, amount);
         _swapChainMemory(hops, 0, hops.length, amount);
     }
 
@@ -340,6 +413,8 @@ contract Executor {
         _checkLiquidation(m);
         uint256 before = IERC20Minimal(m.debt).balanceOf(address(this));
         Hop memory last = m.swap[m.swap.length - 1];
+        // The last hop lends the debt through a V2 flash swap.
+        if (last.kind != HOP_V2) revert BadPath();
         (uint256 out0, uint256 out1) = last.zeroForOne ? (uint256(0), m.debtToCover) : (m.debtToCover, uint256(0));
         flashPair = last.pair;
         liquidating = true;
@@ -365,7 +440,7 @@ contract Executor {
         uint256 proceeds = received;
         address mid = l.collateral;
         if (n > 1) {
-            _transfer(l.collateral, l.swap[0].pair, received);
+            if (l.swap[0].kind == HOP_V2) _transfer(l.collateral, l.swap[0].pair, received);
             proceeds = _swapChainMemory(l.swap, 0, n - 1, received);
             IUniswapV2PairMinimal p = IUniswapV2PairMinimal(last.pair);
             mid = last.zeroForOne ? p.token0() : p.token1();
@@ -401,24 +476,10 @@ contract Executor {
 
     // --- flash cycles: a Uniswap V3 pool's flash, the Balancer V2 vault's flashLoan ---------------
 
-    // Shared with the V3 swap path (helper v3exec's branch, same names and semantics): the V3
-    // factories whose pools may be called, and the one contract a callback is expected from while
-    // this contract is calling it (cleared by the callback itself, so nested swaps can use it).
-    mapping(address => bool) public allowedV3Factory;
-    address private transient expectedCallback;
     // The Balancer V2 vault receiveFlashLoan is accepted from.
     address public balancerVault;
 
-    event V3FactoryAllowed(address indexed factory, bool allowed);
     event BalancerVaultSet(address indexed vault);
-
-    error NotGenuinePool();
-    error UnexpectedCallback();
-
-    function setV3Factory(address factory, bool allowed) external onlyOwner {
-        allowedV3Factory[factory] = allowed;
-        emit V3FactoryAllowed(factory, allowed);
-    }
 
     function setBalancerVault(address vault) external onlyOwner {
         balancerVault = vault;
@@ -437,7 +498,7 @@ contract Executor {
         uint256 minProfit
     ) external onlyOwner returns (uint256 profit) {
         _checkPath(tokenIn, hops);
-        (address token0, address token1) = _checkV3Pool(pool);
+        (address token0, address token1) = _verifyV3Pool(pool);
         if (tokenIn != token0 && tokenIn != token1) revert BadPath();
         // The pool is locked while it lends: a hop through it would revert, and say so less clearly.
         for (uint256 i = 0; i < hops.length; i++) {
@@ -455,7 +516,7 @@ contract Executor {
         // Only the pool executeFlashV3 is borrowing from, mid-call; its data is then ours.
         address pool = _takeCallback();
         (address tokenIn, uint256 amountIn, Hop[] memory hops) = abi.decode(data, (address, uint256, Hop[]));
-        _cycleBorrowed(tokenIn, amountIn, hops);
+        _sell(hops, tokenIn, amountIn);
         // One token was lent, so the other's fee is 0.
         _transfer(tokenIn, pool, amountIn + fee0 + fee1);
     }
@@ -493,35 +554,9 @@ contract Executor {
         address vault = _takeCallback();
         (address tokenIn, uint256 amountIn, Hop[] memory hops) = abi.decode(userData, (address, uint256, Hop[]));
         if (tokens.length != 1 || tokens[0] != tokenIn || amounts[0] != amountIn) revert NotGenuineLender();
-        _cycleBorrowed(tokenIn, amountIn, hops);
+        _sell(hops, tokenIn, amountIn);
         // The vault checks its balance afterwards: repaid by transfer, not approval.
         _transfer(tokenIn, vault, amountIn + feeAmounts[0]);
-    }
-
-    function _cycleBorrowed(address tokenIn, uint256 amountIn, Hop[] memory hops) private {
-        _transfer(tokenIn, hops[0].pair, amountIn);
-        _swapChainMemory(hops, 0, hops.length, amountIn);
-    }
-
-    // `pool` is what an allowed factory deployed for its own tokens and fee.
-    function _checkV3Pool(address pool) private view returns (address token0, address token1) {
-        IUniswapV3FlashPool p = IUniswapV3FlashPool(pool);
-        address factory = p.factory();
-        if (!allowedV3Factory[factory]) revert FactoryNotAllowed();
-        (token0, token1) = (p.token0(), p.token1());
-        if (IUniswapV3PoolLookup(factory).getPool(token0, token1, p.fee()) != pool) revert NotGenuinePool();
-    }
-
-    function _expectCallback(address pool) private {
-        expectedCallback = pool;
-    }
-
-    // The contract a callback was expected from, which must be the caller; no other until the
-    // next _expectCallback.
-    function _takeCallback() private returns (address pool) {
-        pool = expectedCallback;
-        if (pool == address(0) || msg.sender != pool) revert UnexpectedCallback();
-        expectedCallback = address(0);
     }
 
     function _repayWithCollateral(Deleverage memory d) private {
@@ -575,12 +610,13 @@ contract Executor {
         _checkRoute(l.swap, l.collateral, l.debt);
     }
 
-    // 1-3 pairs leading from `from` to `to`.
+    // 1-3 pools leading from `from` to `to` (a V3 pool has the same token0/token1 getters).
     function _checkRoute(Hop[] memory hops, address from, address to) private view {
         uint256 n = hops.length;
         if (n == 0 || n > 3) revert BadPath();
         address token = from;
         for (uint256 i = 0; i < n; i++) {
+            if (hops[i].kind > HOP_V3) revert BadPath();
             IUniswapV2PairMinimal pair = IUniswapV2PairMinimal(hops[i].pair);
             (address tIn, address tOut) =
                 hops[i].zeroForOne ? (pair.token0(), pair.token1()) : (pair.token1(), pair.token0());
@@ -591,7 +627,7 @@ contract Executor {
     }
 
     function _sell(Hop[] memory hops, address token, uint256 amount) private {
-        _transfer(token, hops[0].pair, amount);
+        if (hops[0].kind == HOP_V2) _transfer(token, hops[0].pair, amount);
         _swapChainMemory(hops, 0, hops.length, amount);
     }
 
@@ -617,6 +653,7 @@ contract Executor {
         if (n < 2 || n > 3) revert BadPath();
         address token = tokenIn;
         for (uint256 i = 0; i < n; i++) {
+            if (hops[i].kind > HOP_V3) revert BadPath();
             IUniswapV2PairMinimal pair = IUniswapV2PairMinimal(hops[i].pair);
             (address tIn, address tOut) =
                 hops[i].zeroForOne ? (pair.token0(), pair.token1()) : (pair.token1(), pair.token0());
@@ -632,28 +669,31 @@ contract Executor {
         if (afterBalance < before || profit < minProfit) revert InsufficientProfit(profit, minProfit);
     }
 
-    // Input tokens for hop `start` are already in its pair; each hop sends its output straight to
-    // the next pair, the last one to this contract.
+    // Input tokens for hop `start` are already in its pair (V2) or this contract (V3); each hop
+    // sends its output straight to the next V2 pair, otherwise to this contract, which pays a V3
+    // pool in its callback.
     function _swapChain(Hop[] calldata hops, uint256 start, uint256 amountIn) private {
         uint256 amount = amountIn;
         uint256 n = hops.length;
         for (uint256 i = start; i < n; i++) {
-            amount = _swap(hops[i], amount, i + 1 < n ? hops[i + 1].pair : address(this));
+            amount = _swap(hops[i], amount, i + 1 < n && hops[i + 1].kind == HOP_V2 ? hops[i + 1].pair : address(this));
         }
     }
 
-    // Hops [start, end): each sends its output to the next pair, hop end - 1 to this contract.
+    // Hops [start, end): each sends its output to the next V2 pair (a V3 pool is paid by this
+    // contract), hop end - 1 to this contract.
     function _swapChainMemory(Hop[] memory hops, uint256 start, uint256 end, uint256 amountIn)
         private
         returns (uint256 amount)
     {
         amount = amountIn;
         for (uint256 i = start; i < end; i++) {
-            amount = _swap(hops[i], amount, i + 1 < end ? hops[i + 1].pair : address(this));
+            amount = _swap(hops[i], amount, i + 1 < end && hops[i + 1].kind == HOP_V2 ? hops[i + 1].pair : address(this));
         }
     }
 
     function _swap(Hop memory hop, uint256 amountIn, address to) private returns (uint256 out) {
+        if (hop.kind == HOP_V3) return _swapV3(hop, amountIn, to);
         out = _amountOut(hop, amountIn);
         (uint256 out0, uint256 out1) = hop.zeroForOne ? (uint256(0), out) : (out, uint256(0));
         IUniswapV2PairMinimal(hop.pair).swap(out0, out1, to, new bytes(0));

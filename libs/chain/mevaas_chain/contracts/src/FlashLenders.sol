@@ -2,18 +2,11 @@
 pragma solidity 0.8.37;
 
 /// Lenders of the executor's flash cycles beyond the Uniswap V2 flash swap and Aave V3: a
-/// Uniswap V3 pool's `flash` and the Balancer V2 vault's `flashLoan`.
+/// Uniswap V3 pool's `flash` (the pool's other functions: IUniswapV3PoolMinimal) and the
+/// Balancer V2 vault's `flashLoan`.
 
 interface IUniswapV3FlashPool {
-    function factory() external view returns (address);
-    function token0() external view returns (address);
-    function token1() external view returns (address);
-    function fee() external view returns (uint24);
     function flash(address recipient, uint256 amount0, uint256 amount1, bytes calldata data) external;
-}
-
-interface IUniswapV3PoolLookup {
-    function getPool(address tokenA, address tokenB, uint24 fee) external view returns (address pool);
 }
 
 interface IBalancerVaultFlashLoans {
