@@ -93,7 +93,12 @@ class Action(Protocol):
 
 
 # How the executor is financed for each flash provider's cycle.
-FLASH_FINANCING = {"uniswap_v2": events_pb2.FINANCING_FLASH_SWAP, "aave_v3": events_pb2.FINANCING_FLASH_LOAN}
+FLASH_FINANCING = {
+    "uniswap_v2": events_pb2.FINANCING_FLASH_SWAP,
+    "aave_v3": events_pb2.FINANCING_FLASH_LOAN,
+    "uniswap_v3": events_pb2.FINANCING_FLASH_V3,
+    "balancer_v2": events_pb2.FINANCING_FLASH_BALANCER,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +113,8 @@ class SwapCycle:
     # and the fee it charges, base units of the input token.
     flash_provider: str = ""
     flash_fee: int = 0
+    # The lending contract, for a provider with several per chain (a V3 pool); "" otherwise.
+    flash_lender: str = ""
 
     def pools(self) -> tuple[tuple[int, str], ...]:
         return tuple(dict.fromkeys((h.chain_id, h.pool.lower()) for h in self.hops))
@@ -125,6 +132,7 @@ class SwapCycle:
             financing=financing,
             flash_provider=self.flash_provider if self.flash else "",
             flash_fee=str(self.flash_fee) if self.flash else "",
+            flash_lender=self.flash_lender if self.flash else "",
         )
 
     def write(self, opportunity: events_pb2.Opportunity, deadlines: Mapping[int, int]) -> None:

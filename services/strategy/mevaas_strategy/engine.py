@@ -46,6 +46,7 @@ from mevaas.common.v1 import common_pb2
 from mevaas.events.v1 import events_pb2
 from mevaas.strategy.v1 import strategy_pb2
 from mevaas_chain.client import ChainClient
+from mevaas_chain.flash_lenders import read_lenders, resolve_lenders
 from mevaas_chain.lending.index import LendingIndex, LendingMarket
 from mevaas_chain.pool_index import BlockUpdate, PoolIndex, Reorg
 from mevaas_chain.registry import ChainRegistry
@@ -264,6 +265,13 @@ class Engine:
         if feed.lending is not None:
             await feed.lending.load()
             feed.market.lending = lending_state(feed.lending)
+        if config.flash_lenders:
+            feed.flash_plans = await resolve_lenders(
+                feed.client,
+                [(f.kind, f.address) for f in config.flash_lenders],
+                [t.address for t in config.tokens],
+            )
+            feed.market.flash_lenders = await read_lenders(feed.client, feed.flash_plans, number)
 
     async def _follow(self, feed: ChainFeed) -> None:
         last = -1
@@ -333,6 +341,13 @@ class Engine:
         elif feed.lending is not None:
             # Nobody reads it: its round trips stay off this block; a later reader loads afresh.
             feed.lending_stale, market.lending = True, None
+        if feed.flash_plans:
+            # The same block's balances and fees; a failed read leaves no lender for this block.
+            try:
+                market.flash_lenders = await read_lenders(feed.client, feed.flash_plans, update.number)
+            except Exception:
+                market.flash_lenders = ()
+                log.warning("chain %s: flash lender read failed", market.chain_id, exc_info=True)
         reorg, feed.pending_reorg = feed.pending_reorg, None
         full = reorg is not None and reorg.full_reload
         if update.new_pools:

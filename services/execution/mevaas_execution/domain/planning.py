@@ -3,7 +3,7 @@ profit the executor must see (slippage), the executor call, and realised profit 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +18,9 @@ from mevaas_chain.executor import (
     decode_executed,
     encode_execute,
     encode_execute_flash,
+    encode_execute_flash_balancer,
     encode_execute_flash_loan,
+    encode_execute_flash_v3,
 )
 from mevaas_chain.registry import ChainConfig
 
@@ -172,10 +174,35 @@ def executor_hops(hops: Sequence[events_pb2.RouteHop]) -> list[ExecutorHop]:
     return result
 
 
+@dataclass(frozen=True, slots=True)
+class CycleCall:
+    """A validated swap cycle on its way to the executor's calldata."""
+
+    cycle: events_pb2.SwapCycleAction
+    chain: ChainConfig
+    token_in: str
+    amount_in: int
+    hops: list[ExecutorHop]
+    min_profit: int
+
+
+CycleEncoder = Callable[[CycleCall], bytes]
+# SwapCycleAction.financing -> the executor entry point that finances the cycle that way.
+CYCLE_FINANCING: dict[int, CycleEncoder] = {}
+
+
+def cycle_financing(financing: int) -> Callable[[CycleEncoder], CycleEncoder]:
+    def register(encoder: CycleEncoder) -> CycleEncoder:
+        CYCLE_FINANCING[financing] = encoder
+        return encoder
+
+    return register
+
+
 def executor_calldata(cycle: events_pb2.SwapCycleAction, chain: ChainConfig, min_profit: int) -> bytes:
-    """``executeFlash`` (borrowing from the first hop's pair), ``executeFlashLoan`` (the chain's
-    Aave V3 pool lends the input) or ``execute`` (own capital held by the executor), as the
-    cycle's financing says."""
+    """The executor call of the cycle as its financing says (``CYCLE_FINANCING``): ``execute``
+    (own capital), ``executeFlash`` (the first hop's pair), ``executeFlashLoan`` (the chain's Aave
+    V3 pool), ``executeFlashV3`` (a configured V3 pool) or ``executeFlashBalancer`` (the vault)."""
     hops = executor_hops(cycle.hops)
     try:
         amount_in = int(cycle.amount_in or 0)
@@ -183,23 +210,59 @@ def executor_calldata(cycle: events_pb2.SwapCycleAction, chain: ChainConfig, min
         raise PlanError(f"amount_in {cycle.amount_in!r} is not an integer") from None
     if amount_in <= 0:
         raise PlanError("amount_in must be positive")
-    token_in = cycle.hops[0].token_in
-    if cycle.financing == events_pb2.FINANCING_FLASH_SWAP:
-        require_v2_lender(cycle.hops[0], "swap_cycle.hops[0]")
-        try:
-            factory = chain.dex(cycle.hops[0].dex).factory
-        except KeyError as exc:
-            raise PlanError(str(exc)) from None
-        return encode_execute_flash(factory, token_in, amount_in, hops, min_profit)
-    if cycle.financing == events_pb2.FINANCING_FLASH_LOAN:
-        # The executor approves the lender to pull the loan back: only the chain's own market.
-        pool = chain.contracts.get("aave_pool")
-        if pool is None:
-            raise PlanError(f"chain {chain.chain_id} has no Aave pool to flash-borrow from")
-        return encode_execute_flash_loan(pool, token_in, amount_in, hops, min_profit)
-    if cycle.financing != events_pb2.FINANCING_INVENTORY:
+    encoder = CYCLE_FINANCING.get(cycle.financing)
+    if encoder is None:
         raise PlanError("the swap cycle names no financing")
-    return encode_execute(token_in, amount_in, hops, min_profit)
+    return encoder(CycleCall(cycle, chain, cycle.hops[0].token_in, amount_in, hops, min_profit))
+
+
+@cycle_financing(events_pb2.FINANCING_INVENTORY)
+def _from_inventory(c: CycleCall) -> bytes:
+    return encode_execute(c.token_in, c.amount_in, c.hops, c.min_profit)
+
+
+@cycle_financing(events_pb2.FINANCING_FLASH_SWAP)
+def _flash_swap(c: CycleCall) -> bytes:
+    require_v2_lender(c.cycle.hops[0], "swap_cycle.hops[0]")
+    try:
+        factory = c.chain.dex(c.cycle.hops[0].dex).factory
+    except KeyError as exc:
+        raise PlanError(str(exc)) from None
+    return encode_execute_flash(factory, c.token_in, c.amount_in, c.hops, c.min_profit)
+
+
+@cycle_financing(events_pb2.FINANCING_FLASH_LOAN)
+def _aave_flash_loan(c: CycleCall) -> bytes:
+    # The executor approves the lender to pull the loan back: only the chain's own market.
+    pool = c.chain.contracts.get("aave_pool")
+    if pool is None:
+        raise PlanError(f"chain {c.chain.chain_id} has no Aave pool to flash-borrow from")
+    return encode_execute_flash_loan(pool, c.token_in, c.amount_in, c.hops, c.min_profit)
+
+
+def _configured_lenders(chain: ChainConfig, kind: str) -> set[str]:
+    return {f.address.lower() for f in chain.flash_lenders if f.kind == kind}
+
+
+@cycle_financing(events_pb2.FINANCING_FLASH_V3)
+def _v3_flash(c: CycleCall) -> bytes:
+    # The contract checks the pool is genuine; only the chain's configured pools are borrowed from.
+    lender = c.cycle.flash_lender
+    if lender.lower() not in _configured_lenders(c.chain, "uniswap_v3"):
+        raise PlanError(
+            f"swap_cycle.flash_lender {lender!r} is no Uniswap V3 flash pool of chain {c.chain.chain_id}"
+        )
+    if any(h.pair.lower() == lender.lower() for h in c.hops):
+        raise PlanError(f"swap_cycle.flash_lender {lender} is also one of the cycle's hops")
+    return encode_execute_flash_v3(lender, c.token_in, c.amount_in, c.hops, c.min_profit)
+
+
+@cycle_financing(events_pb2.FINANCING_FLASH_BALANCER)
+def _balancer_flash_loan(c: CycleCall) -> bytes:
+    # The executor borrows from the vault it is configured with (setBalancerVault).
+    if not _configured_lenders(c.chain, "balancer_v2"):
+        raise PlanError(f"chain {c.chain.chain_id} has no Balancer vault to flash-borrow from")
+    return encode_execute_flash_balancer(c.token_in, c.amount_in, c.hops, c.min_profit)
 
 
 def gas_limit(opportunity: events_pb2.Opportunity) -> int:
