@@ -28,6 +28,8 @@ class FlashLender:
     fee: int
     # Token -> base units the lender holds (and so can lend).
     balances: Mapping[str, int]
+    # False when it lends nothing at all now (a V3 pool without in-range liquidity: flash reverts).
+    active: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +40,8 @@ class LenderPlan:
     # Where the fee is read every block; None: it is fixed at ``fee``.
     fee_call: Call | None
     fee: int
+    # A call read every block whose non-zero answer means the lender can lend; None: always.
+    active_call: Call | None = None
 
 
 class LenderKind(Protocol):
@@ -72,7 +76,9 @@ class UniswapV3PoolLender:
     def resolve(self, address: str, replies: Sequence[bytes], chain_tokens: Sequence[str]) -> LenderPlan:
         token0, token1, fee = replies
         tokens = (abi.decode_address(token0), abi.decode_address(token1))
-        return LenderPlan(self.kind, address, tokens, None, abi.decode_uint(fee))
+        # UniswapV3Pool.flash: require(liquidity > 0).
+        liquidity = Call(address, abi.encode_call("liquidity()"))
+        return LenderPlan(self.kind, address, tokens, None, abi.decode_uint(fee), liquidity)
 
 
 @register_lender_kind
@@ -116,8 +122,7 @@ async def read_lenders(
     cannot be read is left out, a balance that cannot be read counts as nothing to lend."""
     calls: list[Call] = []
     for plan in plans:
-        if plan.fee_call is not None:
-            calls.append(plan.fee_call)
+        calls.extend(c for c in (plan.fee_call, plan.active_call) if c is not None)
         calls.extend(Call(token, abi.balance_of(plan.address)) for token in plan.tokens)
     replies = iter(await client.batch_call(calls, block))
     lenders = []
@@ -126,10 +131,14 @@ async def read_lenders(
         if plan.fee_call is not None:
             reply = next(replies)
             fee = None if reply is None else abi.decode_uint(reply)
+        active = True
+        if plan.active_call is not None:
+            reply = next(replies)
+            active = reply is not None and abi.decode_uint(reply) > 0
         balances = {}
         for token in plan.tokens:
             reply = next(replies)
             balances[token] = 0 if reply is None else abi.decode_uint(reply)
         if fee is not None:
-            lenders.append(FlashLender(plan.kind, plan.address, fee, balances))
+            lenders.append(FlashLender(plan.kind, plan.address, fee, balances, active))
     return tuple(lenders)

@@ -13,7 +13,7 @@ integers, and reports every provider it skipped with the reason.
   `amount.percentMul(FLASHLOAN_PREMIUM_TOTAL)` on top, the premium as the lending index read it on
   chain; it cannot lend a token that is no active, unpaused reserve with flash loans enabled.
 - `uniswap_v3` (`executeFlashV3`): the cheapest configured V3 pool (`ChainMarket.flash_lenders`)
-  that holds the cycle's input and is none of its hops lends it through `flash` and is repaid
+  with in-range liquidity that holds the cycle's input and is none of its hops lends it through `flash` and is repaid
   `FullMath.mulDivRoundingUp(amount, fee, 1e6)` on top; ties go to the lower address.
 - `balancer_v2` (`executeFlashBalancer`): the configured vault lends it through `flashLoan` and is
   repaid `amount.mulUp(flashLoanFeePercentage)` (FixedPoint: a fraction of 1e18, rounded up) on
@@ -176,11 +176,15 @@ class UniswapV3Flash:
             return FlashSkip(self.name, f"no Uniswap V3 flash pool configured on chain {market.chain_id}")
         # A pool the cycle swaps through is locked while it lends.
         on_route = {h.pool.lower() for h in hops}
-        able = [p for p in pools if p.address.lower() not in on_route and p.balances.get(token, 0) >= amount]
+        able = [
+            p
+            for p in pools
+            if p.active and p.address.lower() not in on_route and p.balances.get(token, 0) >= amount
+        ]
         if not able:
             held = max((p.balances.get(token, 0) for p in pools), default=0)
             return FlashSkip(
-                self.name, f"no V3 flash pool off the route holds {amount} of {token} (most: {held})"
+                self.name, f"no active V3 flash pool off the route holds {amount} of {token} (most: {held})"
             )
         pool = min(able, key=lambda p: (p.fee, p.address.lower()))
         fee = _mul_div_rounding_up(amount, pool.fee, V3_FEE_UNIT)

@@ -258,6 +258,9 @@ async def test_choose_takes_the_cheapest_and_follows_the_vaults_fee_and_balance(
     await set_flash_loan_fee(chain.client, chain.transact, balancer, admin=chain.deployer, fee=0)
     market = await _market_with_lenders(chain, lenders)
     vault = next(lender for lender in market.flash_lenders if lender.kind == "balancer_v2")
+    # What it was given, whatever it lent before: the fees went on to the fees collector.
+    assert vault.balances[chain.deployment.token("WETH").address] == VAULT_WETH
+    assert all(lender.active for lender in market.flash_lenders)
     big = tuple(
         Hop(h.chain_id, h.pool, h.dex, h.token_in, h.token_out, vault.balances[h.token_in] + 1, 1, h.fee_bps)
         if i == 0

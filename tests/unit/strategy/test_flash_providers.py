@@ -180,13 +180,15 @@ def test_a_v3_pool_quotes_its_exact_fee_rounded_up_and_the_cheapest_able_pool_le
     assert quote == FlashQuote("uniswap_v3", WETH, amount, 5 * 10**15 + 1, V3_FLASH_GAS, V3_POOL_B)
 
 
-def test_a_v3_pool_on_the_route_or_short_of_the_amount_does_not_lend() -> None:
+def test_a_v3_pool_on_the_route_short_of_the_amount_or_idle_does_not_lend() -> None:
     hops = cycle_hops()
     on_route = FlashLender("uniswap_v3", DEAR.address, 100, {WETH: 100 * E18})
     short = FlashLender("uniswap_v3", V3_POOL_A, 500, {WETH: 10 * E18 - 1})
-    skip = flash_providers.FLASH_PROVIDERS["uniswap_v3"].quote(with_lenders(on_route, short), hops)
+    # No in-range liquidity: UniswapV3Pool.flash requires liquidity > 0.
+    idle = FlashLender("uniswap_v3", V3_POOL_B, 100, {WETH: 100 * E18}, active=False)
+    skip = flash_providers.FLASH_PROVIDERS["uniswap_v3"].quote(with_lenders(on_route, short, idle), hops)
     assert skip == FlashSkip(
-        "uniswap_v3", f"no V3 flash pool off the route holds {10 * E18} of {WETH} (most: {100 * E18})"
+        "uniswap_v3", f"no active V3 flash pool off the route holds {10 * E18} of {WETH} (most: {100 * E18})"
     )
     assert flash_providers.FLASH_PROVIDERS["uniswap_v3"].quote(with_lenders(), hops) == FlashSkip(
         "uniswap_v3", "no Uniswap V3 flash pool configured on chain 1"
