@@ -20,8 +20,9 @@ from mevaas_chain.registry import ChainConfig, ChainRegistry
 from mevaas_chain.signer import DynamicFeeTransaction, SignedTransaction, sign_transaction
 from mevaas_execution.domain.planning import DEFAULT_PRIORITY_FEE_WEI, settled
 
-# The Executor (cycles and liquidations) costs ~2.9M gas to deploy.
-DEPLOY_GAS = 4_000_000
+# The Executor (cycles, V3 hops, flash lenders, liquidations) needs over 4.3M gas to deploy: its
+# 21.5 kB of code at 200 gas a byte, plus the creation calldata.
+DEPLOY_GAS = 6_000_000
 
 
 class ChainUnavailable(Exception):
