@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-from eth_abi.abi import decode
+from eth_abi.abi import decode, encode
 from eth_utils.crypto import keccak
 
 from mevaas_chain import abi
@@ -288,3 +288,22 @@ async def test_factory_setters_are_owner_only(devnet: Devnet, uniswap_v3: V3Depl
         )
         assert int(receipt["status"], 16) == 1
         assert abi.decode_uint(await chain.client.call(executor, allowed)) == int(flag)
+
+
+async def test_an_unknown_hop_kind_is_refused(devnet: Devnet, uniswap_v3: V3Deployment) -> None:
+    chain = devnet.main
+    executor = chain.deployment.contracts["executor"]
+    weth = chain.deployment.token("WETH").address
+    pool = _v3(chain, uniswap_v3, "WETH", "USDC", 500)
+    back = _v2(chain, "WETH", "USDC")
+    hops = _route(
+        weth,
+        [(pool.address, pool.token0, pool.token1, HOP_V3), (back.address, back.token0, back.token1, HOP_V2)],
+    )
+    # ExecutorHop refuses kind 2 in Python: the call is encoded by hand, as any caller could.
+    raw = [(h.pair, h.zero_for_one, h.fee_bps, 2 if h.kind == HOP_V3 else h.kind) for h in hops]
+    data = keccak(text="execute(address,uint256,(address,bool,uint16,uint8)[],uint256)")[:4] + encode(
+        ["address", "uint256", "(address,bool,uint16,uint8)[]", "uint256"], [weth, 10**18, raw, 0]
+    )
+    err = await call_error(chain, chain.executor_owner, executor, data)
+    assert err is not None and _selector("BadPath()") in err

@@ -290,7 +290,8 @@ contract Executor {
     // Exact-input swap of `amountIn` on a genuine V3 pool, its output paid to `to` and its input
     // paid from this contract's balance in the callback.
     function _swapV3(Hop memory hop, uint256 amountIn, address to) private returns (uint256 out) {
-        if (amountIn > uint256(type(int256).max)) revert BadPath();
+        // Checked here, not on the path, so V2 hops pay nothing for it.
+        if (hop.kind != HOP_V3 || amountIn > uint256(type(int256).max)) revert BadPath();
         bytes memory data;
         {
             (address token0, address token1) = _verifyV3Pool(hop.pair);
@@ -616,7 +617,6 @@ contract Executor {
         if (n == 0 || n > 3) revert BadPath();
         address token = from;
         for (uint256 i = 0; i < n; i++) {
-            if (hops[i].kind > HOP_V3) revert BadPath();
             IUniswapV2PairMinimal pair = IUniswapV2PairMinimal(hops[i].pair);
             (address tIn, address tOut) =
                 hops[i].zeroForOne ? (pair.token0(), pair.token1()) : (pair.token1(), pair.token0());
@@ -653,7 +653,6 @@ contract Executor {
         if (n < 2 || n > 3) revert BadPath();
         address token = tokenIn;
         for (uint256 i = 0; i < n; i++) {
-            if (hops[i].kind > HOP_V3) revert BadPath();
             IUniswapV2PairMinimal pair = IUniswapV2PairMinimal(hops[i].pair);
             (address tIn, address tOut) =
                 hops[i].zeroForOne ? (pair.token0(), pair.token1()) : (pair.token1(), pair.token0());
@@ -675,8 +674,12 @@ contract Executor {
     function _swapChain(Hop[] calldata hops, uint256 start, uint256 amountIn) private {
         uint256 amount = amountIn;
         uint256 n = hops.length;
+        // Each hop is copied from calldata once, read as the next hop's recipient and then swapped.
+        Hop memory hop = hops[start];
         for (uint256 i = start; i < n; i++) {
-            amount = _swap(hops[i], amount, i + 1 < n && hops[i + 1].kind == HOP_V2 ? hops[i + 1].pair : address(this));
+            Hop memory next = i + 1 < n ? hops[i + 1] : hop;
+            amount = _swap(hop, amount, i + 1 < n && next.kind == HOP_V2 ? next.pair : address(this));
+            hop = next;
         }
     }
 
@@ -693,7 +696,7 @@ contract Executor {
     }
 
     function _swap(Hop memory hop, uint256 amountIn, address to) private returns (uint256 out) {
-        if (hop.kind == HOP_V3) return _swapV3(hop, amountIn, to);
+        if (hop.kind != HOP_V2) return _swapV3(hop, amountIn, to);
         out = _amountOut(hop, amountIn);
         (uint256 out0, uint256 out1) = hop.zeroForOne ? (uint256(0), out) : (out, uint256(0));
         IUniswapV2PairMinimal(hop.pair).swap(out0, out1, to, new bytes(0));
