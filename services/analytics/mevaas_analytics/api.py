@@ -41,14 +41,12 @@ from mevaas_chain.registry import ChainRegistry
 from mevaas_core.auth import Role
 from mevaas_core.db import tenant_transaction
 from mevaas_core.errors import (
-    FieldViolation,
-    InvalidArgument,
     NotFound,
     PermissionDenied,
     ResourceExhausted,
 )
 from mevaas_core.grpckit import ALL_TENANT_ROLES, current_principal, require_tenant_scope, rpc
-from mevaas_core.pagination import decode_page_token, encode_page_token
+from mevaas_core.pagination import decode_page_token, encode_page_token, page_after
 from mevaas_core.validation import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Validator
 
 Ctx = Any
@@ -101,16 +99,6 @@ def timeframe_bounds(
 def page_size(page: common_pb2.PageRequest, validator: Validator, field: str = "page.page_size") -> int:
     validator.check(0 <= page.page_size <= MAX_PAGE_SIZE, field, f"must be 0-{MAX_PAGE_SIZE}")
     return page.page_size or DEFAULT_PAGE_SIZE
-
-
-def _keyset(token: str, field: str) -> tuple[datetime, str] | None:
-    cursor = decode_page_token(token, 2, field)
-    if cursor is None:
-        return None
-    try:
-        return datetime.fromisoformat(str(cursor[0])), str(cursor[1])
-    except ValueError:
-        raise InvalidArgument(FieldViolation(field, "is not a page token issued by this API")) from None
 
 
 def _opportunity_record(row: asyncpg.Record) -> analytics_pb2.OpportunityRecord:
@@ -183,7 +171,7 @@ class AnalyticsServicer(analytics_pb2_grpc.AnalyticsServiceServicer):
         size = page_size(request.page, v)
         f = self._opportunity_filter(request, v)
         v.raise_if_any()
-        after = _keyset(request.page.page_token, "page.page_token")
+        after = page_after(request.page.page_token)
         async with tenant_transaction(self.pool, tenant) as conn:
             rows = await store.list_opportunities(conn, tenant, f, limit=size + 1, after=after)
         response = analytics_pb2.ListOpportunitiesResponse(
@@ -243,7 +231,7 @@ class AnalyticsServicer(analytics_pb2_grpc.AnalyticsServiceServicer):
         start, end = timeframe_bounds(request.timeframe, "timeframe", v)
         size = page_size(request.audit_page, v, "audit_page.page_size")
         v.raise_if_any()
-        after = _keyset(request.audit_page.page_token, "audit_page.page_token")
+        after = page_after(request.audit_page.page_token, field="audit_page.page_token")
         limit = 10_000_000 if all_pages else size + 1
         async with tenant_transaction(self.pool, tenant) as conn:
             audit = await store.audit_page(conn, tenant, start, end, limit=limit, after=after)

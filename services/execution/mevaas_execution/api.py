@@ -14,10 +14,9 @@ from mevaas.execution.v1 import execution_pb2, execution_pb2_grpc
 from mevaas_chain.keystore import SecretKey
 from mevaas_chain.rawtx import RawTransactionError, decode_signed
 from mevaas_core.auth import Role
-from mevaas_core.errors import FieldViolation, InvalidArgument
 from mevaas_core.grpckit import ALL_TENANT_ROLES, current_principal, rpc
 from mevaas_core.onboarding import Capability
-from mevaas_core.pagination import decode_page_token, encode_page_token, split_page
+from mevaas_core.pagination import encode_page_token, page_after, split_page
 from mevaas_core.validation import Validator
 from mevaas_execution import convert
 from mevaas_execution.chains import ChainGateway
@@ -38,18 +37,6 @@ RAW_TX = re.compile(r"^0x([0-9a-fA-F]{2})+$")
 MAX_RAW_TX_BYTES = 128 * 1024
 DEFAULT_PROTECTION_BLOCKS = 25
 MAX_ID = 128
-
-
-def _page_cursor(token: str) -> tuple[datetime, str] | None:
-    cursor = decode_page_token(token, 2)
-    if cursor is None:
-        return None
-    try:
-        return datetime.fromisoformat(str(cursor[0])), str(cursor[1])
-    except ValueError:
-        raise InvalidArgument(
-            FieldViolation("page.page_token", "is not a page token issued by this API")
-        ) from None
 
 
 def _next_token(rows: list[asyncpg.Record], size: int, time_column: str, id_column: str) -> str:
@@ -200,7 +187,7 @@ class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
         v.check(request.state == 0 or request.state in states.PROTO_TO_STATE, "state", "is not a known state")
         v.check(len(request.strategy_id) <= MAX_ID, "strategy_id", f"must be at most {MAX_ID} characters")
         v.raise_if_any()
-        cursor = _page_cursor(request.page.page_token)
+        cursor = page_after(request.page.page_token)
         rows = await self._commands.list_sessions(
             current_principal().tenant_id,
             strategy_id=request.strategy_id,
@@ -226,7 +213,7 @@ class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
         )
         start, end = _time_range(request, v)
         v.raise_if_any()
-        cursor = _page_cursor(request.page.page_token)
+        cursor = page_after(request.page.page_token)
         rows = await self._commands.list_executions(
             current_principal().tenant_id,
             session_id=request.session_id,
@@ -298,7 +285,7 @@ class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
         v = Validator()
         size = v.page_size(request.page.page_size)
         v.raise_if_any()
-        after = _page_cursor(request.page.page_token)
+        after = page_after(request.page.page_token)
         tenant_id = current_principal().tenant_id
         rows = await self._commands.list_wallets(tenant_id, after=after, limit=size + 1)
         executors = await self._holdings.wallet_executors(tenant_id, [r["address"] for r in rows[:size]])
@@ -316,7 +303,7 @@ class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
             v.address(request.wallet_address, "wallet_address")
         size = v.page_size(request.page.page_size)
         v.raise_if_any()
-        before = _page_cursor(request.page.page_token)
+        before = page_after(request.page.page_token)
         rows = await self._commands.executor_deployments(
             current_principal().tenant_id, request.wallet_address, before=before, limit=size + 1
         )
@@ -408,7 +395,7 @@ class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
             chain_id=request.chain_id,
             start=start,
             end=end,
-            before=_page_cursor(request.page.page_token),
+            before=page_after(request.page.page_token),
             limit=size + 1,
         )
         page, token = split_page(
@@ -482,7 +469,7 @@ class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
         rows = await self._rebalances.list_rebalances(
             current_principal().tenant_id,
             state=rebalance_states.FROM_PROTO.get(request.status),
-            before=_page_cursor(request.page.page_token),
+            before=page_after(request.page.page_token),
             limit=size + 1,
         )
         return execution_pb2.ListRebalancesResponse(
