@@ -17,7 +17,7 @@ from mevaas_core.auth import Role
 from mevaas_core.grpckit import ALL_TENANT_ROLES, current_principal, rpc
 from mevaas_core.onboarding import Capability
 from mevaas_core.pagination import encode_page_token, page_after, split_page
-from mevaas_core.validation import Validator
+from mevaas_core.validation import MAX_ID_LENGTH, Validator, require_identifier
 from mevaas_execution import convert
 from mevaas_execution.chains import ChainGateway
 from mevaas_execution.commands import Commands
@@ -36,7 +36,6 @@ PRIVATE_KEY = re.compile(r"^0x[0-9a-fA-F]{64}$")
 RAW_TX = re.compile(r"^0x([0-9a-fA-F]{2})+$")
 MAX_RAW_TX_BYTES = 128 * 1024
 DEFAULT_PROTECTION_BLOCKS = 25
-MAX_ID = 128
 
 
 def _next_token(rows: list[asyncpg.Record], size: int, time_column: str, id_column: str) -> str:
@@ -84,8 +83,7 @@ class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
     ) -> execution_pb2.StartExecutionResponse:
         v = Validator()
         v.idempotency_key(request.idempotency_key)
-        if v.required(request.strategy_id, "strategy_id"):
-            v.length(request.strategy_id, "strategy_id", 1, MAX_ID)
+        v.identifier(request.strategy_id, "strategy_id")
         if request.wallet_address:
             v.address(request.wallet_address, "wallet_address")
         v.raise_if_any()
@@ -112,8 +110,7 @@ class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
 
     def _validate_session_request(self, session_id: str, reason: str = "") -> None:
         v = Validator()
-        if v.required(session_id, "session_id"):
-            v.length(session_id, "session_id", 1, MAX_ID)
+        v.identifier(session_id, "session_id")
         v.check(len(reason) <= 512, "reason", "must be at most 512 characters")
         v.raise_if_any()
 
@@ -185,7 +182,11 @@ class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
         v = Validator()
         size = v.page_size(request.page.page_size)
         v.check(request.state == 0 or request.state in states.PROTO_TO_STATE, "state", "is not a known state")
-        v.check(len(request.strategy_id) <= MAX_ID, "strategy_id", f"must be at most {MAX_ID} characters")
+        v.check(
+            len(request.strategy_id) <= MAX_ID_LENGTH,
+            "strategy_id",
+            f"must be at most {MAX_ID_LENGTH} characters",
+        )
         v.raise_if_any()
         cursor = page_after(request.page.page_token)
         rows = await self._commands.list_sessions(
@@ -236,10 +237,7 @@ class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
     async def GetExecution(
         self, request: execution_pb2.GetExecutionRequest, context: Ctx
     ) -> execution_pb2.GetExecutionResponse:
-        v = Validator()
-        if v.required(request.execution_id, "execution_id"):
-            v.length(request.execution_id, "execution_id", 1, MAX_ID)
-        v.raise_if_any()
+        require_identifier(request.execution_id, "execution_id")
         row = await self._commands.get_execution(current_principal().tenant_id, request.execution_id)
         return execution_pb2.GetExecutionResponse(execution=convert.execution(row))
 
@@ -362,7 +360,7 @@ class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
         lookup = request.WhichOneof("lookup")
         v.check(lookup is not None, "lookup", "set protected_transaction_id or tx_hash")
         if lookup == "protected_transaction_id":
-            v.length(request.protected_transaction_id, "protected_transaction_id", 1, MAX_ID)
+            v.length(request.protected_transaction_id, "protected_transaction_id", 1, MAX_ID_LENGTH)
         elif lookup == "tx_hash":
             v.check(
                 bool(re.fullmatch(r"0x[0-9a-fA-F]{64}", request.tx_hash)), "tx_hash", "must be 0x + 64 hex"
@@ -447,10 +445,7 @@ class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
     async def GetRebalance(
         self, request: execution_pb2.GetRebalanceRequest, context: Ctx
     ) -> execution_pb2.GetRebalanceResponse:
-        v = Validator()
-        if v.required(request.rebalance_id, "rebalance_id"):
-            v.length(request.rebalance_id, "rebalance_id", 1, MAX_ID)
-        v.raise_if_any()
+        require_identifier(request.rebalance_id, "rebalance_id")
         row = await self._rebalances.get(current_principal().tenant_id, request.rebalance_id)
         return execution_pb2.GetRebalanceResponse(result=rebalance_events.result(row))
 
