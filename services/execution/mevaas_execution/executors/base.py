@@ -136,6 +136,25 @@ class Refusal(Exception):
         self.session_error = session_error
 
 
+def executor_call_recorded(job: Job, legs: Sequence[SignedLeg], rate: tuple[int, int]) -> Recorded:
+    """The record of an action that is one transaction to the wallet's executor contract: the
+    execution row carries it (no leg rows)."""
+    (leg,) = legs
+    (signed,) = leg.signed
+    return Recorded(
+        execution={
+            "executor_address": job.executor_contract,
+            "gas_rate_num": rate[0],
+            "gas_rate_den": rate[1],
+            "nonce": leg.nonces[0],
+            "tx_hash": "0x" + signed.hash.hex(),
+            "raw_tx": signed.raw,
+            "target_block": leg.target_block,
+            "attempts": 1,
+        }
+    )
+
+
 class ChainConfigs(Protocol):
     def config(self, chain_id: int) -> ChainConfig: ...
 
