@@ -8,12 +8,21 @@ import binascii
 import json
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import NamedTuple, TypeVar
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 from mevaas_core import jsoninput
 from mevaas_core.errors import FieldViolation, InvalidArgument
 
 RowT = TypeVar("RowT")
+
+
+class Row(Protocol):
+    """A stored row read by column name (an asyncpg record, or a plain mapping)."""
+
+    def __getitem__(self, column: str, /) -> Any: ...
+
+
+RowByName = TypeVar("RowByName", bound=Row)
 NOT_OURS = "is not a page token issued by this API"
 
 
@@ -70,3 +79,21 @@ def split_page(
     page = rows[:size]
     token = encode_page_token(*sort_key(page[-1])) if len(rows) > size else ""
     return page, token
+
+
+def keyset_page(
+    rows: Sequence[RowByName], size: int, at: str, row_id: str, filters: str | None = None
+) -> tuple[Sequence[RowByName], str]:
+    """``split_page`` for a list sorted by (time, id) columns ``at`` and ``row_id``: its token is
+    the one ``page_after`` reads back, with the same ``filters``."""
+    prefix = () if filters is None else (filters,)
+    return split_page(rows, size, lambda row: (*prefix, row[at].isoformat(), row[row_id]))
+
+
+def offset_page(items: Sequence[RowT], token: str, size: int) -> tuple[Sequence[RowT], str]:
+    """A page of a list computed whole on each call (a report's rows, the invoices): its token
+    is the offset of the next page."""
+    cursor = decode_page_token(token, 1)
+    offset = int(cursor[0]) if cursor else 0
+    following = offset + size
+    return items[offset:following], encode_page_token(following) if following < len(items) else ""

@@ -46,7 +46,7 @@ from mevaas_core.errors import (
     ResourceExhausted,
 )
 from mevaas_core.grpckit import ALL_TENANT_ROLES, current_principal, require_tenant_scope, rpc
-from mevaas_core.pagination import decode_page_token, encode_page_token, page_after
+from mevaas_core.pagination import keyset_page, offset_page, page_after
 from mevaas_core.validation import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Validator
 
 Ctx = Any
@@ -174,14 +174,12 @@ class AnalyticsServicer(analytics_pb2_grpc.AnalyticsServiceServicer):
         after = page_after(request.page.page_token)
         async with tenant_transaction(self.pool, tenant) as conn:
             rows = await store.list_opportunities(conn, tenant, f, limit=size + 1, after=after)
+        page, token = keyset_page(rows, size, "detected_at", "opportunity_id")
         response = analytics_pb2.ListOpportunitiesResponse(
-            opportunities=[_opportunity_record(r) for r in rows[:size]]
+            opportunities=[_opportunity_record(r) for r in page]
         )
-        if len(rows) > size:
-            last = rows[size - 1]
-            response.page.next_page_token = encode_page_token(
-                last["detected_at"].isoformat(), last["opportunity_id"]
-            )
+        if token:
+            response.page.next_page_token = token
         return response
 
     # --- execution report -------------------------------------------------------------------
@@ -245,14 +243,10 @@ class AnalyticsServicer(analytics_pb2_grpc.AnalyticsServiceServicer):
         report = analytics_pb2.ComplianceReport(
             timeframe=request.timeframe, generated_at=ts(datetime.now(UTC))
         )
-        page = common_pb2.PageResponse()
-        shown = audit if all_pages else audit[:size]
+        shown, token = (audit, "") if all_pages else keyset_page(audit, size, "occurred_at", "event_id")
+        page = common_pb2.PageResponse(next_page_token=token)
         for row in shown:
             report.audit_trail.add().ParseFromString(row["payload"])
-        if not all_pages and len(audit) > size:
-            page.next_page_token = encode_page_token(
-                audit[size - 1]["occurred_at"].isoformat(), audit[size - 1]["event_id"]
-            )
         summary = report.risk_decisions
         for row in decisions:
             name = events_pb2.RiskReasonCode.Name(row["reason_code"])
@@ -337,14 +331,12 @@ class AnalyticsServicer(analytics_pb2_grpc.AnalyticsServiceServicer):
         v = Validator()
         size = page_size(request.page, v)
         report = await self._custom_report(tenant, request.template, v)
-        cursor = decode_page_token(request.page.page_token, 1)
-        offset = int(cursor[0]) if cursor else 0
-        rows = list(report.rows)
+        rows, token = offset_page(list(report.rows), request.page.page_token, size)
         del report.rows[:]
-        report.rows.extend(rows[offset : offset + size])
+        report.rows.extend(rows)
         response = analytics_pb2.GetCustomReportResponse(report=report)
-        if offset + size < len(rows):
-            response.page.next_page_token = encode_page_token(offset + size)
+        if token:
+            response.page.next_page_token = token
         return response
 
     # --- export -----------------------------------------------------------------------------
@@ -432,16 +424,15 @@ class AnalyticsServicer(analytics_pb2_grpc.AnalyticsServiceServicer):
         v = Validator()
         size = page_size(request.page, v)
         v.raise_if_any()
-        cursor = decode_page_token(request.page.page_token, 1)
-        offset = int(cursor[0]) if cursor else 0
         invoices = [
             i
             for i in await self.invoicing.invoices(tenant)
             if not request.status or i.status == request.status
         ]
-        response = analytics_pb2.ListInvoicesResponse(invoices=invoices[offset : offset + size])
-        if offset + size < len(invoices):
-            response.page.next_page_token = encode_page_token(offset + size)
+        page, token = offset_page(invoices, request.page.page_token, size)
+        response = analytics_pb2.ListInvoicesResponse(invoices=page)
+        if token:
+            response.page.next_page_token = token
         return response
 
     @rpc(*COMPLIANCE)

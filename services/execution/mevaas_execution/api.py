@@ -7,8 +7,6 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
-import asyncpg
-
 from mevaas.common.v1 import common_pb2
 from mevaas.execution.v1 import execution_pb2, execution_pb2_grpc
 from mevaas_chain.keystore import SecretKey
@@ -16,7 +14,7 @@ from mevaas_chain.rawtx import RawTransactionError, decode_signed
 from mevaas_core.auth import Role
 from mevaas_core.grpckit import ALL_TENANT_ROLES, current_principal, rpc
 from mevaas_core.onboarding import Capability
-from mevaas_core.pagination import encode_page_token, page_after, split_page
+from mevaas_core.pagination import keyset_page, page_after
 from mevaas_core.validation import MAX_ID_LENGTH, Validator, require_identifier
 from mevaas_execution import convert
 from mevaas_execution.chains import ChainGateway
@@ -36,13 +34,6 @@ PRIVATE_KEY = re.compile(r"^0x[0-9a-fA-F]{64}$")
 RAW_TX = re.compile(r"^0x([0-9a-fA-F]{2})+$")
 MAX_RAW_TX_BYTES = 128 * 1024
 DEFAULT_PROTECTION_BLOCKS = 25
-
-
-def _next_token(rows: list[asyncpg.Record], size: int, time_column: str, id_column: str) -> str:
-    if len(rows) <= size:
-        return ""
-    last = rows[size - 1]
-    return encode_page_token(last[time_column].isoformat(), last[id_column])
 
 
 def _time_range(
@@ -196,9 +187,9 @@ class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
             before=cursor,
             limit=size + 1,
         )
+        page, token = keyset_page(rows, size, "started_at", "session_id")
         return execution_pb2.ListExecutionSessionsResponse(
-            sessions=[convert.session(r) for r in rows[:size]],
-            page=common_pb2.PageResponse(next_page_token=_next_token(rows, size, "started_at", "session_id")),
+            sessions=[convert.session(r) for r in page], page=common_pb2.PageResponse(next_page_token=token)
         )
 
     # executions -----------------------------------------------------------------------------------
@@ -226,11 +217,10 @@ class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
             before=cursor,
             limit=size + 1,
         )
+        page, token = keyset_page(rows, size, "created_at", "execution_id")
         return execution_pb2.ListExecutionsResponse(
-            executions=[convert.execution(r) for r in rows[:size]],
-            page=common_pb2.PageResponse(
-                next_page_token=_next_token(rows, size, "created_at", "execution_id")
-            ),
+            executions=[convert.execution(r) for r in page],
+            page=common_pb2.PageResponse(next_page_token=token),
         )
 
     @rpc(*READERS)
@@ -286,10 +276,11 @@ class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
         after = page_after(request.page.page_token)
         tenant_id = current_principal().tenant_id
         rows = await self._commands.list_wallets(tenant_id, after=after, limit=size + 1)
-        executors = await self._holdings.wallet_executors(tenant_id, [r["address"] for r in rows[:size]])
+        page, token = keyset_page(rows, size, "created_at", "wallet_id")
+        executors = await self._holdings.wallet_executors(tenant_id, [r["address"] for r in page])
         return execution_pb2.ListWalletsResponse(
-            wallets=[convert.wallet(r, executors.get(str(r["address"]).lower(), ())) for r in rows[:size]],
-            page=common_pb2.PageResponse(next_page_token=_next_token(rows, size, "created_at", "wallet_id")),
+            wallets=[convert.wallet(r, executors.get(str(r["address"]).lower(), ())) for r in page],
+            page=common_pb2.PageResponse(next_page_token=token),
         )
 
     @rpc(*READERS)
@@ -305,9 +296,10 @@ class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
         rows = await self._commands.executor_deployments(
             current_principal().tenant_id, request.wallet_address, before=before, limit=size + 1
         )
+        page, token = keyset_page(rows, size, "deployed_at", "address")
         return execution_pb2.ListExecutorDeploymentsResponse(
-            deployments=[convert.deployment(r) for r in rows[:size]],
-            page=common_pb2.PageResponse(next_page_token=_next_token(rows, size, "deployed_at", "address")),
+            deployments=[convert.deployment(r) for r in page],
+            page=common_pb2.PageResponse(next_page_token=token),
         )
 
     # protected transactions -------------------------------------------------------------------------
@@ -396,9 +388,7 @@ class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
             before=page_after(request.page.page_token),
             limit=size + 1,
         )
-        page, token = split_page(
-            rows, size, lambda r: (r["received_at"].isoformat(), r["protected_transaction_id"])
-        )
+        page, token = keyset_page(rows, size, "received_at", "protected_transaction_id")
         return execution_pb2.ListProtectedTransactionsResponse(
             transactions=[convert.protected(r, self._commands.gateway.registry) for r in page],
             page=common_pb2.PageResponse(next_page_token=token),
@@ -467,9 +457,8 @@ class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
             before=page_after(request.page.page_token),
             limit=size + 1,
         )
+        page, token = keyset_page(rows, size, "created_at", "rebalance_id")
         return execution_pb2.ListRebalancesResponse(
-            rebalances=[rebalance_events.result(r) for r in rows[:size]],
-            page=common_pb2.PageResponse(
-                next_page_token=_next_token(list(rows), size, "created_at", "rebalance_id")
-            ),
+            rebalances=[rebalance_events.result(r) for r in page],
+            page=common_pb2.PageResponse(next_page_token=token),
         )

@@ -12,7 +12,7 @@ from mevaas_core.auth import Role
 from mevaas_core.bus import Bus
 from mevaas_core.errors import FailedPrecondition, FieldViolation, InvalidArgument
 from mevaas_core.grpckit import ALL_TENANT_ROLES, current_principal, rpc
-from mevaas_core.pagination import decode_page_token, encode_page_token, page_after
+from mevaas_core.pagination import decode_page_token, encode_page_token, keyset_page, page_after
 from mevaas_core.validation import Validator
 from mevaas_strategy import convert
 from mevaas_strategy.backtests import (
@@ -79,12 +79,10 @@ class StrategyServicer(strategy_pb2_grpc.StrategyServiceServicer):
             after=after,
             limit=size + 1,
         )
-        response = strategy_pb2.ListStrategiesResponse(strategies=[convert.strategy(r) for r in rows[:size]])
-        if len(rows) > size:
-            last = rows[size - 1]
-            response.page.next_page_token = encode_page_token(
-                filters, last["created_at"].isoformat(), last["strategy_id"]
-            )
+        page, token = keyset_page(rows, size, "created_at", "strategy_id", filters)
+        response = strategy_pb2.ListStrategiesResponse(strategies=[convert.strategy(r) for r in page])
+        if token:
+            response.page.next_page_token = token
         return response
 
     @rpc(*WRITERS)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -12,6 +12,8 @@ from mevaas_core.pagination import (
     Keyset,
     decode_page_token,
     encode_page_token,
+    keyset_page,
+    offset_page,
     page_after,
     split_page,
 )
@@ -66,3 +68,32 @@ def test_page_after_refuses_what_it_did_not_issue_naming_the_field() -> None:
     assert _refusal(encode_page_token(17, "r1")).description == NOT_OURS
     # The id is whatever the token carried, as text: ids are compared, never parsed.
     assert page_after(encode_page_token(at, 42)) == Keyset(datetime.fromisoformat(at), "42")
+
+
+def test_keyset_page_issues_the_token_page_after_reads_back() -> None:
+    at = datetime(2026, 1, 2, tzinfo=UTC)
+    rows = [{"created_at": at + timedelta(seconds=i), "strategy_id": f"s{i}"} for i in range(3)]
+    page, token = keyset_page(rows, 2, "created_at", "strategy_id", "type:0")
+    assert [r["strategy_id"] for r in page] == ["s0", "s1"]
+    assert page_after(token, "type:0") == Keyset(at + timedelta(seconds=1), "s1")
+    assert _refusal(token, "type:1").description == "was issued for other filters"
+    unfiltered, plain = keyset_page(rows, 2, "created_at", "strategy_id")
+    assert unfiltered == page and page_after(plain) == Keyset(at + timedelta(seconds=1), "s1")
+    assert keyset_page(rows, 3, "created_at", "strategy_id") == (rows, "")
+
+
+def test_offset_page_walks_a_whole_list_in_pages() -> None:
+    items = list(range(5))
+    first, token = offset_page(items, "", 2)
+    second, token2 = offset_page(items, token, 2)
+    last, end = offset_page(items, token2, 2)
+    assert (list(first), list(second), list(last), end) == ([0, 1], [2, 3], [4], "")
+    assert offset_page(items, "", 5) == (items, "")
+    assert _offset_refusal("%%") == FieldViolation("page.page_token", NOT_OURS)
+
+
+def _offset_refusal(token: str) -> FieldViolation:
+    with pytest.raises(InvalidArgument) as refused:
+        offset_page([1], token, 1)
+    (violation,) = refused.value.violations
+    return violation

@@ -18,7 +18,7 @@ from mevaas_core.auth import Role
 from mevaas_core.bus import Bus
 from mevaas_core.errors import Unavailable
 from mevaas_core.grpckit import ALL_TENANT_ROLES, current_principal, rpc
-from mevaas_core.pagination import encode_page_token, page_after
+from mevaas_core.pagination import keyset_page, page_after
 from mevaas_core.validation import Validator
 from mevaas_strategy.protection import convert
 from mevaas_strategy.protection.alerts import alert_subject
@@ -100,12 +100,10 @@ class ProtectionServicer(strategy_pb2_grpc.LeverageProtectionServiceServicer):
             after=after,
             limit=size + 1,
         )
-        response = pb.ListProtectedPositionsResponse(positions=[convert.position(r) for r in rows[:size]])
-        if len(rows) > size:
-            last = rows[size - 1]
-            response.page.next_page_token = encode_page_token(
-                filters, last["created_at"].isoformat(), last["protection_id"]
-            )
+        page, token = keyset_page(rows, size, "created_at", "protection_id", filters)
+        response = pb.ListProtectedPositionsResponse(positions=[convert.position(r) for r in page])
+        if token:
+            response.page.next_page_token = token
         return response
 
     @rpc(*WRITERS)
