@@ -20,8 +20,8 @@ from mevaas_chain.registry import ChainConfig, ChainRegistry
 from mevaas_chain.signer import DynamicFeeTransaction, SignedTransaction, sign_transaction
 from mevaas_execution.domain.planning import DEFAULT_PRIORITY_FEE_WEI, settled
 
-# The Executor (cycles, V3 hops, flash lenders, liquidations) needs over 4.3M gas to deploy: its
-# 21.5 kB of code at 200 gas a byte, plus the creation calldata.
+# The Executor (V2 and V3 cycles, V3/Balancer flash loans, liquidations, deleverage) costs ~4.7M gas
+# to deploy (its 21.4 kB of runtime code alone ~4.3M); headroom for more entry points.
 DEPLOY_GAS = 6_000_000
 
 
