@@ -21,8 +21,8 @@ from mevaas.analytics.v1 import analytics_pb2, analytics_pb2_grpc
 from mevaas.common.v1 import common_pb2
 from mevaas.events.v1 import events_pb2
 from mevaas_chain import abi
-from mevaas_chain.pricing import to_decimal
-from mevaas_chain.registry import ChainConfig, ChainRegistry, TokenConfig
+from mevaas_chain.pricing import PricingContext, Unpriced, build_price_source, to_decimal, valuate
+from mevaas_chain.registry import ChainConfig, ChainRegistry, TokenConfig, load_registry
 from mevaas_core.auth import Principal, Role, SigningKey, TokenIssuer
 from mevaas_core.bus import PLATFORM_TENANT, Bus
 from mevaas_core.bus.streams import HEADER_CONTENT_TYPE, HEADER_MSG_ID, HEADER_TENANT, content_type_for
@@ -451,7 +451,7 @@ async def test_a_replica_started_after_a_threat_s_block_prices_it_at_that_block_
         )
 
     unreachable = chain_id + 1
-    for market_update in (update(chain_id, head, now), update(unreachable, head, now)):
+    for market_update in (update(chain_id, head, now),):
         await bus.publish(
             f"chain.{market_update.chain_id}.block",
             market_update,
@@ -501,33 +501,33 @@ async def test_a_replica_started_after_a_threat_s_block_prices_it_at_that_block_
         exposure="1",
         at=T0,
     )
-    lost = threat(
-        tenant,
-        unreachable,
-        threat_block,
-        [weth, usdc],
-        exact_in=True,
-        attacker_profit=str(E18),
-        exposure="1",
-        at=T0,
-    )
-    for event in (late, lost):
-        await publish(bus, event)
+    await publish(bus, late)
 
-    async def recorded() -> analytics_pb2.GetExecutionReportResponse | None:
+    async def priced_at_its_block() -> analytics_pb2.ThreatValue | None:
+        # Other replicas of this session (their own durables) record it too, unpriced: a priced
+        # valuation replaces theirs.
         got = await report(analytics, jwt_signing_key, tenant)
-        return got if len(got.threats) == 2 else None
+        return (
+            got.threats[0].attacker_profit if got.threats and got.threats[0].attacker_profit.priced else None
+        )
 
-    got = await wait_for(recorded, timeout_s=60)
-    by_chain = {t.chain_id: t for t in got.threats}
-    priced = by_chain[chain_id].attacker_profit
+    priced = await wait_for(priced_at_its_block, timeout_s=60)
     # 1 WETH at the pool's mid price at the threat's block, not at the newer reserves the book held.
     price = Fraction(then[1] * 10**18, then[0] * 10**6)
-    assert priced.priced and priced.observed_block == threat_block
+    assert priced.observed_block == threat_block
     assert priced.price == common_pb2.Decimal(value=str(to_decimal(price)))
     assert priced.value == money(str(to_decimal(price)))
     assert priced.price_source == f"pool-mid:{chain_id}:WETH/USDC@{pool.address.lower()}"
     assert price != Fraction(now[1] * 10**18, now[0] * 10**6)
-    unpriced = by_chain[unreachable].attacker_profit
-    assert not unpriced.priced and not unpriced.HasField("value")
-    assert f"reserves at block {threat_block} not available" in unpriced.unpriced_reason
+
+    # A node that cannot serve the block's state: the price source stays the book's, with why.
+    from mevaas_analytics.past_prices import PastPrices
+
+    registry = load_registry(str(chains))
+    context = PricingContext(registry)
+    context.book.apply_update(update(unreachable, head, now))
+    book_prices = build_price_source(["pool-mid"], context)
+    at = await PastPrices(context, ["pool-mid"], book_prices, lambda: registry).at(unreachable, threat_block)
+    assert at.source is book_prices
+    assert at.unavailable.startswith(f"reserves at block {threat_block} not available")
+    assert isinstance(valuate(at.source, unreachable, weth, E18, 18, at_block=threat_block), Unpriced)
