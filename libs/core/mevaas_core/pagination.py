@@ -90,10 +90,22 @@ def keyset_page(
     return split_page(rows, size, lambda row: (*prefix, row[at].isoformat(), row[row_id]))
 
 
+def page_position(token: str, field: str = "page.page_token") -> int:
+    """The position a list paged by one integer (an offset, a sequence number) resumes after, 0
+    for the first page. A token decodes from the client's bytes, so anything but a non-negative
+    integer a BIGINT column holds is refused, not left to fail deeper."""
+    cursor = decode_page_token(token, 1, field)
+    if cursor is None:
+        return 0
+    position = cursor[0]
+    if not isinstance(position, int) or isinstance(position, bool) or not 0 <= position < 2**63:
+        raise InvalidArgument(FieldViolation(field, NOT_OURS))
+    return position
+
+
 def offset_page(items: Sequence[RowT], token: str, size: int) -> tuple[Sequence[RowT], str]:
     """A page of a list computed whole on each call (a report's rows, the invoices): its token
     is the offset of the next page."""
-    cursor = decode_page_token(token, 1)
-    offset = int(cursor[0]) if cursor else 0
+    offset = page_position(token)
     following = offset + size
     return items[offset:following], encode_page_token(following) if following < len(items) else ""

@@ -109,7 +109,11 @@ class StrategyServicer(strategy_pb2_grpc.StrategyServiceServicer):
         cursor = decode_page_token(request.page.page_token, 2)
         before: int | None = None
         if cursor is not None:
-            if cursor[0] != request.strategy_id or not isinstance(cursor[1], int):
+            if (
+                cursor[0] != request.strategy_id
+                or not isinstance(cursor[1], int)
+                or not 0 < cursor[1] < 2**63
+            ):
                 raise InvalidArgument(FieldViolation("page.page_token", "was issued for another strategy"))
             before = cursor[1]
         rows = await self._commands.versions(

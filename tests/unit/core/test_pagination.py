@@ -97,3 +97,23 @@ def _offset_refusal(token: str) -> FieldViolation:
         offset_page([1], token, 1)
     (violation,) = refused.value.violations
     return violation
+
+
+@pytest.mark.parametrize("position", ["12", "x", -1, 2**63, True, 1.5])
+def test_a_position_token_holding_anything_but_a_bigint_offset_is_refused(position: object) -> None:
+    token = encode_page_token(position)  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgument) as bad:
+        offset_page(list(range(5)), token, 2)
+    assert bad.value.violations[0] == FieldViolation("page.page_token", NOT_OURS)
+
+
+def test_offset_pages_walk_the_whole_list_once() -> None:
+    items = list(range(5))
+    seen: list[int] = []
+    token = ""
+    while True:
+        page, token = offset_page(items, token, 2)
+        seen.extend(page)
+        if not token:
+            break
+    assert seen == items
