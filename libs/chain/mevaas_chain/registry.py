@@ -35,6 +35,8 @@ Address = Annotated[str, AfterValidator(_checksum)]
 Hash32 = Annotated[str, AfterValidator(_hash32)]
 
 DEFAULT_DEVNET_CONFIG = Path(".data/devnet/chains.json")
+# The name of a chain's relay_url among its relays (fast mode's per-relay outcomes).
+PRIMARY_RELAY = "primary"
 
 
 class TokenConfig(BaseModel):
@@ -68,6 +70,15 @@ class FlashLenderConfig(BaseModel):
     address: Address
 
 
+class RelayConfig(BaseModel):
+    """A further Flashbots-style bundle relay (``eth_sendBundle``) of a chain, by name."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str = Field(min_length=1, max_length=64)
+    url: str
+
+
 class ChainConfig(BaseModel):
     model_config = ConfigDict(frozen=True)
 
@@ -77,6 +88,9 @@ class ChainConfig(BaseModel):
     ws_url: str | None = None
     # Flashbots-style bundle endpoint (eth_sendBundle / eth_callBundle), if the chain has one.
     relay_url: str | None = None
+    # Further relays a protected transaction in fast mode is sent to as well, concurrently with
+    # relay_url (named PRIMARY_RELAY in a transaction's per-relay outcomes).
+    fast_relays: list[RelayConfig] = Field(default_factory=list)
     native_symbol: str = "ETH"
     wrapped_native: Address | None = None
     block_time_s: float | None = None
@@ -94,6 +108,11 @@ class ChainConfig(BaseModel):
 
     @model_validator(mode="after")
     def _unique(self) -> ChainConfig:
+        relay_names = [PRIMARY_RELAY, *(r.name for r in self.fast_relays)]
+        if len(set(relay_names)) != len(relay_names):
+            raise ValueError(f"chain {self.name}: relay names must be unique and not {PRIMARY_RELAY!r}")
+        if self.fast_relays and not self.relay_url:
+            raise ValueError(f"chain {self.name}: fast_relays need a relay_url")
         if len({d.name for d in self.dexes}) != len(self.dexes):
             raise ValueError(f"chain {self.name}: duplicate DEX names")
         if len({t.address for t in self.tokens}) != len(self.tokens):

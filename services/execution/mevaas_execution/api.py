@@ -319,6 +319,11 @@ class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
             "mode",
             "must be PRIVATE_BUNDLE or FAIR_ORDERING",
         )
+        v.check(
+            not (request.fast and request.mode == execution_pb2.PROTECTION_MODE_FAIR_ORDERING),
+            "fast",
+            "is for PRIVATE_BUNDLE (FAIR_ORDERING transactions go as one bundle, in receipt order)",
+        )
         decoded = None
         raw = b""
         if v.check(
