@@ -57,6 +57,17 @@ class DexConfig(BaseModel):
     init_code_hash: Hash32
 
 
+class V3DexConfig(BaseModel):
+    """A Uniswap V3 style deployment: the factory whose ``PoolCreated`` logs name its pools, and its
+    ``SwapRouter`` (if any)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    factory: Address
+    router: Address | None = None
+
+
 class ChainConfig(BaseModel):
     model_config = ConfigDict(frozen=True)
 
@@ -74,13 +85,15 @@ class ChainConfig(BaseModel):
     # bundle). 0 books at once and trusts the head.
     confirmations: int = Field(default=1, ge=0, le=128)
     dexes: list[DexConfig] = Field(default_factory=list)
+    v3_dexes: list[V3DexConfig] = Field(default_factory=list)
     tokens: list[TokenConfig] = Field(default_factory=list)
     # Contracts the deployment knows about by role, e.g. {"executor": "0x..."}.
     contracts: dict[str, Address] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _unique(self) -> ChainConfig:
-        if len({d.name for d in self.dexes}) != len(self.dexes):
+        names = [d.name for d in self.dexes] + [d.name for d in self.v3_dexes]
+        if len(set(names)) != len(names):
             raise ValueError(f"chain {self.name}: duplicate DEX names")
         if len({t.address for t in self.tokens}) != len(self.tokens):
             raise ValueError(f"chain {self.name}: duplicate token addresses")

@@ -2,6 +2,8 @@
 and a few derived prices. Pure data; the engine builds it from the pool index, backtests from
 recorded MarketUpdates, tests from synthetic pools.
 
+V3 pools sit in their own mapping (`ChainMarket.v3_pools`), read by the cycle strategies only.
+
 `memo` holds structures derived from the pool set only (cycle graphs), keyed by the chain's
 `epoch`, and is shared by every strategy evaluated on the view.
 """
@@ -15,7 +17,7 @@ from itertools import pairwise
 from typing import Any
 
 from mevaas_chain.lending.math import Position, Reserve
-from mevaas_chain.pool_index import Pool
+from mevaas_chain.pool_index import Pool, V3Pool
 
 USD_STABLES = frozenset({"USDC", "USDT", "DAI", "USDC.E", "BUSD", "TUSD", "USDP", "FRAX", "LUSD"})
 
@@ -43,6 +45,9 @@ class ChainMarket:
     base_fee: int
     priority_fee: int
     pools: Mapping[str, Pool]
+    # Uniswap V3 pools: only cycle strategies trade them (every other reader of `pools` does V2
+    # reserve math, so they are kept apart rather than dressed up as V2 pools).
+    v3_pools: Mapping[str, V3Pool] = field(default_factory=dict)
     wrapped_native: str | None = None
     # Token address -> symbol, from the chain configuration.
     symbols: Mapping[str, str] = field(default_factory=dict)
