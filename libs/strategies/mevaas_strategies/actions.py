@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from enum import Enum
 from typing import ClassVar, Protocol
 
 from mevaas.common.v1 import common_pb2
@@ -26,6 +27,19 @@ LIQUIDATION_FINANCING = {
 }
 
 
+class PoolKind(Enum):
+    """What a hop swaps on: how the executor pays the pool and computes its output."""
+
+    UNISWAP_V2 = "uniswap_v2"
+    UNISWAP_V3 = "uniswap_v3"
+
+
+POOL_KIND_PROTO = {
+    PoolKind.UNISWAP_V2: events_pb2.POOL_KIND_UNISWAP_V2,
+    PoolKind.UNISWAP_V3: events_pb2.POOL_KIND_UNISWAP_V3,
+}
+
+
 @dataclass(frozen=True, slots=True)
 class Hop:
     chain_id: int
@@ -35,7 +49,9 @@ class Hop:
     token_out: str
     amount_in: int
     amount_out: int
+    # V2 pairs only (a V3 pool charges its own fee).
     fee_bps: int
+    pool_kind: PoolKind = PoolKind.UNISWAP_V2
 
     def to_proto(self) -> events_pb2.RouteHop:
         return events_pb2.RouteHop(
@@ -47,6 +63,7 @@ class Hop:
             amount_in=str(self.amount_in),
             amount_out=str(self.amount_out),
             fee_bps=self.fee_bps,
+            pool_kind=POOL_KIND_PROTO[self.pool_kind],
         )
 
 

@@ -12,6 +12,8 @@ from mevaas.events.v1 import events_pb2
 from mevaas.strategy.v1 import strategy_pb2
 from mevaas_chain import abi
 from mevaas_chain.executor import (
+    HOP_V2,
+    HOP_V3,
     ExecutorHop,
     decode_executed,
     encode_execute,
@@ -30,6 +32,30 @@ MAX_EXECUTOR_HOPS = 3
 
 class PlanError(ValueError):
     """The opportunity cannot be executed as described (bad route, unknown DEX...)."""
+
+
+# RouteHop.pool_kind -> Executor.Hop.kind; unspecified is a V2 pair (hops written before kinds).
+EXECUTOR_HOP_KINDS = {
+    events_pb2.POOL_KIND_UNSPECIFIED: HOP_V2,
+    events_pb2.POOL_KIND_UNISWAP_V2: HOP_V2,
+    events_pb2.POOL_KIND_UNISWAP_V3: HOP_V3,
+}
+
+
+def executor_hop(hop: events_pb2.RouteHop, field: str) -> ExecutorHop:
+    """One route hop as the executor's ``Hop``; ``field`` names it in errors."""
+    kind = EXECUTOR_HOP_KINDS.get(hop.pool_kind)
+    if kind is None:
+        raise PlanError(f"{field}.pool_kind {hop.pool_kind} is not a pool kind the executor swaps")
+    # Uniswap V2 and V3 both order a pool's tokens by address: token0 is the lower one.
+    zero_for_one = int(hop.token_in, 16) < int(hop.token_out, 16)
+    return ExecutorHop(hop.pool, zero_for_one, hop.fee_bps or 30, kind)
+
+
+def require_v2_lender(hop: events_pb2.RouteHop, field: str) -> None:
+    """A flash swap borrows from a V2 pair's ``swap`` callback, which a V3 pool does not have."""
+    if EXECUTOR_HOP_KINDS.get(hop.pool_kind) != HOP_V2:
+        raise PlanError(f"{field} lends through a V2 flash swap, but its pool is not a V2 pair")
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,9 +166,7 @@ def executor_hops(hops: Sequence[events_pb2.RouteHop]) -> list[ExecutorHop]:
     for index, hop in enumerate(hops):
         if not hop.pool or not hop.token_in or not hop.token_out:
             raise PlanError(f"hop {index} lacks its pool or tokens")
-        # Uniswap V2 orders a pair's tokens by address: token0 is the lower one.
-        zero_for_one = int(hop.token_in, 16) < int(hop.token_out, 16)
-        result.append(ExecutorHop(hop.pool, zero_for_one, hop.fee_bps or 30))
+        result.append(executor_hop(hop, f"swap_cycle.hops[{index}]"))
     if hops[0].token_in.lower() != hops[-1].token_out.lower():
         raise PlanError("the route does not end in the token it starts with")
     return result
@@ -161,6 +185,7 @@ def executor_calldata(cycle: events_pb2.SwapCycleAction, chain: ChainConfig, min
         raise PlanError("amount_in must be positive")
     token_in = cycle.hops[0].token_in
     if cycle.financing == events_pb2.FINANCING_FLASH_SWAP:
+        require_v2_lender(cycle.hops[0], "swap_cycle.hops[0]")
         try:
             factory = chain.dex(cycle.hops[0].dex).factory
         except KeyError as exc:
@@ -257,11 +282,14 @@ _EXECUTOR_ERRORS = {
     abi.selector("BadPath()").hex(): "BadPath: the route is not a cycle the executor accepts",
     abi.selector(
         "FactoryNotAllowed()"
-    ).hex(): "FactoryNotAllowed: the DEX factory was not allowed at deployment",
+    ).hex(): "FactoryNotAllowed: the DEX factory (V2 at deployment, V3 by setV3Factory) is not allowed",
     abi.selector(
         "InsufficientProfit(uint256,uint256)"
     ).hex(): "InsufficientProfit: the gap closed below the minimum profit",
     abi.selector("NotGenuinePair()").hex(): "NotGenuinePair: a flash callback came from a non-pair",
+    abi.selector("NotGenuinePool()").hex(): (
+        "NotGenuinePool: a V3 hop's pool is not its factory's pool, or a callback came from another"
+    ),
     abi.selector("NotOwner()").hex(): "NotOwner: the wallet does not own this executor contract",
     abi.selector("TransferFailed()").hex(): "TransferFailed",
 }
