@@ -25,8 +25,9 @@ from typing import ClassVar
 from mevaas_chain.amm.arbitrage import ArbitrageResult, RouteLeg, optimize_route
 from mevaas_chain.amm.cycles import Cycle, CycleIndex, PoolGraph, enumerate_cycles
 from mevaas_chain.amm.mixed import V3Leg, route_amounts
+from mevaas_chain.amm.v2 import SwapLeg
 from mevaas_chain.registry import ChainRegistry
-from mevaas_strategies.actions import Hop, SwapCycle
+from mevaas_strategies.actions import Hop, PoolKind, SwapCycle
 from mevaas_strategies.flash_providers import V2_FLASH_SWAP_GAS, choose
 from mevaas_strategies.market import ChainMarket, MarketView
 from mevaas_strategies.model import StrategySpec, TokenRef
@@ -39,6 +40,8 @@ GAS_PER_HOP = 60_000
 GAS_FLASH = V2_FLASH_SWAP_GAS
 # What a V3 hop costs on top of a V2 one: the swap loop, the callback and its pool check.
 GAS_V3_EXTRA = 70_000
+# The executor's hop kind of each kind of leg.
+POOL_KIND_OF_LEG: dict[type, PoolKind] = {SwapLeg: PoolKind.UNISWAP_V2, V3Leg: PoolKind.UNISWAP_V3}
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,6 +208,7 @@ def cycle_candidate(
             amounts[i],
             amounts[i + 1],
             hop.pool.fee_bps,
+            POOL_KIND_OF_LEG[type(legs[i])],
         )
         for i, (pool, hop) in enumerate(zip(pools, cycle.hops, strict=True))
     )
