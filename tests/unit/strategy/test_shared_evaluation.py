@@ -12,7 +12,7 @@ from mevaas.common.v1 import common_pb2
 from mevaas_chain.amm import v3
 from mevaas_chain.amm.synthetic import drift, synthetic_market
 from mevaas_chain.pool_index import Pool, V3Pool
-from mevaas_strategies.actions import PoolKind
+from mevaas_strategies.actions import PoolKind, SwapCycle
 from mevaas_strategies.arbitrage import DexArbitrage, FlashArbitrage
 from mevaas_strategies.market import ChainMarket, MarketView
 from mevaas_strategies.model import StrategySpec, TokenRef
@@ -222,6 +222,7 @@ def test_cycles_through_v3_pools_are_shared_like_v2_ones() -> None:
     assert through_v3, "2% gaps against V2 pools of the same pair open V3 cycles"
     # Hops through V3 pools carry the executor's V3 kind; the others stay V2 pairs.
     for c in (c for cs in own for c in cs):
+        assert isinstance(c.action, SwapCycle)
         for hop in c.action.hops:
             assert hop.pool_kind == (PoolKind.UNISWAP_V3 if hop.pool in v3_pools else PoolKind.UNISWAP_V2)
 
