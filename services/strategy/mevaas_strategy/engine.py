@@ -58,6 +58,7 @@ from mevaas_strategies.plugins import plugin_for
 from mevaas_strategy import store
 from mevaas_strategy.evaluation import MarketEvaluation, RunningStrategy, on_one_chain
 from mevaas_strategy.feeds import ChainFeed, lending_state, market_pool_state, subscribe_heads
+from mevaas_strategy.reloading import reload_when_notified
 
 log = logging.getLogger("mevaas.strategy.engine")
 
@@ -150,7 +151,14 @@ class Engine:
         self._listener = await self.pool.acquire()
         await self._listener.add_listener(store.SESSIONS_CHANNEL, self._on_notify)
         await self.reload_strategies()
-        self._tasks.append(asyncio.create_task(self._reload_loop(), name="engine-reload"))
+        self._tasks.append(
+            asyncio.create_task(
+                reload_when_notified(
+                    self._reload, self.reload_interval_s, self.reload_strategies, log, "running strategies"
+                ),
+                name="engine-reload",
+            )
+        )
 
     async def stop(self) -> None:
         tasks = [
@@ -182,16 +190,6 @@ class Engine:
 
     def _on_notify(self, *_: object) -> None:
         self._reload.set()
-
-    async def _reload_loop(self) -> None:
-        while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._reload.wait(), self.reload_interval_s)
-            self._reload.clear()
-            try:
-                await self.reload_strategies()
-            except Exception:
-                log.exception("reloading running strategies failed; retrying")
 
     async def reload_strategies(self) -> None:
         """Bring `running` to the sessions table: new versions get a fresh plugin instance."""
