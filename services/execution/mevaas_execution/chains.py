@@ -20,8 +20,9 @@ from mevaas_chain.registry import ChainConfig, ChainRegistry
 from mevaas_chain.signer import DynamicFeeTransaction, SignedTransaction, sign_transaction
 from mevaas_execution.domain.planning import DEFAULT_PRIORITY_FEE_WEI, settled
 
-# The Executor (cycles and liquidations) costs ~2.9M gas to deploy.
-DEPLOY_GAS = 4_000_000
+# The Executor (V2 and V3 cycles, liquidations, deleverage) costs ~4.2M gas to deploy (its 19 kB of
+# runtime code alone ~3.8M); headroom for more entry points.
+DEPLOY_GAS = 6_000_000
 
 
 class ChainUnavailable(Exception):
