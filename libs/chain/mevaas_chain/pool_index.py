@@ -11,7 +11,14 @@ longer matches, or a new block's parent hash differs from the stored head hash, 
 newest common ancestor among the kept blocks, undoes the orphaned blocks newest-first, reports a
 ``Reorg``, and applies the new canonical blocks. A reorg deeper than ``depth`` reloads the snapshot.
 
-Every applied block yields a ``BlockUpdate`` naming the pools it changed, so scans can be
+Uniswap V3 pools of the configured V3 factories are indexed alongside (``v3_pools``), with the
+whole state the exact swap math needs: ``load()`` finds them from their factory's ``PoolCreated``
+logs and reads each with ``read_pool_state`` at the snapshot block; ``sync()`` then applies their
+``Swap`` (the price, tick and liquidity after it), ``Mint``/``Burn`` (replayed through
+``modify_position``: ticks, bitmap, in-range liquidity) and ``Initialize`` logs in log order, and
+``PoolCreated`` for new pools. They share the undo log, so reorgs rewind them like V2 pools.
+
+Every applied block yields a ``BlockUpdate`` naming the pools it changed (V2 and V3), so scans can be
 incremental.
 """
 
@@ -27,8 +34,16 @@ from typing import Any
 from eth_utils.address import to_checksum_address
 
 from mevaas_chain import abi
+from mevaas_chain.amm.v3 import V3PoolState
 from mevaas_chain.client import Call, ChainClient, RpcError
-from mevaas_chain.registry import DexConfig
+from mevaas_chain.registry import DexConfig, V3DexConfig
+from mevaas_chain.v3_pools import (
+    V3_POOL_CREATED_TOPIC,
+    V3_STATE_TOPICS,
+    apply_state_log,
+    decode_pool_created_log,
+    read_pool_state,
+)
 
 
 @dataclass(frozen=True)
@@ -48,6 +63,21 @@ class Pool:
         if token_in == self.token1:
             return self.reserve1, self.reserve0
         raise KeyError(f"{token_in} is not in pool {self.address}")
+
+
+@dataclass(frozen=True)
+class V3Pool:
+    """A Uniswap V3 pool and its exact state (``fee`` in pips, as the pool stores it)."""
+
+    address: str
+    dex: str
+    token0: str
+    token1: str
+    state: V3PoolState
+
+    @property
+    def fee(self) -> int:
+        return self.state.fee
 
 
 @dataclass(frozen=True)
@@ -81,6 +111,7 @@ class _Block:
     parent_hash: str
     # Pool address -> its state before this block (None: created in this block).
     undo: dict[str, Pool | None] = field(default_factory=dict)
+    undo_v3: dict[str, V3Pool | None] = field(default_factory=dict)
 
 
 class PoolIndex:
@@ -89,6 +120,7 @@ class PoolIndex:
         client: ChainClient,
         dexes: Sequence[DexConfig],
         *,
+        v3_dexes: Sequence[V3DexConfig] = (),
         depth: int = 64,
         max_blocks_per_sync: int = 200,
     ) -> None:
@@ -98,8 +130,11 @@ class PoolIndex:
         self.dexes = list(dexes)
         self.depth = depth
         self.max_blocks_per_sync = max_blocks_per_sync
+        self.v3_dexes = list(v3_dexes)
         self._by_factory = {d.factory: d for d in self.dexes}
+        self._v3_by_factory = {d.factory: d for d in self.v3_dexes}
         self._pools: dict[str, Pool] = {}
+        self._v3_pools: dict[str, V3Pool] = {}
         self._blocks: deque[_Block] = deque()
 
     @property
@@ -113,6 +148,11 @@ class PoolIndex:
     def pools(self) -> Mapping[str, Pool]:
         """Read-only live view; entries are immutable, replaced as blocks arrive."""
         return MappingProxyType(self._pools)
+
+    @property
+    def v3_pools(self) -> Mapping[str, V3Pool]:
+        """Read-only live view of the V3 pools; entries are immutable, replaced as blocks arrive."""
+        return MappingProxyType(self._v3_pools)
 
     def snapshot(self) -> dict[str, Pool]:
         """A copy of the current state that later blocks do not change."""
@@ -157,9 +197,32 @@ class PoolIndex:
             pools[address] = Pool(
                 address, dex.name, abi.decode_address(t0), abi.decode_address(t1), dex.fee_bps, r0, r1
             )
+        self._v3_pools = await self._load_v3(number)
         self._pools = pools
         self._blocks = deque([_Block(number, header["hash"], header["parentHash"])])
         return number
+
+    async def _load_v3(self, number: int) -> dict[str, V3Pool]:
+        """Every pool the V3 factories created up to ``number``, with its state at ``number``."""
+        if not self.v3_dexes:
+            return {}
+        created = await self.client.request(
+            "eth_getLogs",
+            [
+                {
+                    "fromBlock": "0x0",
+                    "toBlock": hex(number),
+                    "address": [d.factory for d in self.v3_dexes],
+                    "topics": [V3_POOL_CREATED_TOPIC],
+                }
+            ],
+        )
+        events = [e for e in map(decode_pool_created_log, created) if e is not None]
+        states = await asyncio.gather(*(read_pool_state(self.client, e.pool, number) for e in events))
+        return {
+            e.pool: V3Pool(e.pool, self._v3_by_factory[e.factory].name, e.token0, e.token1, state)
+            for e, state in zip(events, states, strict=True)
+        }
 
     async def sync(self) -> list[IndexEvent]:
         """Apply every block up to the current head (at most ``max_blocks_per_sync`` per call)."""
@@ -183,7 +246,7 @@ class PoolIndex:
             [
                 (
                     "eth_getLogs",
-                    [{"blockHash": h["hash"], "topics": [[abi.SYNC_TOPIC, abi.PAIR_CREATED_TOPIC]]}],
+                    [{"blockHash": h["hash"], "topics": [self._topics]}],
                 )
                 for h in valid
             ]
@@ -203,15 +266,26 @@ class PoolIndex:
             await asyncio.sleep(poll_interval_s)
 
     async def verify(self, block: int | str | None = None) -> list[str]:
-        """Pools whose indexed reserves differ from the chain at the index head (empty if in sync)."""
+        """Pools whose indexed reserves (V2) or state (V3) differ from the chain at the index head
+        (empty if in sync)."""
         at: int | str = self.head[0] if block is None else block
         addresses = list(self._pools)
         results = await self.client.batch_call([Call(a, abi.GET_RESERVES) for a in addresses], at)
+        v3_addresses = list(self._v3_pools)
+        v3_states = await asyncio.gather(
+            *(read_pool_state(self.client, a, at if isinstance(at, int) else None) for a in v3_addresses)
+        )
         return [
             a
             for a, raw in zip(addresses, results, strict=True)
             if raw is None or abi.decode_reserves(raw) != (self._pools[a].reserve0, self._pools[a].reserve1)
-        ]
+        ] + [a for a, state in zip(v3_addresses, v3_states, strict=True) if state != self._v3_pools[a].state]
+
+    @property
+    def _topics(self) -> list[str]:
+        """The log topics a block is fetched with (V3 ones only when V3 factories are configured)."""
+        v2 = [abi.SYNC_TOPIC, abi.PAIR_CREATED_TOPIC]
+        return v2 + ([V3_POOL_CREATED_TOPIC, *V3_STATE_TOPICS] if self.v3_dexes else [])
 
     async def _header(self, block: int | str) -> dict[str, Any] | None:
         return await self.client.get_block(block)
@@ -236,10 +310,17 @@ class PoolIndex:
                     self._pools.pop(address, None)
                 else:
                     self._pools[address] = previous
+            for address, previous_v3 in block.undo_v3.items():
+                rewound.add(address)
+                if previous_v3 is None:
+                    self._v3_pools.pop(address, None)
+                else:
+                    self._v3_pools[address] = previous_v3
         if not self._blocks:
             # Deeper than the kept history: start over from a fresh snapshot.
             number = await self.load()
-            return Reorg(number, self.head[1], tuple(orphaned), frozenset(self._pools), full_reload=True)
+            everything = frozenset(self._pools) | frozenset(self._v3_pools)
+            return Reorg(number, self.head[1], tuple(orphaned), everything, full_reload=True)
         ancestor = self._blocks[-1]
         return Reorg(ancestor.number, ancestor.hash, tuple(orphaned), frozenset(rewound))
 
@@ -266,6 +347,20 @@ class PoolIndex:
                 block.undo.setdefault(address, self._pools[address])
                 r0, r1 = abi.decode_sync(data)
                 self._pools[address] = replace(self._pools[address], reserve0=r0, reserve1=r1)
+                changed.add(address)
+            elif topics[0] == V3_POOL_CREATED_TOPIC and address in self._v3_by_factory:
+                event = decode_pool_created_log(log)
+                if event is not None and event.pool not in self._v3_pools:
+                    block.undo_v3.setdefault(event.pool, None)
+                    dex_name = self._v3_by_factory[address].name
+                    self._v3_pools[event.pool] = V3Pool(
+                        event.pool, dex_name, event.token0, event.token1, event.empty_state()
+                    )
+                    created.add(event.pool)
+            elif address in self._v3_pools:
+                pool = self._v3_pools[address]
+                block.undo_v3.setdefault(address, pool)
+                self._v3_pools[address] = replace(pool, state=apply_state_log(pool.state, log))
                 changed.add(address)
         self._blocks.append(block)
         while len(self._blocks) > self.depth:

@@ -79,6 +79,17 @@ class RelayConfig(BaseModel):
     url: str
 
 
+class V3DexConfig(BaseModel):
+    """A Uniswap V3 style deployment: the factory whose ``PoolCreated`` logs name its pools, and its
+    ``SwapRouter`` (if any)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    factory: Address
+    router: Address | None = None
+
+
 class ChainConfig(BaseModel):
     model_config = ConfigDict(frozen=True)
 
@@ -99,6 +110,7 @@ class ChainConfig(BaseModel):
     # bundle). 0 books at once and trusts the head.
     confirmations: int = Field(default=1, ge=0, le=128)
     dexes: list[DexConfig] = Field(default_factory=list)
+    v3_dexes: list[V3DexConfig] = Field(default_factory=list)
     tokens: list[TokenConfig] = Field(default_factory=list)
     # Contracts the deployment knows about by role, e.g. {"executor": "0x..."}.
     contracts: dict[str, Address] = Field(default_factory=dict)
@@ -113,7 +125,8 @@ class ChainConfig(BaseModel):
             raise ValueError(f"chain {self.name}: relay names must be unique and not {PRIMARY_RELAY!r}")
         if self.fast_relays and not self.relay_url:
             raise ValueError(f"chain {self.name}: fast_relays need a relay_url")
-        if len({d.name for d in self.dexes}) != len(self.dexes):
+        names = [d.name for d in self.dexes] + [d.name for d in self.v3_dexes]
+        if len(set(names)) != len(names):
             raise ValueError(f"chain {self.name}: duplicate DEX names")
         if len({t.address for t in self.tokens}) != len(self.tokens):
             raise ValueError(f"chain {self.name}: duplicate token addresses")

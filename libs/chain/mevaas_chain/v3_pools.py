@@ -7,8 +7,8 @@ one consistent snapshot even while blocks keep coming.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 from eth_abi.abi import decode, encode
@@ -16,7 +16,7 @@ from eth_utils.address import to_checksum_address
 from eth_utils.crypto import keccak
 
 from mevaas_chain import abi
-from mevaas_chain.amm.v3 import MAX_TICK, MIN_TICK, V3PoolState
+from mevaas_chain.amm.v3 import MAX_TICK, MIN_TICK, V3PoolState, modify_position
 from mevaas_chain.client import Call, ChainClient
 
 V3_SWAP_TOPIC = "0x" + keccak(text="Swap(address,address,int256,int256,uint160,uint128,int24)").hex()
@@ -219,3 +219,72 @@ async def read_pool_state(client: ChainClient, pool: str, block: int | None = No
         liquidity_net={t: info[1] for t, info in tick_info.items()},
         liquidity_gross={t: info[0] for t, info in tick_info.items()},
     )
+
+
+V3_POOL_CREATED_TOPIC = "0x" + keccak(text="PoolCreated(address,address,uint24,int24,address)").hex()
+V3_INITIALIZE_TOPIC = "0x" + keccak(text="Initialize(uint160,int24)").hex()
+
+
+@dataclass(frozen=True)
+class V3PoolCreated:
+    factory: str
+    pool: str
+    token0: str
+    token1: str
+    fee: int
+    tick_spacing: int
+
+    def empty_state(self) -> V3PoolState:
+        """The pool as created: no price until ``initialize``, no liquidity, no ticks."""
+        return V3PoolState(
+            fee=self.fee, tick_spacing=self.tick_spacing, sqrt_price_x96=0, tick=0, liquidity=0
+        )
+
+
+def decode_pool_created_log(log: dict[str, Any]) -> V3PoolCreated | None:
+    """A factory's ``PoolCreated`` entry; ``None`` for any other event."""
+    topics = log.get("topics") or []
+    if not topics or topics[0] != V3_POOL_CREATED_TOPIC:
+        return None
+    spacing, pool = decode(["int24", "address"], bytes.fromhex(log["data"].removeprefix("0x")))
+    token0 = to_checksum_address(bytes.fromhex(topics[1].removeprefix("0x"))[12:])
+    token1 = to_checksum_address(bytes.fromhex(topics[2].removeprefix("0x"))[12:])
+    fee = int(topics[3], 16)
+    return V3PoolCreated(
+        to_checksum_address(log["address"]), to_checksum_address(pool), token0, token1, fee, spacing
+    )
+
+
+def _after_swap(state: V3PoolState, log: dict[str, Any]) -> V3PoolState:
+    # The event carries the price, tick and liquidity the swap left.
+    event = decode_swap_log(log)
+    assert event is not None
+    return replace(state, sqrt_price_x96=event.sqrt_price_x96, tick=event.tick, liquidity=event.liquidity)
+
+
+def _after_position_change(state: V3PoolState, log: dict[str, Any]) -> V3PoolState:
+    change = decode_position_log(log)
+    assert change is not None
+    return modify_position(state, change.tick_lower, change.tick_upper, change.liquidity_delta).state
+
+
+def _after_initialize(state: V3PoolState, log: dict[str, Any]) -> V3PoolState:
+    sqrt_price, tick = decode(["uint160", "int24"], bytes.fromhex(log["data"].removeprefix("0x")))
+    return replace(state, sqrt_price_x96=sqrt_price, tick=tick)
+
+
+# Every pool event that changes what the swap math reads (price, tick, liquidity, ticks), by topic.
+_STATE_EVENTS: dict[str, Callable[[V3PoolState, dict[str, Any]], V3PoolState]] = {
+    V3_SWAP_TOPIC: _after_swap,
+    V3_MINT_TOPIC: _after_position_change,
+    V3_BURN_TOPIC: _after_position_change,
+    V3_INITIALIZE_TOPIC: _after_initialize,
+}
+V3_STATE_TOPICS = tuple(_STATE_EVENTS)
+
+
+def apply_state_log(state: V3PoolState, log: dict[str, Any]) -> V3PoolState:
+    """``state`` after one of the pool's own logs (``Mint``/``Burn`` replayed through
+    ``modify_position``); any event that does not change the swap math's inputs leaves it as is."""
+    apply = _STATE_EVENTS.get((log.get("topics") or [""])[0])
+    return state if apply is None else apply(state, log)

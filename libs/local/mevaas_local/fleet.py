@@ -253,7 +253,7 @@ async def run_fleet(
 
             with console.status("starting the devnet (anvil + Uniswap V2 + Aave V3 deployments + relay)..."):
                 devnet = await stack.enter_async_context(
-                    Devnet(second_chain=True, data_dir=data_dir / "devnet", keep_state=True)
+                    Devnet(second_chain=True, data_dir=data_dir / "devnet", keep_state=True, uniswap_v3=True)
                 )
             shared_env["MEVAAS_CHAINS_FILE"] = str((data_dir / "devnet" / "chains.json").resolve())
             console.print(

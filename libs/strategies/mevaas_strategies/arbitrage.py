@@ -23,12 +23,12 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import ClassVar
 
-from mevaas_chain.amm.arbitrage import ArbitrageResult, optimize
-from mevaas_chain.amm.arbitrage import Pool as GraphPool
+from mevaas_chain.amm.arbitrage import ArbitrageResult, RouteLeg, optimize_route
 from mevaas_chain.amm.cycles import Cycle, CycleIndex, PoolGraph, enumerate_cycles
-from mevaas_chain.amm.v2 import InsufficientInputAmount, InsufficientLiquidity, SwapLeg, amounts_out
+from mevaas_chain.amm.mixed import V3Leg, route_amounts
+from mevaas_chain.amm.v2 import SwapLeg
 from mevaas_chain.registry import ChainRegistry
-from mevaas_strategies.actions import Hop, SwapCycle
+from mevaas_strategies.actions import Hop, PoolKind, SwapCycle
 from mevaas_strategies.flash_providers import V2_FLASH_SWAP_GAS, choose
 from mevaas_strategies.market import ChainMarket, MarketView
 from mevaas_strategies.model import StrategySpec, TokenRef
@@ -39,6 +39,10 @@ from mevaas_strategies.plugins import Candidate, Changed, Violation
 GAS_BASE = 50_000
 GAS_PER_HOP = 60_000
 GAS_FLASH = V2_FLASH_SWAP_GAS
+# What a V3 hop costs on top of a V2 one: the swap loop, the callback and its pool check.
+GAS_V3_EXTRA = 70_000
+# The executor's hop kind of each kind of leg.
+POOL_KIND_OF_LEG: dict[type, PoolKind] = {SwapLeg: PoolKind.UNISWAP_V2, V3Leg: PoolKind.UNISWAP_V3}
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,17 +76,18 @@ def gas_cost_in(view: MarketView, market: ChainMarket, token: str, gas: int) -> 
     return math.ceil(gas * market.gas_price * rate)
 
 
-def optimum(market_view: MarketView, legs: Sequence[SwapLeg]) -> ArbitrageResult | None:
-    """The uncapped exact optimum of a route, computed once per distinct legs per block."""
+def optimum(market_view: MarketView, legs: Sequence[RouteLeg]) -> ArbitrageResult | None:
+    """The uncapped exact optimum of a route (V2 closed form, or the search of `amm.mixed` when it
+    goes through V3 pools), computed once per distinct legs per block."""
     key = ("optimum", tuple(legs))
     if key not in market_view.per_block:
-        market_view.per_block[key] = optimize(legs)
+        market_view.per_block[key] = optimize_route(legs)
     result: ArbitrageResult | None = market_view.per_block[key]
     return result
 
 
 def sized(
-    market_view: MarketView, legs: Sequence[SwapLeg], cap: int | None
+    market_view: MarketView, legs: Sequence[RouteLeg], cap: int | None
 ) -> tuple[int, tuple[int, ...]] | None:
     """(amount_in, per-hop amounts) of the best input up to `cap`, if it makes a profit."""
     best = optimum(market_view, legs)
@@ -90,11 +95,8 @@ def sized(
         return None
     if cap is None or best.amount_in <= cap:
         return best.amount_in, best.amounts
-    try:
-        amounts = amounts_out(cap, legs)
-    except (InsufficientInputAmount, InsufficientLiquidity):
-        return None
-    if amounts[-1] <= cap:
+    amounts = route_amounts(cap, legs) if cap > 0 else None
+    if amounts is None or amounts[-1] <= cap:
         return None
     return cap, tuple(amounts)
 
@@ -129,9 +131,11 @@ class _CycleArbitrage:
         cached = market_view.memo.get(key)
         if cached is None:
             graph = PoolGraph.of(
-                GraphPool(p.address, p.token0, p.token1, 0, 0, p.fee_bps)
-                for p in market.pools.values()
-                if (not spec.dexes or p.dex in spec.dexes) and p.token0 in tokens and p.token1 in tokens
+                market.graph_pools(
+                    lambda p: (
+                        (not spec.dexes or p.dex in spec.dexes) and p.token0 in tokens and p.token1 in tokens
+                    )
+                )
             )
             cycles = enumerate_cycles(graph, [spec.base_token.address], min(spec.max_hops, 3))
             cached = (cycles, CycleIndex(cycles))
@@ -189,11 +193,8 @@ def cycle_candidate(
 ) -> Candidate | None:
     """The candidate of one cycle at the market's reserves, input capped at `cap`, if its profit net of
     gas is positive (before any strategy's own `min_profit`)."""
-    pools = [market.pools[h.pool.address] for h in cycle.hops]
-    legs = [
-        SwapLeg(*pool.reserves_for(hop.token_in), pool.fee_bps)
-        for pool, hop in zip(pools, cycle.hops, strict=True)
-    ]
+    pools = [market.pool_of(h.pool.address) for h in cycle.hops]
+    legs = [market.leg(h.pool.address, h.token_in) for h in cycle.hops]
     sizing = sized(market_view, legs, cap)
     if sizing is None:
         return None
@@ -207,11 +208,12 @@ def cycle_candidate(
             hop.token_out,
             amounts[i],
             amounts[i + 1],
-            pool.fee_bps,
+            hop.pool.fee_bps,
+            POOL_KIND_OF_LEG[type(legs[i])],
         )
         for i, (pool, hop) in enumerate(zip(pools, cycle.hops, strict=True))
     )
-    gas = gas_for(len(legs), flash=False)
+    gas = gas_for(len(legs), flash=False) + GAS_V3_EXTRA * sum(isinstance(leg, V3Leg) for leg in legs)
     fee, provider, lender = 0, "", ""
     if flash:
         choice = choose(market, hops, lambda extra: gas_cost_in(market_view, market, cycle.base, extra))

@@ -2,21 +2,28 @@
 and a few derived prices. Pure data; the engine builds it from the pool index, backtests from
 recorded MarketUpdates, tests from synthetic pools.
 
+V3 pools sit in their own mapping (`ChainMarket.v3_pools`), read by the cycle strategies only.
+
 `memo` holds structures derived from the pool set only (cycle graphs), keyed by the chain's
 `epoch`, and is shared by every strategy evaluated on the view.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from fractions import Fraction
 from itertools import pairwise
 from typing import Any
 
 from mevaas_chain.flash_lenders import FlashLender
+from mevaas_chain.amm.arbitrage import ConcentratedPool, GraphPool, RouteLeg
+from mevaas_chain.amm.arbitrage import Pool as V2GraphPool
+from mevaas_chain.amm.mixed import V3Leg
+from mevaas_chain.amm.v2 import SwapLeg
+from mevaas_chain.amm.v3 import Q96
 from mevaas_chain.lending.math import Position, Reserve
-from mevaas_chain.pool_index import Pool
+from mevaas_chain.pool_index import Pool, V3Pool
 
 USD_STABLES = frozenset({"USDC", "USDT", "DAI", "USDC.E", "BUSD", "TUSD", "USDP", "FRAX", "LUSD"})
 
@@ -44,6 +51,9 @@ class ChainMarket:
     base_fee: int
     priority_fee: int
     pools: Mapping[str, Pool]
+    # Uniswap V3 pools: only cycle strategies trade them (every other reader of `pools` does V2
+    # reserve math, so they are kept apart rather than dressed up as V2 pools).
+    v3_pools: Mapping[str, V3Pool] = field(default_factory=dict)
     wrapped_native: str | None = None
     # Token address -> symbol, from the chain configuration.
     symbols: Mapping[str, str] = field(default_factory=dict)
@@ -61,6 +71,37 @@ class ChainMarket:
     @property
     def gas_price(self) -> int:
         return self.base_fee + self.priority_fee
+
+    def pool_of(self, address: str) -> Pool | V3Pool:
+        """A V2 or V3 pool by address (its tokens and DEX)."""
+        pool = self.pools.get(address)
+        return pool if pool is not None else self.v3_pools[address]
+
+    def leg(self, address: str, token_in: str) -> RouteLeg:
+        """The swap selling `token_in` through a V2 or V3 pool at its current state."""
+        pool = self.pools.get(address)
+        if pool is not None:
+            return SwapLeg(*pool.reserves_for(token_in), pool.fee_bps)
+        v3 = self.v3_pools[address]
+        return V3Leg(address, v3.state, token_in == v3.token0)
+
+    def screen_reserves(self, address: str) -> tuple[float, float]:
+        """What the float cycle screens read: a V2 pool's reserves, a V3 pool's (Q96**2, sqrtP**2),
+        whose ratio is its spot price (the screens size V3 routes on spot prices only)."""
+        pool = self.pools.get(address)
+        if pool is not None:
+            return float(pool.reserve0), float(pool.reserve1)
+        return float(Q96 * Q96), float(self.v3_pools[address].state.sqrt_price_x96) ** 2
+
+    def graph_pools(self, admit: Callable[[Pool | V3Pool], bool] = lambda _: True) -> Iterator[GraphPool]:
+        """Every admitted pool, V2 then V3, as a cycle-graph pool (structure only: cycle strategies
+        read reserves and states from the market when they size a cycle)."""
+        for p in self.pools.values():
+            if p.token0 != p.token1 and admit(p):
+                yield V2GraphPool(p.address, p.token0, p.token1, 0, 0, p.fee_bps)
+        for v in self.v3_pools.values():
+            if v.token0 != v.token1 and admit(v):
+                yield ConcentratedPool(v.address, v.token0, v.token1, v.state)
 
     def deepest_pool(self, token_a: str, token_b: str) -> Pool | None:
         """The pool of the pair with the largest `token_a` reserve (the best mid price source)."""

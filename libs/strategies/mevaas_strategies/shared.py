@@ -35,9 +35,9 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import numpy.typing as npt
 
-from mevaas_chain.amm.arbitrage import Pool as GraphPool
+from mevaas_chain.amm.arbitrage import ConcentratedPool
 from mevaas_chain.amm.cycles import Cycle, PoolGraph, enumerate_cycles
-from mevaas_chain.amm.v2 import FEE_DENOMINATOR, SwapLeg
+from mevaas_chain.amm.v2 import FEE_DENOMINATOR
 from mevaas_strategies.arbitrage import CycleTerms, cycle_candidate, gas_cost_in, gas_for, optimum
 from mevaas_strategies.market import ChainMarket, MarketView
 from mevaas_strategies.plugins import Candidate
@@ -45,9 +45,21 @@ from mevaas_strategies.selection import best_disjoint
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
+BoolArray = npt.NDArray[np.bool_]
 
 # Relative float tolerance of the screen (see mevaas_chain.amm.screen: far above float64 rounding).
 REL_TOL = 1e-12
+# Cycles through V3 pools are kept when the product of their hops' fee-adjusted spot rates exceeds
+# 1 - SPOT_TOL: a swap only worsens a pool's price, so below 1 no input can make money.
+SPOT_TOL = 1e-9
+
+
+def _spot_gain(flat: FloatArray, in_idx: IntArray, out_idx: IntArray, gamma: FloatArray) -> FloatArray:
+    """Per cycle, the product of g * out/in over its hops: the route's marginal rate at zero input
+    (a V3 pool's row holds (Q96**2, sqrtP**2), whose ratio is its price)."""
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        gain: FloatArray = np.prod(gamma * flat[out_idx] / flat[in_idx], axis=0)
+    return gain
 
 
 @runtime_checkable
@@ -93,8 +105,9 @@ class _BaseCycles:
         self.base = base
         self.cycles = enumerate_cycles(graph, [base], 3)
         self.hops = np.asarray([len(c.hops) for c in self.cycles], dtype=np.int64)
-        # Per length: global cycle ids, (length, n) in/out reserve indices into the flat array, fees.
-        self.groups: list[tuple[int, IntArray, IntArray, IntArray, FloatArray]] = []
+        # Per length: global cycle ids, (length, n) in/out reserve indices into the flat array, fees,
+        # and which cycles go through a V3 pool (screened on spot prices; None: none does).
+        self.groups: list[tuple[int, IntArray, IntArray, IntArray, FloatArray, BoolArray | None]] = []
         self.group_of = np.zeros(len(self.cycles), dtype=np.int64)
         self.row_of = np.zeros(len(self.cycles), dtype=np.int64)
         for length in (2, 3):
@@ -114,7 +127,13 @@ class _BaseCycles:
             ids_arr = np.asarray(ids, dtype=np.int64)
             self.group_of[ids_arr] = len(self.groups)
             self.row_of[ids_arr] = np.arange(len(ids), dtype=np.int64)
-            self.groups.append((length, ids_arr, in_idx, out_idx, gamma))
+            through_v3 = np.asarray(
+                [any(isinstance(h.pool, ConcentratedPool) for h in self.cycles[cid].hops) for cid in ids],
+                dtype=np.bool_,
+            )
+            self.groups.append(
+                (length, ids_arr, in_idx, out_idx, gamma, through_v3 if through_v3.any() else None)
+            )
         by_pool: list[list[int]] = [[] for _ in range(n_pools)]
         for cid, cycle in enumerate(self.cycles):
             for address in dict.fromkeys(cycle.pools):
@@ -139,15 +158,16 @@ class _BaseCycles:
         """Ids among `ids` (None: all) whose best continuous profit may exceed the threshold of their
         length."""
         found: list[IntArray] = []
-        for gi, (length, group_ids, in_all, out_all, gamma_all) in enumerate(self.groups):
+        for gi, (length, group_ids, in_all, out_all, gamma_all, v3_all) in enumerate(self.groups):
             if ids is None:
-                in_idx, out_idx, gamma, chosen = in_all, out_all, gamma_all, group_ids
+                in_idx, out_idx, gamma, chosen, through_v3 = in_all, out_all, gamma_all, group_ids, v3_all
             else:
                 mine = ids[self.group_of[ids] == gi]
                 if not mine.size:
                     continue
                 rows = self.row_of[mine]
                 in_idx, out_idx, gamma, chosen = in_all[:, rows], out_all[:, rows], gamma_all[:, rows], mine
+                through_v3 = None if v3_all is None else v3_all[rows]
             e0 = flat[in_idx[0]] / gamma[0]
             e1 = flat[out_idx[0]]
             for j in range(1, length):
@@ -158,14 +178,17 @@ class _BaseCycles:
                 e1 = ge1 * flat[out_idx[j]] * inv
             root_gap = np.sqrt(e1) - np.sqrt(e0)
             tolerance = REL_TOL * np.sqrt(e0 + e1)
-            found.append(chosen[root_gap > sqrt_threshold[length] - tolerance])
+            keep = root_gap > sqrt_threshold[length] - tolerance
+            if through_v3 is not None and through_v3.any():
+                keep = np.where(through_v3, _spot_gain(flat, in_idx, out_idx, gamma) > 1.0 - SPOT_TOL, keep)
+            found.append(chosen[keep])
         return np.concatenate(found) if found else np.zeros(0, dtype=np.int64)
 
     def universe(self, cid: int, market: ChainMarket) -> tuple[frozenset[str], frozenset[str]]:
         known = self.universe_of.get(cid)
         if known is None:
             cycle = self.cycles[cid]
-            pools = [market.pools[a] for a in cycle.pools]
+            pools = [market.pool_of(a) for a in cycle.pools]
             known = (
                 frozenset(t for p in pools for t in (p.token0, p.token1)),
                 frozenset(p.dex for p in pools),
@@ -186,13 +209,9 @@ class _ChainScan:
 
     @classmethod
     def of(cls, market: ChainMarket) -> _ChainScan:
-        addresses = sorted(market.pools)
+        addresses = sorted([*market.pools, *market.v3_pools])
         pool_pos = {a: i for i, a in enumerate(addresses)}
-        graph = PoolGraph.of(
-            GraphPool(p.address, p.token0, p.token1, 0, 0, p.fee_bps)
-            for p in (market.pools[a] for a in addresses)
-            if p.token0 != p.token1
-        )
+        graph = PoolGraph.of(sorted(market.graph_pools(), key=lambda p: p.address))
         scan = cls(market.epoch, pool_pos, addresses, graph, np.zeros((len(addresses), 2), dtype=np.float64))
         scan.refresh(market, None)
         return scan
@@ -202,9 +221,8 @@ class _ChainScan:
         addresses = self.addresses if changed is None else [a for a in changed if a in self.pool_pos]
         positions = [self.pool_pos[a] for a in addresses]
         if positions:
-            pools = market.pools
             self.reserves[np.asarray(positions, dtype=np.int64)] = np.asarray(
-                [(float(pools[a].reserve0), float(pools[a].reserve1)) for a in addresses], dtype=np.float64
+                [market.screen_reserves(a) for a in addresses], dtype=np.float64
             )
         self.last_block = market.block_number
 
@@ -303,11 +321,7 @@ class CycleScan:
         shared: dict[tuple[bool, int | None], Candidate | None] = {}
         for cid in kept:
             cycle: Cycle = cycles.cycles[cid]
-            pools = [market.pools[a] for a in cycle.pools]
-            legs = [
-                SwapLeg(*p.reserves_for(h.token_in), p.fee_bps)
-                for p, h in zip(pools, cycle.hops, strict=True)
-            ]
+            legs = [market.leg(h.pool.address, h.token_in) for h in cycle.hops]
             best = optimum(view, legs)
             if best is None:
                 continue

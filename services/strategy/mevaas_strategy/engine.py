@@ -135,7 +135,7 @@ class Engine:
     async def start(self) -> None:
         for config in self.chains:
             client = ChainClient.for_chain(config)
-            index = PoolIndex(client, config.dexes, max_blocks_per_sync=1)
+            index = PoolIndex(client, config.dexes, v3_dexes=config.v3_dexes, max_blocks_per_sync=1)
             feed = ChainFeed(config, client, index)
             lending_market = LendingMarket.from_contracts(config.contracts)
             if lending_market is not None:
@@ -252,6 +252,7 @@ class Engine:
             base_fee=base_fee,
             priority_fee=self.priority_fee_wei,
             pools=feed.index.pools,
+            v3_pools=feed.index.v3_pools,
             wrapped_native=config.wrapped_native,
             symbols={t.address: t.symbol for t in config.tokens},
             decimals={t.address: t.decimals for t in config.tokens},

@@ -8,7 +8,7 @@ import pytest
 from eth_utils.crypto import keccak
 
 from mevaas_chain import abi
-from mevaas_chain.amm.arbitrage import ArbitrageResult, Hop, Pool, legs_of, optimize
+from mevaas_chain.amm.arbitrage import ArbitrageResult, Hop, Pool, legs_of, optimize_route
 from mevaas_chain.client import RpcError
 from mevaas_chain.executor import ExecutorHop, decode_executed, encode_execute, encode_execute_flash
 from mevaas_local.devnet import Devnet, DevnetChain, PoolInfo
@@ -55,7 +55,7 @@ async def _best_cycle(
             hop = Hop.from_token_in(pool, token)
             hops.append(hop)
             token = hop.token_out
-        result = optimize(legs_of(hops))
+        result = optimize_route(legs_of(hops))
         if result is not None and (best is None or result.profit > best[1].profit):
             best = (hops, result)
     return best

@@ -3,12 +3,16 @@ cycle strategy) gives every strategy exactly what its own `on_market_update` giv
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
+from math import isqrt
 from typing import cast
 
 from mevaas.common.v1 import common_pb2
+from mevaas_chain.amm import v3
 from mevaas_chain.amm.synthetic import drift, synthetic_market
-from mevaas_chain.pool_index import Pool
+from mevaas_chain.pool_index import Pool, V3Pool
+from mevaas_strategies.actions import PoolKind, SwapCycle
 from mevaas_strategies.arbitrage import DexArbitrage, FlashArbitrage
 from mevaas_strategies.market import ChainMarket, MarketView
 from mevaas_strategies.model import StrategySpec, TokenRef
@@ -182,3 +186,53 @@ def test_engine_evaluation_publishes_the_same_opportunities_as_per_strategy_eval
             )
         published += len(got)
     assert published > 0
+
+
+def v3_pools_beside(m: Market, count: int, gap: float) -> dict[str, V3Pool]:
+    """V3 pools on the pairs of the first `count` V2 pools, priced `gap` off them (alternating sides),
+    with liquidity in three nested tick ranges around the price."""
+    made: dict[str, V3Pool] = {}
+    for i, p in enumerate(list(m.pools.values())[:count]):
+        skew = 1 + gap if i % 2 else 1 - gap
+        sqrt_price = isqrt(int(p.reserve1 * skew * 10**6) * (1 << 192) // (p.reserve0 * 10**6))
+        tick = v3.get_tick_at_sqrt_ratio(sqrt_price)
+        state = v3.V3PoolState(fee=3000, tick_spacing=60, sqrt_price_x96=sqrt_price, tick=tick, liquidity=0)
+        depth = isqrt(p.reserve0 * p.reserve1)
+        for width, share in ((600, 2), (3000, 3), (24000, 5)):
+            lower, upper = (tick - width) // 60 * 60, (tick + width) // 60 * 60 + 60
+            state = v3.modify_position(state, lower, upper, depth * share // 10).state
+        address = "0x" + f"{0xF3000 + i:040x}"
+        made[address] = V3Pool(address, DEXES[i % 2], p.token0, p.token1, state)
+    return made
+
+
+def test_cycles_through_v3_pools_are_shared_like_v2_ones() -> None:
+    m = Market()
+    v3_pools = v3_pools_beside(m, 6, 0.02)
+    m.chain.v3_pools = v3_pools
+    plugins = strategies(10, m.synthetic.base_tokens, m.tokens)
+    index = CycleStrategies([t for p in plugins if (t := p.cycle_terms()) is not None])
+    scan = CycleScan()
+    full = scan.evaluate(m.view, 1, index, None)
+    m.view.per_block.clear()
+    own = [p.on_market_update(m.view, None) for p in plugins]
+    assert [key(c) for c in full] == [key(c) for c in own]
+    lowered = {a.lower() for a in v3_pools}
+    through_v3 = {c.route_key for cs in own for c in cs if {p for _, p in c.action.pools()} & lowered}
+    assert through_v3, "2% gaps against V2 pools of the same pair open V3 cycles"
+    # Hops through V3 pools carry the executor's V3 kind; the others stay V2 pairs.
+    for c in (c for cs in own for c in cs):
+        assert isinstance(c.action, SwapCycle)
+        for hop in c.action.hops:
+            assert hop.pool_kind == (PoolKind.UNISWAP_V3 if hop.pool in v3_pools else PoolKind.UNISWAP_V2)
+
+    # A swap on one V3 pool (its state replaced, as the pool index does) re-evaluates its cycles.
+    address = next(iter(v3_pools))
+    pool = v3_pools[address]
+    after = v3.swap(pool.state, True, pool.state.liquidity // 50).apply(pool.state)
+    v3_pools[address] = replace(pool, state=after)
+    m.chain.block_number += 1
+    shared = scan.evaluate(m.view, 1, index, frozenset({address}))
+    m.view.per_block.clear()
+    own = [p.on_market_update(m.view, {1: frozenset({address})}) for p in plugins]
+    assert [key(c) for c in shared] == [key(c) for c in own]

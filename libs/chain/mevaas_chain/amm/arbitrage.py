@@ -30,6 +30,10 @@ value b must satisfy P(x) >= b + 1, a quadratic inequality whose integer solutio
 computed exactly; if it is empty, or short enough to scan, the answer is the exact optimum
 (`proven_optimal`). For large reserves that interval can span billions of wei over which F only
 jitters by rounding; the answer is then within that rounding jitter of the optimum.
+
+Routes through Uniswap V3 pools (`ConcentratedPool`, `amm.mixed.V3Leg`) have no closed form:
+`optimize_route` sizes them with `amm.mixed.search_optimum` (a search on the exact marginal profit,
+certified on the integers) and keeps this closed form for every route made of V2 pools only.
 """
 
 from __future__ import annotations
@@ -39,12 +43,14 @@ from dataclasses import dataclass
 from itertools import pairwise
 from math import isqrt
 
+from mevaas_chain.amm.mixed import V3Leg, search_optimum
 from mevaas_chain.amm.v2 import (
     DEFAULT_FEE_BPS,
     FEE_DENOMINATOR,
     SwapLeg,
     get_amount_out,
 )
+from mevaas_chain.amm.v3 import V3PoolState
 
 # How many integer amounts of the coarsest token to try on each side of the closed form.
 _STAGE_WINDOW = 2
@@ -70,16 +76,50 @@ class Pool:
             return self.token0
         raise ValueError(f"{token} is not in pool {self.address}")
 
+    def leg(self, zero_for_one: bool) -> SwapLeg:
+        if zero_for_one:
+            return SwapLeg(self.reserve0, self.reserve1, self.fee_bps)
+        return SwapLeg(self.reserve1, self.reserve0, self.fee_bps)
+
+
+@dataclass(slots=True)
+class ConcentratedPool:
+    """A Uniswap V3 pool in the graph: its tokens and exact state (fee in pips in the state)."""
+
+    address: str
+    token0: str
+    token1: str
+    state: V3PoolState
+
+    @property
+    def fee_bps(self) -> int:
+        """The fee in basis points, rounded down (the screens' conservative view of it)."""
+        return self.state.fee // 100
+
+    def other(self, token: str) -> str:
+        if token == self.token0:
+            return self.token1
+        if token == self.token1:
+            return self.token0
+        raise ValueError(f"{token} is not in pool {self.address}")
+
+    def leg(self, zero_for_one: bool) -> V3Leg:
+        return V3Leg(self.address, self.state, zero_for_one)
+
+
+GraphPool = Pool | ConcentratedPool
+RouteLeg = SwapLeg | V3Leg
+
 
 @dataclass(frozen=True, slots=True)
 class Hop:
     """A swap through `pool` in one direction (`zero_for_one`: token0 in, token1 out)."""
 
-    pool: Pool
+    pool: GraphPool
     zero_for_one: bool
 
     @classmethod
-    def from_token_in(cls, pool: Pool, token_in: str) -> Hop:
+    def from_token_in(cls, pool: GraphPool, token_in: str) -> Hop:
         if token_in not in (pool.token0, pool.token1):
             raise ValueError(f"{token_in} is not in pool {pool.address}")
         return cls(pool, token_in == pool.token0)
@@ -93,11 +133,8 @@ class Hop:
         return self.pool.token1 if self.zero_for_one else self.pool.token0
 
     @property
-    def leg(self) -> SwapLeg:
-        p = self.pool
-        if self.zero_for_one:
-            return SwapLeg(p.reserve0, p.reserve1, p.fee_bps)
-        return SwapLeg(p.reserve1, p.reserve0, p.fee_bps)
+    def leg(self) -> RouteLeg:
+        return self.pool.leg(self.zero_for_one)
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,7 +148,7 @@ class ArbitrageResult:
     proven_optimal: bool
 
 
-def legs_of(hops: Sequence[Hop]) -> list[SwapLeg]:
+def legs_of(hops: Sequence[Hop]) -> list[RouteLeg]:
     """The hops' current reserves, oriented in swap direction; checks the cycle is connected."""
     for a, b in pairwise(hops):
         if a.token_out != b.token_in:
@@ -259,11 +296,24 @@ def optimize(legs: Sequence[SwapLeg], min_profit: int = 0) -> ArbitrageResult | 
     return ArbitrageResult(best[0], best[-1], best_profit, tuple(best), proven)
 
 
+def optimize_route(legs: Sequence[RouteLeg], min_profit: int = 0) -> ArbitrageResult | None:
+    """`optimize` (the closed form) when every leg is a V2 pool; otherwise the search of
+    `amm.mixed` (`proven_optimal` then means its local certificate held)."""
+    v2 = [leg for leg in legs if isinstance(leg, SwapLeg)]
+    if len(v2) == len(legs):
+        return optimize(v2, min_profit)
+    found = search_optimum(legs)
+    if found is None or found.profit <= min_profit:
+        return None
+    amounts = found.amounts
+    return ArbitrageResult(amounts[0], amounts[-1], found.profit, amounts, found.certified)
+
+
 def optimize_cycle(hops: Sequence[Hop], min_profit: int = 0) -> ArbitrageResult | None:
-    """`optimize` over hops that start and end in the same token, at their pools' current reserves."""
+    """`optimize_route` over hops that start and end in the same token, at their pools' state."""
     if not hops or hops[0].token_in != hops[-1].token_out:
         raise ValueError("a cycle must start and end in the same token")
-    return optimize(legs_of(hops), min_profit)
+    return optimize_route(legs_of(hops), min_profit)
 
 
 def realised_profit(amount_in: int, legs: Sequence[SwapLeg]) -> int:

@@ -5,7 +5,8 @@ A cycle starts and ends in a base token (WETH, USDC, ...), the token its profit 
 same pair on two DEXes), 3-hop cycles go round a triangle base -> A -> C -> base. Both directions of
 a loop are separate cycles (at most one of them can be profitable). A loop through several base
 tokens is listed once, from the base that comes first in `base_tokens`, so an opportunity is never
-reported twice in two currencies. Token and pool identifiers are compared as given, so callers use
+reported twice in two currencies. Pools may be V2 (`arbitrage.Pool`) or V3 (`arbitrage.ConcentratedPool`),
+so cycles mix them freely. Token and pool identifiers are compared as given, so callers use
 one spelling (e.g. checksummed addresses) throughout.
 """
 
@@ -15,8 +16,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from mevaas_chain.amm.arbitrage import Hop, Pool
-from mevaas_chain.amm.v2 import SwapLeg
+from mevaas_chain.amm.arbitrage import GraphPool, Hop, RouteLeg
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,7 +34,7 @@ class Cycle:
     def tokens(self) -> tuple[str, ...]:
         return (self.base, *(h.token_out for h in self.hops))
 
-    def legs(self) -> list[SwapLeg]:
+    def legs(self) -> list[RouteLeg]:
         return [h.leg for h in self.hops]
 
 
@@ -46,18 +46,18 @@ def _pair(a: str, b: str) -> tuple[str, str]:
 class PoolGraph:
     """Pools by address, by token and by (unordered) token pair."""
 
-    pools: dict[str, Pool] = field(default_factory=dict)
-    by_token: dict[str, list[Pool]] = field(default_factory=lambda: defaultdict(list))
-    by_pair: dict[tuple[str, str], list[Pool]] = field(default_factory=lambda: defaultdict(list))
+    pools: dict[str, GraphPool] = field(default_factory=dict)
+    by_token: dict[str, list[GraphPool]] = field(default_factory=lambda: defaultdict(list))
+    by_pair: dict[tuple[str, str], list[GraphPool]] = field(default_factory=lambda: defaultdict(list))
 
     @classmethod
-    def of(cls, pools: Iterable[Pool]) -> PoolGraph:
+    def of(cls, pools: Iterable[GraphPool]) -> PoolGraph:
         graph = cls()
         for pool in pools:
             graph.add(pool)
         return graph
 
-    def add(self, pool: Pool) -> None:
+    def add(self, pool: GraphPool) -> None:
         if pool.address in self.pools:
             raise ValueError(f"duplicate pool {pool.address}")
         if pool.token0 == pool.token1:

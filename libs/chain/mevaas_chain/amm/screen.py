@@ -14,6 +14,9 @@ cycle whose exact profit exceeds the threshold is a candidate. Candidates are th
 exact integers (`arbitrage.optimize`), so the screen reports exactly what the naive per-cycle loop
 reports, only faster.
 
+V2 pools only: the engine's screen (`mevaas_strategies.shared`) also takes cycles through V3 pools,
+on their spot prices.
+
 Incremental scans: `update_reserves` writes the new reserves in place (Pool objects and the float
 array), and only the cycles through changed pools are recomputed and re-verified.
 """
@@ -26,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from mevaas_chain.amm.arbitrage import ArbitrageResult, Pool, optimize
+from mevaas_chain.amm.arbitrage import ArbitrageResult, Pool, optimize_route
 from mevaas_chain.amm.cycles import Cycle, CycleIndex
 from mevaas_chain.amm.v2 import FEE_DENOMINATOR
 
@@ -52,10 +55,11 @@ def _thresholds(cycles: Sequence[Cycle], min_profit: Mapping[str, int] | int) ->
 def naive_scan(
     cycles: Sequence[Cycle], min_profit: Mapping[str, int] | int = 0
 ) -> dict[int, ArbitrageResult]:
-    """The reference: exact closed form and integer refinement for every cycle, one at a time."""
+    """The reference: exact sizing of every cycle, one at a time (V2 closed form with integer
+    refinement; the `amm.mixed` search for cycles through V3 pools)."""
     found: dict[int, ArbitrageResult] = {}
     for i, (cycle, threshold) in enumerate(zip(cycles, _thresholds(cycles, min_profit), strict=True)):
-        result = optimize(cycle.legs(), threshold)
+        result = optimize_route(cycle.legs(), threshold)
         if result is not None:
             found[i] = result
     return found
@@ -151,6 +155,11 @@ class CycleScreen:
         self._pool_pos: dict[str, int] = {}
         for cycle in self.cycles:
             for hop in cycle.hops:
+                if not isinstance(hop.pool, Pool):
+                    raise ValueError(
+                        f"pool {hop.pool.address}: CycleScreen folds V2 reserves only; cycles through V3 "
+                        "pools are screened by mevaas_strategies.shared"
+                    )
                 if hop.pool.address not in self._pool_pos:
                     self._pool_pos[hop.pool.address] = len(self._pools)
                     self._pools.append(hop.pool)
@@ -221,7 +230,7 @@ class CycleScreen:
         found: list[Opportunity] = []
         for cid in candidate_ids.tolist():
             cycle = self.cycles[cid]
-            result = optimize(cycle.legs(), self._threshold_int[cid])
+            result = optimize_route(cycle.legs(), self._threshold_int[cid])
             if result is not None:
                 found.append(Opportunity(cid, cycle, result))
         return found

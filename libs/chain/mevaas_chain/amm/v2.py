@@ -46,6 +46,19 @@ class SwapLeg(NamedTuple):
     reserve_out: int
     fee_bps: int = DEFAULT_FEE_BPS
 
+    def step(self, amount_in: int) -> tuple[int, int, int] | None:
+        """(amount out, marginal rate after it as numerator, denominator) for ``amount_in`` >= 0
+        (0: the spot rate), None for an empty pool. The marginal rate is the derivative of the
+        unrounded output, g*r*s / (r + g*x)**2, so a route's is the product of its hops' (see
+        ``amm.mixed``)."""
+        if self.reserve_in <= 0 or self.reserve_out <= 0:
+            return None
+        gamma = FEE_DENOMINATOR - self.fee_bps
+        with_fee = amount_in * gamma
+        denominator = self.reserve_in * FEE_DENOMINATOR + with_fee
+        out = with_fee * self.reserve_out // denominator
+        return out, gamma * FEE_DENOMINATOR * self.reserve_in * self.reserve_out, denominator * denominator
+
 
 def _check_fee(fee_bps: int) -> int:
     if not 0 <= fee_bps < FEE_DENOMINATOR:

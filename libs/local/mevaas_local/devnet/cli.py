@@ -34,6 +34,9 @@ def devnet(
         bool, typer.Option(help="Also start a second chain for cross-chain work.")
     ] = True,
     swaps_per_block: Annotated[int, typer.Option(help="Random market swaps per block.")] = 3,
+    uniswap_v3: Annotated[
+        bool, typer.Option(help="Deploy Uniswap V3 pools on the main chain (the simulator trades them).")
+    ] = True,
     data_dir: Annotated[
         Path, typer.Option(help="Where chains.json and wallets.json are written.")
     ] = DEFAULT_DATA_DIR,
@@ -41,15 +44,18 @@ def devnet(
     """Run the devnet until Ctrl-C."""
     if ctx.invoked_subcommand is not None:
         return
-    asyncio.run(_run(block_time, second_chain, swaps_per_block, data_dir))
+    asyncio.run(_run(block_time, second_chain, swaps_per_block, data_dir, uniswap_v3))
 
 
-async def _run(block_time: float, second_chain: bool, swaps_per_block: int, data_dir: Path) -> None:
+async def _run(
+    block_time: float, second_chain: bool, swaps_per_block: int, data_dir: Path, uniswap_v3: bool
+) -> None:
     net = Devnet(
         block_time_s=block_time,
         second_chain=second_chain,
         data_dir=data_dir,
         sim_swaps_per_block=swaps_per_block,
+        uniswap_v3=uniswap_v3,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -61,7 +67,8 @@ async def _run(block_time: float, second_chain: bool, swaps_per_block: int, data
             console.print(f"[bold]{cfg.name}[/bold] chain id {cfg.chain_id}")
             console.print(f"  rpc (via relay) {cfg.rpc_url}   ws {cfg.ws_url}   bundles {cfg.relay_url}")
             console.print(
-                f"  dexes {', '.join(d.name for d in cfg.dexes)}; {len(chain.deployment.pools)} pools"
+                f"  dexes {', '.join([d.name for d in cfg.dexes] + [d.name for d in cfg.v3_dexes])}; "
+                f"{len(chain.deployment.pools)} V2 pools, {len(chain.simulator.v3_pools)} V3 pools"
             )
             console.print(f"  executor {cfg.contracts.get('executor')} (owner {chain.executor_owner})")
         console.print(f"registry {data_dir / 'chains.json'}; demo wallets {data_dir / 'wallets.json'}")

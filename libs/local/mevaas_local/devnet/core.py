@@ -11,22 +11,42 @@ import contextlib
 import json
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
 from eth_account import Account
 
+from mevaas_chain import abi
 from mevaas_chain.client import ChainClient
-from mevaas_chain.registry import ChainConfig, ChainRegistry
+from mevaas_chain.registry import ChainConfig, ChainRegistry, V3DexConfig
 from mevaas_local.devnet import persist
 from mevaas_local.devnet.anvil import Anvil
-from mevaas_local.devnet.deploy import Deployment, Receipt, Tx, deploy_chain, deploy_executor, mint_tokens
+from mevaas_local.devnet.deploy import (
+    MAX_UINT,
+    Deployment,
+    Receipt,
+    Tx,
+    deploy_chain,
+    deploy_executor,
+    mint_tokens,
+)
 from mevaas_local.devnet.lending_sim import Lending, resume_lending, start_lending
 from mevaas_local.devnet.relay import BlockProducer, BlockResult, RelayServer
 from mevaas_local.devnet.simulator import MarketSimulator
 from mevaas_local.devnet.spec import MAIN_CHAIN, SECOND_CHAIN, ChainSpec
+from mevaas_local.devnet.uniswap_v3 import (
+    DEFAULT_V3_POOLS,
+    TICK_SPACINGS,
+    V3Pool,
+    deploy_uniswap_v3,
+    pool_address,
+)
+
+# deployment.contracts roles of the Uniswap V3 deployment (when the spec has it).
+V3_FACTORY, V3_ROUTER = "uniswap_v3_factory", "uniswap_v3_router"
+V3_DEX_NAME = "uniswap_v3"
 
 log = logging.getLogger(__name__)
 
@@ -225,6 +245,54 @@ class DevnetChain:
                 seed=self.spec.seed,
             )
             deployment.contracts.update(self.lending.market.contracts())
+        if self.spec.uniswap_v3:
+            await self._deploy_uniswap_v3(deployment)
+
+    async def _deploy_uniswap_v3(self, deployment: Deployment) -> None:
+        prices = {symbol: float(p) for symbol, p in spec_prices(self.spec).items()}
+        v3 = await deploy_uniswap_v3(
+            self.client,
+            self.transact,
+            deployment,
+            deployer=self.deployer,
+            prices=prices,
+            executor_owner=self.executor_owner,
+        )
+        deployment.contracts.update(
+            {
+                V3_FACTORY: v3.factory,
+                V3_ROUTER: v3.router,
+                "uniswap_v3_quoter": v3.quoter,
+                "uniswap_v3_position_manager": v3.position_manager,
+            }
+        )
+        # The simulator trades V3 pools through the router.
+        await self.transact(
+            [
+                {
+                    "from": self.sim_wallet,
+                    "to": t.address,
+                    "data": "0x" + abi.encode_call("approve(address,uint256)", v3.router, MAX_UINT).hex(),
+                    "gas": hex(100_000),
+                }
+                for t in deployment.tokens
+            ]
+        )
+
+    def _v3_pools(self, deployment: Deployment) -> list[V3Pool]:
+        """The seeded V3 pools, by their CREATE2 addresses (nothing to persist beyond the factory)."""
+        factory = deployment.contracts.get(V3_FACTORY)
+        if factory is None:
+            return []
+        pools = []
+        for spec in DEFAULT_V3_POOLS:
+            t0, t1 = abi.sort_tokens(
+                deployment.token(spec.token_a).address, deployment.token(spec.token_b).address
+            )
+            pools.append(
+                V3Pool(pool_address(factory, t0, t1, spec.fee), t0, t1, spec.fee, TICK_SPACINGS[spec.fee])
+            )
+        return pools
 
     def _attach_simulator(self) -> None:
         deployment = self.deployment
@@ -236,6 +304,8 @@ class DevnetChain:
             pools=deployment.pools,
             swaps_per_block=self.sim_swaps_per_block,
             seed=self.spec.seed,
+            v3_router=deployment.contracts.get(V3_ROUTER),
+            v3_pools=self._v3_pools(deployment),
         )
         self._simulator.attach()
         self._config = ChainConfig(
@@ -246,6 +316,11 @@ class DevnetChain:
             relay_url=self.relay.url + "/relay",
             wrapped_native=deployment.weth,
             dexes=deployment.dexes,
+            v3_dexes=[
+                V3DexConfig(name=V3_DEX_NAME, factory=f, router=deployment.contracts.get(V3_ROUTER))
+                for f in (deployment.contracts.get(V3_FACTORY),)
+                if f is not None
+            ],
             tokens=deployment.tokens,
             contracts=deployment.contracts,
         )
@@ -301,12 +376,15 @@ class Devnet:
         chain_id: int | None = None,
         keep_state: bool = False,
         save_interval_s: float = 10.0,
+        uniswap_v3: bool = False,
     ) -> None:
         self.block_time_s = block_time_s
         self.data_dir = data_dir
         self.save_interval_s = save_interval_s
         self.accounts = dev_accounts()
         main = MAIN_CHAIN if chain_id is None else _with_chain_id(MAIN_CHAIN, chain_id)
+        if uniswap_v3:
+            main = replace(main, uniswap_v3=True)
         specs = [main, SECOND_CHAIN] if second_chain else [main]
         state_dir = data_dir / "state" if keep_state and data_dir is not None else None
         self.chains = [

@@ -41,6 +41,9 @@ class ChainSpec:
     token_grant_usd: float = 5_000_000.0
     # Aave V3 market with this many simulated borrowers (None: no lending market on this chain).
     aave_borrowers: int | None = 40
+    # Uniswap V3 (factory, router, quoter, position manager; `uniswap_v3.DEFAULT_V3_POOLS`), traded
+    # by the market simulator and allowed by the executor.
+    uniswap_v3: bool = False
     extra: dict[str, str] = field(default_factory=dict)
 
 
