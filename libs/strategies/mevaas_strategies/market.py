@@ -16,12 +16,12 @@ from fractions import Fraction
 from itertools import pairwise
 from typing import Any
 
-from mevaas_chain.flash_lenders import FlashLender
 from mevaas_chain.amm.arbitrage import ConcentratedPool, GraphPool, RouteLeg
 from mevaas_chain.amm.arbitrage import Pool as V2GraphPool
 from mevaas_chain.amm.mixed import V3Leg
 from mevaas_chain.amm.v2 import SwapLeg
 from mevaas_chain.amm.v3 import Q96
+from mevaas_chain.flash_lenders import FlashLender
 from mevaas_chain.lending.math import Position, Reserve
 from mevaas_chain.pool_index import Pool, V3Pool
 
