@@ -18,6 +18,7 @@ from mevaas_chain.keystore import SecretKey
 from mevaas_chain.nonces import NonceManager
 from mevaas_chain.registry import ChainConfig, ChainRegistry
 from mevaas_chain.signer import DynamicFeeTransaction, SignedTransaction, sign_transaction
+from mevaas_execution.coalescing import CoalescingRpc
 from mevaas_execution.domain.planning import DEFAULT_PRIORITY_FEE_WEI, settled
 
 # The Executor (cycles and liquidations) costs ~2.9M gas to deploy.
@@ -37,6 +38,9 @@ class Chain:
     config: ChainConfig
     rpc: ChainClient
     relay: ChainClient | None
+    # The pipeline's simulation reads and bundles, sent together with their concurrent peers'.
+    reads: CoalescingRpc
+    bundles: CoalescingRpc | None
 
 
 class ChainGateway:
@@ -47,8 +51,13 @@ class ChainGateway:
             relay = (
                 ChainClient(config.relay_url, chain=config, timeout_s=timeout_s) if config.relay_url else None
             )
+            rpc = ChainClient.for_chain(config, timeout_s=timeout_s)
             self._chains[config.chain_id] = Chain(
-                config, ChainClient.for_chain(config, timeout_s=timeout_s), relay
+                config,
+                rpc,
+                relay,
+                CoalescingRpc(rpc, dedupe=True),
+                CoalescingRpc(relay, dedupe=False) if relay is not None else None,
             )
         self.nonces = NonceManager(self._pending_nonce)
         self._wallet_locks: dict[tuple[int, str], asyncio.Lock] = {}
@@ -73,6 +82,9 @@ class ChainGateway:
 
     async def close(self) -> None:
         for chain in self._chains.values():
+            for coalesced in (chain.reads, chain.bundles):
+                if coalesced is not None:
+                    await coalesced.close()
             with contextlib.suppress(Exception):
                 await chain.rpc.close()
             if chain.relay is not None:
@@ -86,9 +98,9 @@ class ChainGateway:
 
     async def send_bundle(self, chain_id: int, raw_txs: Sequence[bytes], block_number: int) -> str:
         chain = self.chain(chain_id)
-        if chain.relay is None:
+        if chain.bundles is None:
             raise ChainUnavailable(f"chain {chain_id} has no bundle relay")
-        result = await chain.relay.request(
+        result = await chain.bundles.request(
             "eth_sendBundle",
             [{"txs": ["0x" + raw.hex() for raw in raw_txs], "blockNumber": hex(block_number)}],
         )
