@@ -12,18 +12,37 @@ from eth_utils.crypto import keccak
 
 from mevaas_chain.contracts import load_artifact
 
-_HOPS = "(address,bool,uint16)[]"
+# Executor.Hop.kind: what the hop's pool is.
+HOP_V2 = 0  # a Uniswap V2-style pair: paid up front, amounts from its reserves and fee_bps
+HOP_V3 = 1  # a Uniswap V3 pool of an allowed V3 factory: paid in its swap callback, its own fee
+HOP_KINDS = (HOP_V2, HOP_V3)
+
+_HOPS = "(address,bool,uint16,uint8)[]"
 EXECUTE_SIG = f"execute(address,uint256,{_HOPS[:-2]}[],uint256)"
 EXECUTE_FLASH_SIG = f"executeFlash(address,address,uint256,{_HOPS[:-2]}[],uint256)"
 EXECUTE_FLASH_LOAN_SIG = f"executeFlashLoan(address,address,uint256,{_HOPS[:-2]}[],uint256)"
+EXECUTE_FLASH_V3_SIG = f"executeFlashV3(address,address,uint256,{_HOPS[:-2]}[],uint256)"
+EXECUTE_FLASH_BALANCER_SIG = f"executeFlashBalancer(address,uint256,{_HOPS[:-2]}[],uint256)"
+SET_BALANCER_VAULT_SIG = "setBalancerVault(address)"
 EXECUTED_TOPIC = "0x" + keccak(text="Executed(address,uint256,uint256,bool)").hex()
+
+
+SET_V3_FACTORY_SIG = "setV3Factory(address,bool)"
 
 
 @dataclass(frozen=True)
 class ExecutorHop:
+    """One ``Executor.Hop``: ``pair`` is the V2 pair or V3 pool (``kind``); ``fee_bps`` matters
+    for V2 only (a V3 pool charges its own fee)."""
+
     pair: str
     zero_for_one: bool
     fee_bps: int = 30
+    kind: int = HOP_V2
+
+    def __post_init__(self) -> None:
+        if self.kind not in HOP_KINDS:
+            raise ValueError(f"unknown executor hop kind {self.kind!r}")
 
 
 @dataclass(frozen=True)
@@ -34,8 +53,13 @@ class Executed:
     flash: bool
 
 
-def _hops(hops: Sequence[ExecutorHop]) -> list[tuple[str, bool, int]]:
-    return [(to_checksum_address(h.pair), h.zero_for_one, h.fee_bps) for h in hops]
+def _hops(hops: Sequence[ExecutorHop]) -> list[tuple[str, bool, int, int]]:
+    return [(to_checksum_address(h.pair), h.zero_for_one, h.fee_bps, h.kind) for h in hops]
+
+
+def encode_set_v3_factory(factory: str, allowed: bool) -> bytes:
+    """``setV3Factory`` (owner only): allow or disallow the pools of a Uniswap V3 factory."""
+    return keccak(text=SET_V3_FACTORY_SIG)[:4] + encode(["address", "bool"], [factory, allowed])
 
 
 def encode_execute(token_in: str, amount_in: int, hops: Sequence[ExecutorHop], min_profit: int) -> bytes:
@@ -65,6 +89,35 @@ def encode_execute_flash_loan(
         [pool, token_in, amount_in, _hops(hops), min_profit],
     )
     return keccak(text=EXECUTE_FLASH_LOAN_SIG)[:4] + args
+
+
+def encode_execute_flash_v3(
+    pool: str, token_in: str, amount_in: int, hops: Sequence[ExecutorHop], min_profit: int
+) -> bytes:
+    """``executeFlashV3``: capital-free cycle financed by the Uniswap V3 ``pool``'s flash of
+    ``amount_in`` of ``token_in`` (a genuine pool of a factory the executor allows, none of the
+    cycle's hops); the profit the contract keeps is net of the pool's fee."""
+    args = encode(
+        ["address", "address", "uint256", _HOPS, "uint256"],
+        [to_checksum_address(pool), token_in, amount_in, _hops(hops), min_profit],
+    )
+    return keccak(text=EXECUTE_FLASH_V3_SIG)[:4] + args
+
+
+def encode_set_balancer_vault(vault: str) -> bytes:
+    """``setBalancerVault`` (owner only): the vault ``executeFlashBalancer`` borrows from and
+    ``receiveFlashLoan`` accepts."""
+    return keccak(text=SET_BALANCER_VAULT_SIG)[:4] + encode(["address"], [vault])
+
+
+def encode_execute_flash_balancer(
+    token_in: str, amount_in: int, hops: Sequence[ExecutorHop], min_profit: int
+) -> bytes:
+    """``executeFlashBalancer``: capital-free cycle financed by a flashLoan of ``amount_in`` of
+    ``token_in`` from the Balancer V2 vault the executor is configured with (``setBalancerVault``);
+    the profit the contract keeps is net of the vault's fee."""
+    args = encode(["address", "uint256", _HOPS, "uint256"], [token_in, amount_in, _hops(hops), min_profit])
+    return keccak(text=EXECUTE_FLASH_BALANCER_SIG)[:4] + args
 
 
 def decode_executed(receipt: dict[str, Any], executor: str) -> Executed | None:

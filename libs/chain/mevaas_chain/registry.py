@@ -35,6 +35,8 @@ Address = Annotated[str, AfterValidator(_checksum)]
 Hash32 = Annotated[str, AfterValidator(_hash32)]
 
 DEFAULT_DEVNET_CONFIG = Path(".data/devnet/chains.json")
+# The name of a chain's relay_url among its relays (fast mode's per-relay outcomes).
+PRIMARY_RELAY = "primary"
 
 
 class TokenConfig(BaseModel):
@@ -57,6 +59,26 @@ class DexConfig(BaseModel):
     init_code_hash: Hash32
 
 
+class FlashLenderConfig(BaseModel):
+    """A contract the executor may flash-borrow from beyond the DEX pairs and the Aave pool: a
+    Uniswap V3 pool (``uniswap_v3``) or the Balancer V2 vault (``balancer_v2``), the kinds of
+    ``mevaas_chain.flash_lenders``."""
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: str
+    address: Address
+
+
+class RelayConfig(BaseModel):
+    """A further Flashbots-style bundle relay (``eth_sendBundle``) of a chain, by name."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str = Field(min_length=1, max_length=64)
+    url: str
+
+
 class ChainConfig(BaseModel):
     model_config = ConfigDict(frozen=True)
 
@@ -66,6 +88,9 @@ class ChainConfig(BaseModel):
     ws_url: str | None = None
     # Flashbots-style bundle endpoint (eth_sendBundle / eth_callBundle), if the chain has one.
     relay_url: str | None = None
+    # Further relays a protected transaction in fast mode is sent to as well, concurrently with
+    # relay_url (named PRIMARY_RELAY in a transaction's per-relay outcomes).
+    fast_relays: list[RelayConfig] = Field(default_factory=list)
     native_symbol: str = "ETH"
     wrapped_native: Address | None = None
     block_time_s: float | None = None
@@ -77,13 +102,25 @@ class ChainConfig(BaseModel):
     tokens: list[TokenConfig] = Field(default_factory=list)
     # Contracts the deployment knows about by role, e.g. {"executor": "0x..."}.
     contracts: dict[str, Address] = Field(default_factory=dict)
+    # Flash lenders the strategies may choose from; at most one Balancer vault (the executor
+    # contract is configured with one).
+    flash_lenders: list[FlashLenderConfig] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _unique(self) -> ChainConfig:
+        relay_names = [PRIMARY_RELAY, *(r.name for r in self.fast_relays)]
+        if len(set(relay_names)) != len(relay_names):
+            raise ValueError(f"chain {self.name}: relay names must be unique and not {PRIMARY_RELAY!r}")
+        if self.fast_relays and not self.relay_url:
+            raise ValueError(f"chain {self.name}: fast_relays need a relay_url")
         if len({d.name for d in self.dexes}) != len(self.dexes):
             raise ValueError(f"chain {self.name}: duplicate DEX names")
         if len({t.address for t in self.tokens}) != len(self.tokens):
             raise ValueError(f"chain {self.name}: duplicate token addresses")
+        if len({f.address for f in self.flash_lenders}) != len(self.flash_lenders):
+            raise ValueError(f"chain {self.name}: duplicate flash lenders")
+        if sum(f.kind == "balancer_v2" for f in self.flash_lenders) > 1:
+            raise ValueError(f"chain {self.name}: more than one Balancer vault among flash_lenders")
         return self
 
     def dex(self, name: str) -> DexConfig:

@@ -22,6 +22,7 @@ HEX_COLOUR = re.compile(r"^#[0-9A-Fa-f]{6}$")
 IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,128}$")
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
+MAX_ID_LENGTH = 128
 
 
 class Validator:
@@ -41,6 +42,11 @@ class Validator:
 
     def length(self, value: str, field: str, low: int, high: int) -> bool:
         return self.check(low <= len(value) <= high, field, f"must be {low}-{high} characters")
+
+    def identifier(self, value: str, field: str, max_length: int = MAX_ID_LENGTH) -> bool:
+        """A required id of at most ``max_length`` characters; a missing one is only "is
+        required", not also too short."""
+        return self.required(value, field) and self.length(value, field, 1, max_length)
 
     def pattern(self, value: str, field: str, regex: re.Pattern[str], meaning: str) -> bool:
         return self.check(bool(regex.fullmatch(value)), field, f"must be {meaning}")
@@ -86,3 +92,10 @@ class Validator:
     def raise_if_any(self) -> None:
         if self.violations:
             raise InvalidArgument(self.violations)
+
+
+def require_identifier(value: str, field: str, max_length: int = MAX_ID_LENGTH) -> None:
+    """The whole validation of a request that is one id."""
+    validator = Validator()
+    validator.identifier(value, field, max_length)
+    validator.raise_if_any()

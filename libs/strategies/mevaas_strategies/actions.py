@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from enum import Enum
 from typing import ClassVar, Protocol
 
 from mevaas.common.v1 import common_pb2
@@ -26,6 +27,19 @@ LIQUIDATION_FINANCING = {
 }
 
 
+class PoolKind(Enum):
+    """What a hop swaps on: how the executor pays the pool and computes its output."""
+
+    UNISWAP_V2 = "uniswap_v2"
+    UNISWAP_V3 = "uniswap_v3"
+
+
+POOL_KIND_PROTO = {
+    PoolKind.UNISWAP_V2: events_pb2.POOL_KIND_UNISWAP_V2,
+    PoolKind.UNISWAP_V3: events_pb2.POOL_KIND_UNISWAP_V3,
+}
+
+
 @dataclass(frozen=True, slots=True)
 class Hop:
     chain_id: int
@@ -35,7 +49,9 @@ class Hop:
     token_out: str
     amount_in: int
     amount_out: int
+    # V2 pairs only (a V3 pool charges its own fee).
     fee_bps: int
+    pool_kind: PoolKind = PoolKind.UNISWAP_V2
 
     def to_proto(self) -> events_pb2.RouteHop:
         return events_pb2.RouteHop(
@@ -47,6 +63,7 @@ class Hop:
             amount_in=str(self.amount_in),
             amount_out=str(self.amount_out),
             fee_bps=self.fee_bps,
+            pool_kind=POOL_KIND_PROTO[self.pool_kind],
         )
 
 
@@ -76,7 +93,12 @@ class Action(Protocol):
 
 
 # How the executor is financed for each flash provider's cycle.
-FLASH_FINANCING = {"uniswap_v2": events_pb2.FINANCING_FLASH_SWAP, "aave_v3": events_pb2.FINANCING_FLASH_LOAN}
+FLASH_FINANCING = {
+    "uniswap_v2": events_pb2.FINANCING_FLASH_SWAP,
+    "aave_v3": events_pb2.FINANCING_FLASH_LOAN,
+    "uniswap_v3": events_pb2.FINANCING_FLASH_V3,
+    "balancer_v2": events_pb2.FINANCING_FLASH_BALANCER,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +113,8 @@ class SwapCycle:
     # and the fee it charges, base units of the input token.
     flash_provider: str = ""
     flash_fee: int = 0
+    # The lending contract, for a provider with several per chain (a V3 pool); "" otherwise.
+    flash_lender: str = ""
 
     def pools(self) -> tuple[tuple[int, str], ...]:
         return tuple(dict.fromkeys((h.chain_id, h.pool.lower()) for h in self.hops))
@@ -108,6 +132,7 @@ class SwapCycle:
             financing=financing,
             flash_provider=self.flash_provider if self.flash else "",
             flash_fee=str(self.flash_fee) if self.flash else "",
+            flash_lender=self.flash_lender if self.flash else "",
         )
 
     def write(self, opportunity: events_pb2.Opportunity, deadlines: Mapping[int, int]) -> None:

@@ -5,7 +5,8 @@ Own capital (`dex_arbitrage`) caps the input at `max_position`: profit is concav
 the capped optimum is the cap itself, recomputed with the contracts' integer math. Flash arbitrage
 borrows, so it takes the uncapped optimum and is a `SwapCycle` flagged `flash`, financed by the
 cheapest of the flash providers that can lend it (`flash_providers.choose`: the first pair's flash
-swap for `executeFlash`, an Aave V3 flash loan for `executeFlashLoan`); its expected profit is net
+swap for `executeFlash`, an Aave V3 flash loan for `executeFlashLoan`, a configured V3 pool's flash
+for `executeFlashV3`, the Balancer vault for `executeFlashBalancer`); its expected profit is net
 of that provider's fee and its gas includes the provider's callback.
 
 Incremental: cycles are enumerated once per pool set (shared through `MarketView.memo` by every
@@ -211,12 +212,13 @@ def cycle_candidate(
         for i, (pool, hop) in enumerate(zip(pools, cycle.hops, strict=True))
     )
     gas = gas_for(len(legs), flash=False)
-    fee, provider = 0, ""
+    fee, provider, lender = 0, "", ""
     if flash:
         choice = choose(market, hops, lambda extra: gas_cost_in(market_view, market, cycle.base, extra))
         if choice.quote is None:
             return None
-        fee, provider, gas = choice.quote.fee, choice.quote.provider, gas + choice.quote.gas
+        fee, provider, lender = choice.quote.fee, choice.quote.provider, choice.quote.lender
+        gas += choice.quote.gas
     gas_cost = gas_cost_in(market_view, market, cycle.base, gas)
     if gas_cost is None:
         return None
@@ -226,7 +228,7 @@ def cycle_candidate(
     return Candidate(
         chain_id=market.chain_id,
         chain_ids=(market.chain_id,),
-        action=SwapCycle(hops, amount_in, flash, provider, fee),
+        action=SwapCycle(hops, amount_in, flash, provider, fee, lender),
         expected_profit=profit,
         profit_token=TokenRef(market.chain_id, cycle.base),
         gas_estimate=gas,

@@ -12,6 +12,13 @@ integers, and reports every provider it skipped with the reason.
 - `aave_v3` (`executeFlashLoan`): the pool's flashLoanSimple lends the cycle's input and pulls back
   `amount.percentMul(FLASHLOAN_PREMIUM_TOTAL)` on top, the premium as the lending index read it on
   chain; it cannot lend a token that is no active, unpaused reserve with flash loans enabled.
+- `uniswap_v3` (`executeFlashV3`): the cheapest configured V3 pool (`ChainMarket.flash_lenders`)
+  with in-range liquidity that holds the cycle's input and is none of its hops lends it through
+  `flash` and is repaid `FullMath.mulDivRoundingUp(amount, fee, 1e6)` on top; ties go to the lower
+  address.
+- `balancer_v2` (`executeFlashBalancer`): the configured vault lends it through `flashLoan` and is
+  repaid `amount.mulUp(flashLoanFeePercentage)` (FixedPoint: a fraction of 1e18, rounded up) on
+  top; it cannot lend more than its balance of the token.
 """
 
 from __future__ import annotations
@@ -20,14 +27,24 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import ClassVar, Protocol
 
+from mevaas_chain.flash_lenders import FlashLender
 from mevaas_chain.lending.math import percent_mul
 from mevaas_strategies.actions import Hop
 from mevaas_strategies.market import ChainMarket
 
 # executeFlash's pair callback and its re-decoding of the route.
 V2_FLASH_SWAP_GAS = 40_000
-# flashLoanSimple: the loan's transfers, the callback, the premium's accounting.
-AAVE_FLASH_LOAN_GAS = 80_000
+# flashLoanSimple: the loan's transfers, the callback, the premium's accounting. On the devnet the
+# same 2-hop V2 cycle took 283k gas through it against 223k through the flash swap: 60k over 40k.
+AAVE_FLASH_LOAN_GAS = 100_000
+# pool.flash and vault.flashLoan, from the devnet: a 2-hop V2 cycle took 223k gas through the flash
+# swap, 198k through a V3 pool's flash (the genuine-pool check, the loan's transfers, the callback)
+# and 213k through the vault (the balance checks, the fee to the collector): about 15k (taken as
+# 20k) and 30k where the flash swap costs 40k.
+V3_FLASH_GAS = 20_000
+BALANCER_FLASH_LOAN_GAS = 30_000
+V3_FEE_UNIT = 10**6
+BALANCER_FEE_UNIT = 10**18
 # ReserveConfiguration's FLASHLOAN_ENABLED bit (Aave V3.0.1+).
 _FLASHLOAN_ENABLED_BIT = 63
 
@@ -42,6 +59,8 @@ class FlashQuote:
     fee: int
     # Gas beyond the cycle's swaps and the call's overhead.
     gas: int
+    # The contract that lends, when the entry point takes it (a V3 pool); "" otherwise.
+    lender: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,3 +159,57 @@ class AaveV3FlashLoan:
         return FlashQuote(
             self.name, token, amount, percent_mul(amount, lending.flash_loan_premium), AAVE_FLASH_LOAN_GAS
         )
+
+
+def _lenders(market: ChainMarket, kind: str) -> list[FlashLender]:
+    return [lender for lender in market.flash_lenders if lender.kind == kind]
+
+
+def _mul_div_rounding_up(a: int, b: int, denominator: int) -> int:
+    return -(-a * b // denominator)
+
+
+@register_flash_provider
+class UniswapV3Flash:
+    name: ClassVar[str] = "uniswap_v3"
+
+    def quote(self, market: ChainMarket, hops: Sequence[Hop]) -> FlashQuote | FlashSkip:
+        token, amount = hops[0].token_in, hops[0].amount_in
+        pools = _lenders(market, self.name)
+        if not pools:
+            return FlashSkip(self.name, f"no Uniswap V3 flash pool configured on chain {market.chain_id}")
+        # A pool the cycle swaps through is locked while it lends.
+        on_route = {h.pool.lower() for h in hops}
+        able = [
+            p
+            for p in pools
+            if p.active and p.address.lower() not in on_route and p.balances.get(token, 0) >= amount
+        ]
+        if not able:
+            held = max((p.balances.get(token, 0) for p in pools), default=0)
+            return FlashSkip(
+                self.name, f"no active V3 flash pool off the route holds {amount} of {token} (most: {held})"
+            )
+        pool = min(able, key=lambda p: (p.fee, p.address.lower()))
+        fee = _mul_div_rounding_up(amount, pool.fee, V3_FEE_UNIT)
+        return FlashQuote(self.name, token, amount, fee, V3_FLASH_GAS, pool.address)
+
+
+@register_flash_provider
+class BalancerV2FlashLoan:
+    name: ClassVar[str] = "balancer_v2"
+
+    def quote(self, market: ChainMarket, hops: Sequence[Hop]) -> FlashQuote | FlashSkip:
+        token, amount = hops[0].token_in, hops[0].amount_in
+        vaults = _lenders(market, self.name)
+        if not vaults:
+            return FlashSkip(self.name, f"no Balancer V2 vault configured on chain {market.chain_id}")
+        # The executor borrows from the one vault it is configured with.
+        (vault,) = vaults[:1]
+        held = vault.balances.get(token, 0)
+        if held < amount:
+            return FlashSkip(self.name, f"vault {vault.address} holds {held} of {token}, not {amount}")
+        # FixedPoint.mulUp: 0 for a zero product, else ((product - 1) / ONE) + 1.
+        product = amount * vault.fee
+        fee = 0 if product == 0 else (product - 1) // BALANCER_FEE_UNIT + 1
+        return FlashQuote(self.name, token, amount, fee, BALANCER_FLASH_LOAN_GAS, vault.address)

@@ -14,6 +14,7 @@ from fractions import Fraction
 from itertools import pairwise
 from typing import Any
 
+from mevaas_chain.flash_lenders import FlashLender
 from mevaas_chain.lending.math import Position, Reserve
 from mevaas_chain.pool_index import Pool
 
@@ -51,6 +52,8 @@ class ChainMarket:
     # Incremented whenever the pool set changes (new pools, reorg reloads): keys of `memo` entries.
     epoch: int = 0
     lending: LendingState | None = None
+    # The chain's configured flash lenders (V3 pools, Balancer vault) after the latest block.
+    flash_lenders: tuple[FlashLender, ...] = ()
     _pairs: tuple[tuple[int, int, int], dict[frozenset[str], tuple[str, ...]]] | None = field(
         default=None, init=False, repr=False, compare=False
     )

@@ -41,14 +41,12 @@ from mevaas_chain.registry import ChainRegistry
 from mevaas_core.auth import Role
 from mevaas_core.db import tenant_transaction
 from mevaas_core.errors import (
-    FieldViolation,
-    InvalidArgument,
     NotFound,
     PermissionDenied,
     ResourceExhausted,
 )
 from mevaas_core.grpckit import ALL_TENANT_ROLES, current_principal, require_tenant_scope, rpc
-from mevaas_core.pagination import decode_page_token, encode_page_token
+from mevaas_core.pagination import keyset_page, offset_page, page_after
 from mevaas_core.validation import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Validator
 
 Ctx = Any
@@ -101,16 +99,6 @@ def timeframe_bounds(
 def page_size(page: common_pb2.PageRequest, validator: Validator, field: str = "page.page_size") -> int:
     validator.check(0 <= page.page_size <= MAX_PAGE_SIZE, field, f"must be 0-{MAX_PAGE_SIZE}")
     return page.page_size or DEFAULT_PAGE_SIZE
-
-
-def _keyset(token: str, field: str) -> tuple[datetime, str] | None:
-    cursor = decode_page_token(token, 2, field)
-    if cursor is None:
-        return None
-    try:
-        return datetime.fromisoformat(str(cursor[0])), str(cursor[1])
-    except ValueError:
-        raise InvalidArgument(FieldViolation(field, "is not a page token issued by this API")) from None
 
 
 def _opportunity_record(row: asyncpg.Record) -> analytics_pb2.OpportunityRecord:
@@ -183,17 +171,15 @@ class AnalyticsServicer(analytics_pb2_grpc.AnalyticsServiceServicer):
         size = page_size(request.page, v)
         f = self._opportunity_filter(request, v)
         v.raise_if_any()
-        after = _keyset(request.page.page_token, "page.page_token")
+        after = page_after(request.page.page_token)
         async with tenant_transaction(self.pool, tenant) as conn:
             rows = await store.list_opportunities(conn, tenant, f, limit=size + 1, after=after)
+        page, token = keyset_page(rows, size, "detected_at", "opportunity_id")
         response = analytics_pb2.ListOpportunitiesResponse(
-            opportunities=[_opportunity_record(r) for r in rows[:size]]
+            opportunities=[_opportunity_record(r) for r in page]
         )
-        if len(rows) > size:
-            last = rows[size - 1]
-            response.page.next_page_token = encode_page_token(
-                last["detected_at"].isoformat(), last["opportunity_id"]
-            )
+        if token:
+            response.page.next_page_token = token
         return response
 
     # --- execution report -------------------------------------------------------------------
@@ -243,7 +229,7 @@ class AnalyticsServicer(analytics_pb2_grpc.AnalyticsServiceServicer):
         start, end = timeframe_bounds(request.timeframe, "timeframe", v)
         size = page_size(request.audit_page, v, "audit_page.page_size")
         v.raise_if_any()
-        after = _keyset(request.audit_page.page_token, "audit_page.page_token")
+        after = page_after(request.audit_page.page_token, field="audit_page.page_token")
         limit = 10_000_000 if all_pages else size + 1
         async with tenant_transaction(self.pool, tenant) as conn:
             audit = await store.audit_page(conn, tenant, start, end, limit=limit, after=after)
@@ -257,14 +243,10 @@ class AnalyticsServicer(analytics_pb2_grpc.AnalyticsServiceServicer):
         report = analytics_pb2.ComplianceReport(
             timeframe=request.timeframe, generated_at=ts(datetime.now(UTC))
         )
-        page = common_pb2.PageResponse()
-        shown = audit if all_pages else audit[:size]
+        shown, token = (audit, "") if all_pages else keyset_page(audit, size, "occurred_at", "event_id")
+        page = common_pb2.PageResponse(next_page_token=token)
         for row in shown:
             report.audit_trail.add().ParseFromString(row["payload"])
-        if not all_pages and len(audit) > size:
-            page.next_page_token = encode_page_token(
-                audit[size - 1]["occurred_at"].isoformat(), audit[size - 1]["event_id"]
-            )
         summary = report.risk_decisions
         for row in decisions:
             name = events_pb2.RiskReasonCode.Name(row["reason_code"])
@@ -349,14 +331,12 @@ class AnalyticsServicer(analytics_pb2_grpc.AnalyticsServiceServicer):
         v = Validator()
         size = page_size(request.page, v)
         report = await self._custom_report(tenant, request.template, v)
-        cursor = decode_page_token(request.page.page_token, 1)
-        offset = int(cursor[0]) if cursor else 0
-        rows = list(report.rows)
+        rows, token = offset_page(list(report.rows), request.page.page_token, size)
         del report.rows[:]
-        report.rows.extend(rows[offset : offset + size])
+        report.rows.extend(rows)
         response = analytics_pb2.GetCustomReportResponse(report=report)
-        if offset + size < len(rows):
-            response.page.next_page_token = encode_page_token(offset + size)
+        if token:
+            response.page.next_page_token = token
         return response
 
     # --- export -----------------------------------------------------------------------------
@@ -444,16 +424,15 @@ class AnalyticsServicer(analytics_pb2_grpc.AnalyticsServiceServicer):
         v = Validator()
         size = page_size(request.page, v)
         v.raise_if_any()
-        cursor = decode_page_token(request.page.page_token, 1)
-        offset = int(cursor[0]) if cursor else 0
         invoices = [
             i
             for i in await self.invoicing.invoices(tenant)
             if not request.status or i.status == request.status
         ]
-        response = analytics_pb2.ListInvoicesResponse(invoices=invoices[offset : offset + size])
-        if offset + size < len(invoices):
-            response.page.next_page_token = encode_page_token(offset + size)
+        page, token = offset_page(invoices, request.page.page_token, size)
+        response = analytics_pb2.ListInvoicesResponse(invoices=page)
+        if token:
+            response.page.next_page_token = token
         return response
 
     @rpc(*COMPLIANCE)

@@ -48,7 +48,7 @@ from mevaas_core.bus import Bus, RemoteError, RequestContext, ServiceError
 from mevaas_core.bus.follow import read_back
 from mevaas_core.db import tenant_transaction
 from mevaas_core.errors import InvalidArgument
-from mevaas_core.pagination import decode_page_token, split_page
+from mevaas_core.pagination import NOT_OURS, Keyset, page_after, split_page
 from mevaas_core.validation import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 from mevaas_strategies.model import StrategySpec
 
@@ -261,25 +261,17 @@ def _day(at: datetime) -> datetime:
     return datetime(at.year, at.month, at.day, tzinfo=UTC)
 
 
-def _list_cursor(request: strategy_pb2.ListBacktestsRequest) -> tuple[datetime, str] | None:
+def _list_cursor(request: strategy_pb2.ListBacktestsRequest) -> Keyset | None:
     """The (created_at, backtest_id) a page token continues after; it is only good for the filter
     it was issued with."""
-    bad = "page.page_token: is not a page token issued by this API"
     try:
-        cursor = decode_page_token(request.page.page_token, 3)
-    except InvalidArgument:
-        raise ServiceError(400, bad) from None
-    if cursor is None:
-        return None
-    if cursor[0] != request.strategy_id:
-        raise ServiceError(400, "page.page_token: was issued for other filters")
-    try:
-        created_at = datetime.fromisoformat(str(cursor[1]))
-    except ValueError:
-        raise ServiceError(400, bad) from None
-    if created_at.tzinfo is None:  # the tokens this API issues carry their offset
-        raise ServiceError(400, bad)
-    return created_at, str(cursor[2])
+        after = page_after(request.page.page_token, request.strategy_id)
+    except InvalidArgument as exc:
+        (violation,) = exc.violations
+        raise ServiceError(400, f"{violation.field}: {violation.description}") from None
+    if after is not None and after.at.tzinfo is None:  # the tokens this API issues carry their offset
+        raise ServiceError(400, f"page.page_token: {NOT_OURS}")
+    return after
 
 
 def _tenant(context: RequestContext) -> str:

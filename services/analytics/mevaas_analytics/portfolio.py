@@ -37,7 +37,7 @@ from mevaas_core.db import tenant_transaction
 from mevaas_core.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound, Unavailable
 from mevaas_core.grpckit import current_principal, require_tenant_scope, rpc
 from mevaas_core.idempotency import IdempotentCall
-from mevaas_core.pagination import decode_page_token, encode_page_token
+from mevaas_core.pagination import offset_page
 from mevaas_core.validation import Validator
 
 Ctx = Any
@@ -150,12 +150,11 @@ class PortfolioServicer(portfolio_pb2_grpc.PortfolioServiceServicer):
             for h in holdings
             if request.include_zero or int(h.wallet_balance) + int(h.executor_balance) != 0
         ]
-        cursor = decode_page_token(request.page.page_token, 1)
-        offset = int(cursor[0]) if cursor else 0
-        response = portfolio_pb2.GetPositionsResponse(positions=all_positions[offset : offset + size])
+        page, token = offset_page(all_positions, request.page.page_token, size)
+        response = portfolio_pb2.GetPositionsResponse(positions=page)
         positions.totals(all_positions, response)
-        if offset + size < len(all_positions):
-            response.page.next_page_token = encode_page_token(offset + size)
+        if token:
+            response.page.next_page_token = token
         return response
 
     @rpc(*READERS)

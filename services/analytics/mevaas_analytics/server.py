@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -21,6 +22,7 @@ from mevaas_analytics.domain.threats import parse_threat, value_threat
 from mevaas_analytics.domain.valuation import FINAL_STATUSES, value_execution
 from mevaas_analytics.events import BatchWriter, subscribe_all
 from mevaas_analytics.history import MarketHistory
+from mevaas_analytics.past_prices import PastPrices, PricesAt, explain
 from mevaas_analytics.portfolio import PortfolioServicer, TreasuryHoldings
 from mevaas_analytics.store import threats as threat_store
 from mevaas_chain.pricing import (
@@ -28,6 +30,7 @@ from mevaas_chain.pricing import (
     DEFAULT_STABLECOINS,
     PoolReserves,
     PricingContext,
+    Unpriced,
     build_price_source,
     parse_price_table,
 )
@@ -93,7 +96,8 @@ class AnalyticsRuntime(ServiceRuntime[AnalyticsSettings]):
             stablecoins=tuple(s.stablecoins.split(",")),
             max_hops=s.price_max_hops,
         )
-        prices = build_price_source([n.strip() for n in s.price_sources.split(",") if n.strip()], pricing)
+        source_names = [n.strip() for n in s.price_sources.split(",") if n.strip()]
+        prices = build_price_source(source_names, pricing)
         async with platform_transaction(self.pool) as conn:
             # The last reserves recorded before a restart, so prices are known before the next block.
             for r in await store.pool_reserves(conn):
@@ -140,19 +144,34 @@ class AnalyticsRuntime(ServiceRuntime[AnalyticsSettings]):
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(caught_up(), s.valuation_market_wait_seconds)
 
+        past = PastPrices(pricing, source_names, prices, self.chains)
+
         async def valuations(result: events_pb2.ExecutionResult) -> list[store.Statement]:
+            at = PricesAt(prices)
             if result.status in FINAL_STATUSES:
                 await market_at(result.chain_id, result.block_number)
-            return billing_store.valuation_rows(result, value_execution(result, prices), datetime.now(UTC))
+                at = await past.at(result.chain_id, result.block_number)
+            values = [
+                dataclasses.replace(v, valuation=explain(v.valuation, at.unavailable))
+                if isinstance(v.valuation, Unpriced)
+                else v
+                for v in value_execution(result, at.source)
+            ]
+            return billing_store.valuation_rows(result, values, datetime.now(UTC))
 
         tokens = pricing.token_infos()
 
         async def threat_valuations(event: events_pb2.SandwichThreat) -> list[store.Statement]:
             threat = parse_threat(event)
             await market_at(threat.chain_id, threat.block_number)
-            return threat_store.valuation_rows(
-                threat, value_threat(threat, prices, tokens), datetime.now(UTC)
-            )
+            at = await past.at(threat.chain_id, threat.block_number)
+            values = [
+                dataclasses.replace(v, unpriced_reason=f"{v.unpriced_reason}; {at.unavailable}")
+                if v.priced is None and at.unavailable
+                else v
+                for v in value_threat(threat, at.source, tokens)
+            ]
+            return threat_store.valuation_rows(threat, values, datetime.now(UTC))
 
         async def flush_history() -> None:
             history.flush()

@@ -7,18 +7,15 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
-import asyncpg
-
 from mevaas.common.v1 import common_pb2
 from mevaas.execution.v1 import execution_pb2, execution_pb2_grpc
 from mevaas_chain.keystore import SecretKey
 from mevaas_chain.rawtx import RawTransactionError, decode_signed
 from mevaas_core.auth import Role
-from mevaas_core.errors import FieldViolation, InvalidArgument
 from mevaas_core.grpckit import ALL_TENANT_ROLES, current_principal, rpc
 from mevaas_core.onboarding import Capability
-from mevaas_core.pagination import decode_page_token, encode_page_token, split_page
-from mevaas_core.validation import Validator
+from mevaas_core.pagination import keyset_page, page_after
+from mevaas_core.validation import MAX_ID_LENGTH, Validator, require_identifier
 from mevaas_execution import convert
 from mevaas_execution.chains import ChainGateway
 from mevaas_execution.commands import Commands
@@ -37,26 +34,6 @@ PRIVATE_KEY = re.compile(r"^0x[0-9a-fA-F]{64}$")
 RAW_TX = re.compile(r"^0x([0-9a-fA-F]{2})+$")
 MAX_RAW_TX_BYTES = 128 * 1024
 DEFAULT_PROTECTION_BLOCKS = 25
-MAX_ID = 128
-
-
-def _page_cursor(token: str) -> tuple[datetime, str] | None:
-    cursor = decode_page_token(token, 2)
-    if cursor is None:
-        return None
-    try:
-        return datetime.fromisoformat(str(cursor[0])), str(cursor[1])
-    except ValueError:
-        raise InvalidArgument(
-            FieldViolation("page.page_token", "is not a page token issued by this API")
-        ) from None
-
-
-def _next_token(rows: list[asyncpg.Record], size: int, time_column: str, id_column: str) -> str:
-    if len(rows) <= size:
-        return ""
-    last = rows[size - 1]
-    return encode_page_token(last[time_column].isoformat(), last[id_column])
 
 
 def _time_range(
@@ -97,8 +74,7 @@ class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
     ) -> execution_pb2.StartExecutionResponse:
         v = Validator()
         v.idempotency_key(request.idempotency_key)
-        if v.required(request.strategy_id, "strategy_id"):
-            v.length(request.strategy_id, "strategy_id", 1, MAX_ID)
+        v.identifier(request.strategy_id, "strategy_id")
         if request.wallet_address:
             v.address(request.wallet_address, "wallet_address")
         v.raise_if_any()
@@ -125,8 +101,7 @@ class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
 
     def _validate_session_request(self, session_id: str, reason: str = "") -> None:
         v = Validator()
-        if v.required(session_id, "session_id"):
-            v.length(session_id, "session_id", 1, MAX_ID)
+        v.identifier(session_id, "session_id")
         v.check(len(reason) <= 512, "reason", "must be at most 512 characters")
         v.raise_if_any()
 
@@ -198,9 +173,13 @@ class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
         v = Validator()
         size = v.page_size(request.page.page_size)
         v.check(request.state == 0 or request.state in states.PROTO_TO_STATE, "state", "is not a known state")
-        v.check(len(request.strategy_id) <= MAX_ID, "strategy_id", f"must be at most {MAX_ID} characters")
+        v.check(
+            len(request.strategy_id) <= MAX_ID_LENGTH,
+            "strategy_id",
+            f"must be at most {MAX_ID_LENGTH} characters",
+        )
         v.raise_if_any()
-        cursor = _page_cursor(request.page.page_token)
+        cursor = page_after(request.page.page_token)
         rows = await self._commands.list_sessions(
             current_principal().tenant_id,
             strategy_id=request.strategy_id,
@@ -208,9 +187,9 @@ class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
             before=cursor,
             limit=size + 1,
         )
+        page, token = keyset_page(rows, size, "started_at", "session_id")
         return execution_pb2.ListExecutionSessionsResponse(
-            sessions=[convert.session(r) for r in rows[:size]],
-            page=common_pb2.PageResponse(next_page_token=_next_token(rows, size, "started_at", "session_id")),
+            sessions=[convert.session(r) for r in page], page=common_pb2.PageResponse(next_page_token=token)
         )
 
     # executions -----------------------------------------------------------------------------------
@@ -226,7 +205,7 @@ class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
         )
         start, end = _time_range(request, v)
         v.raise_if_any()
-        cursor = _page_cursor(request.page.page_token)
+        cursor = page_after(request.page.page_token)
         rows = await self._commands.list_executions(
             current_principal().tenant_id,
             session_id=request.session_id,
@@ -238,21 +217,17 @@ class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
             before=cursor,
             limit=size + 1,
         )
+        page, token = keyset_page(rows, size, "created_at", "execution_id")
         return execution_pb2.ListExecutionsResponse(
-            executions=[convert.execution(r) for r in rows[:size]],
-            page=common_pb2.PageResponse(
-                next_page_token=_next_token(rows, size, "created_at", "execution_id")
-            ),
+            executions=[convert.execution(r) for r in page],
+            page=common_pb2.PageResponse(next_page_token=token),
         )
 
     @rpc(*READERS)
     async def GetExecution(
         self, request: execution_pb2.GetExecutionRequest, context: Ctx
     ) -> execution_pb2.GetExecutionResponse:
-        v = Validator()
-        if v.required(request.execution_id, "execution_id"):
-            v.length(request.execution_id, "execution_id", 1, MAX_ID)
-        v.raise_if_any()
+        require_identifier(request.execution_id, "execution_id")
         row = await self._commands.get_execution(current_principal().tenant_id, request.execution_id)
         return execution_pb2.GetExecutionResponse(execution=convert.execution(row))
 
@@ -298,13 +273,14 @@ class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
         v = Validator()
         size = v.page_size(request.page.page_size)
         v.raise_if_any()
-        after = _page_cursor(request.page.page_token)
+        after = page_after(request.page.page_token)
         tenant_id = current_principal().tenant_id
         rows = await self._commands.list_wallets(tenant_id, after=after, limit=size + 1)
-        executors = await self._holdings.wallet_executors(tenant_id, [r["address"] for r in rows[:size]])
+        page, token = keyset_page(rows, size, "created_at", "wallet_id")
+        executors = await self._holdings.wallet_executors(tenant_id, [r["address"] for r in page])
         return execution_pb2.ListWalletsResponse(
-            wallets=[convert.wallet(r, executors.get(str(r["address"]).lower(), ())) for r in rows[:size]],
-            page=common_pb2.PageResponse(next_page_token=_next_token(rows, size, "created_at", "wallet_id")),
+            wallets=[convert.wallet(r, executors.get(str(r["address"]).lower(), ())) for r in page],
+            page=common_pb2.PageResponse(next_page_token=token),
         )
 
     @rpc(*READERS)
@@ -316,13 +292,14 @@ class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
             v.address(request.wallet_address, "wallet_address")
         size = v.page_size(request.page.page_size)
         v.raise_if_any()
-        before = _page_cursor(request.page.page_token)
+        before = page_after(request.page.page_token)
         rows = await self._commands.executor_deployments(
             current_principal().tenant_id, request.wallet_address, before=before, limit=size + 1
         )
+        page, token = keyset_page(rows, size, "deployed_at", "address")
         return execution_pb2.ListExecutorDeploymentsResponse(
-            deployments=[convert.deployment(r) for r in rows[:size]],
-            page=common_pb2.PageResponse(next_page_token=_next_token(rows, size, "deployed_at", "address")),
+            deployments=[convert.deployment(r) for r in page],
+            page=common_pb2.PageResponse(next_page_token=token),
         )
 
     # protected transactions -------------------------------------------------------------------------
@@ -341,6 +318,11 @@ class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
             in (execution_pb2.PROTECTION_MODE_PRIVATE_BUNDLE, execution_pb2.PROTECTION_MODE_FAIR_ORDERING),
             "mode",
             "must be PRIVATE_BUNDLE or FAIR_ORDERING",
+        )
+        v.check(
+            not (request.fast and request.mode == execution_pb2.PROTECTION_MODE_FAIR_ORDERING),
+            "fast",
+            "is for PRIVATE_BUNDLE (FAIR_ORDERING transactions go as one bundle, in receipt order)",
         )
         decoded = None
         raw = b""
@@ -375,7 +357,7 @@ class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
         lookup = request.WhichOneof("lookup")
         v.check(lookup is not None, "lookup", "set protected_transaction_id or tx_hash")
         if lookup == "protected_transaction_id":
-            v.length(request.protected_transaction_id, "protected_transaction_id", 1, MAX_ID)
+            v.length(request.protected_transaction_id, "protected_transaction_id", 1, MAX_ID_LENGTH)
         elif lookup == "tx_hash":
             v.check(
                 bool(re.fullmatch(r"0x[0-9a-fA-F]{64}", request.tx_hash)), "tx_hash", "must be 0x + 64 hex"
@@ -408,12 +390,10 @@ class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
             chain_id=request.chain_id,
             start=start,
             end=end,
-            before=_page_cursor(request.page.page_token),
+            before=page_after(request.page.page_token),
             limit=size + 1,
         )
-        page, token = split_page(
-            rows, size, lambda r: (r["received_at"].isoformat(), r["protected_transaction_id"])
-        )
+        page, token = keyset_page(rows, size, "received_at", "protected_transaction_id")
         return execution_pb2.ListProtectedTransactionsResponse(
             transactions=[convert.protected(r, self._commands.gateway.registry) for r in page],
             page=common_pb2.PageResponse(next_page_token=token),
@@ -460,10 +440,7 @@ class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
     async def GetRebalance(
         self, request: execution_pb2.GetRebalanceRequest, context: Ctx
     ) -> execution_pb2.GetRebalanceResponse:
-        v = Validator()
-        if v.required(request.rebalance_id, "rebalance_id"):
-            v.length(request.rebalance_id, "rebalance_id", 1, MAX_ID)
-        v.raise_if_any()
+        require_identifier(request.rebalance_id, "rebalance_id")
         row = await self._rebalances.get(current_principal().tenant_id, request.rebalance_id)
         return execution_pb2.GetRebalanceResponse(result=rebalance_events.result(row))
 
@@ -482,12 +459,11 @@ class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
         rows = await self._rebalances.list_rebalances(
             current_principal().tenant_id,
             state=rebalance_states.FROM_PROTO.get(request.status),
-            before=_page_cursor(request.page.page_token),
+            before=page_after(request.page.page_token),
             limit=size + 1,
         )
+        page, token = keyset_page(rows, size, "created_at", "rebalance_id")
         return execution_pb2.ListRebalancesResponse(
-            rebalances=[rebalance_events.result(r) for r in rows[:size]],
-            page=common_pb2.PageResponse(
-                next_page_token=_next_token(list(rows), size, "created_at", "rebalance_id")
-            ),
+            rebalances=[rebalance_events.result(r) for r in page],
+            page=common_pb2.PageResponse(next_page_token=token),
         )

@@ -16,13 +16,14 @@ from mevaas_chain.client import ChainClient, RpcError
 from mevaas_chain.contracts import load_artifact
 from mevaas_chain.keystore import SecretKey
 from mevaas_chain.nonces import NonceManager
-from mevaas_chain.registry import ChainConfig, ChainRegistry
+from mevaas_chain.registry import PRIMARY_RELAY, ChainConfig, ChainRegistry
 from mevaas_chain.signer import DynamicFeeTransaction, SignedTransaction, sign_transaction
 from mevaas_execution.coalescing import CoalescingRpc
 from mevaas_execution.domain.planning import DEFAULT_PRIORITY_FEE_WEI, settled
 
-# The Executor (cycles and liquidations) costs ~2.9M gas to deploy.
-DEPLOY_GAS = 4_000_000
+# The Executor (V2 and V3 cycles, V3/Balancer flash loans, liquidations, deleverage) costs ~4.7M gas
+# to deploy (its 21.4 kB of runtime code alone ~4.3M); headroom for more entry points.
+DEPLOY_GAS = 6_000_000
 
 
 class ChainUnavailable(Exception):
@@ -38,9 +39,16 @@ class Chain:
     config: ChainConfig
     rpc: ChainClient
     relay: ChainClient | None
+    # The fast mode's further relays, by name (config.fast_relays).
+    fast_relays: dict[str, ChainClient]
     # The pipeline's simulation reads and bundles, sent together with their concurrent peers'.
     reads: CoalescingRpc
     bundles: CoalescingRpc | None
+
+    @property
+    def relay_names(self) -> list[str]:
+        """Every relay a fast-mode bundle goes to: the primary first, then the configured ones."""
+        return ([PRIMARY_RELAY] if self.relay is not None else []) + list(self.fast_relays)
 
 
 class ChainGateway:
@@ -51,11 +59,13 @@ class ChainGateway:
             relay = (
                 ChainClient(config.relay_url, chain=config, timeout_s=timeout_s) if config.relay_url else None
             )
+            fast = {r.name: ChainClient(r.url, chain=config, timeout_s=timeout_s) for r in config.fast_relays}
             rpc = ChainClient.for_chain(config, timeout_s=timeout_s)
             self._chains[config.chain_id] = Chain(
                 config,
                 rpc,
                 relay,
+                fast,
                 CoalescingRpc(rpc, dedupe=True),
                 CoalescingRpc(relay, dedupe=False) if relay is not None else None,
             )
@@ -87,20 +97,28 @@ class ChainGateway:
                     await coalesced.close()
             with contextlib.suppress(Exception):
                 await chain.rpc.close()
-            if chain.relay is not None:
-                with contextlib.suppress(Exception):
-                    await chain.relay.close()
+            for relay in [chain.relay, *chain.fast_relays.values()]:
+                if relay is not None:
+                    with contextlib.suppress(Exception):
+                        await relay.close()
 
     async def _pending_nonce(self, chain_id: int, address: str) -> int:
         return int(
             await self.chain(chain_id).rpc.request("eth_getTransactionCount", [address, "pending"]), 16
         )
 
-    async def send_bundle(self, chain_id: int, raw_txs: Sequence[bytes], block_number: int) -> str:
+    async def send_bundle(
+        self, chain_id: int, raw_txs: Sequence[bytes], block_number: int, *, relay: str = PRIMARY_RELAY
+    ) -> str:
+        """``eth_sendBundle`` to one of the chain's relays (``relay``: a name of ``relay_names``)."""
         chain = self.chain(chain_id)
-        if chain.bundles is None:
-            raise ChainUnavailable(f"chain {chain_id} has no bundle relay")
-        result = await chain.bundles.request(
+        # The primary relay's bundles go out with their concurrent peers' (coalescing.py).
+        client: ChainClient | CoalescingRpc | None = (
+            chain.bundles if relay == PRIMARY_RELAY else chain.fast_relays.get(relay)
+        )
+        if client is None:
+            raise ChainUnavailable(f"chain {chain_id} has no bundle relay {relay!r}")
+        result = await client.request(
             "eth_sendBundle",
             [{"txs": ["0x" + raw.hex() for raw in raw_txs], "blockNumber": hex(block_number)}],
         )

@@ -367,7 +367,17 @@ class Commands:
             if replay is not None:
                 return replay
             accepted = await self.protection.accept(
-                Submission(tenant_id, request.chain_id, decoded, raw, request.mode, max_block, head, "grpc")
+                Submission(
+                    tenant_id,
+                    request.chain_id,
+                    decoded,
+                    raw,
+                    request.mode,
+                    max_block,
+                    head,
+                    "grpc",
+                    fast=request.fast,
+                )
             )
             response = execution_pb2.SubmitProtectedTransactionResponse(
                 transaction=convert.protected(accepted.row, self.gateway.registry)

@@ -14,6 +14,7 @@ from mevaas.events.v1 import events_pb2
 from mevaas.execution.v1 import execution_pb2
 from mevaas_chain.registry import ChainRegistry
 from mevaas_execution.domain.sessions import STATE_TO_PROTO
+from mevaas_execution.protection.domain import relays
 
 # The registry's name for a chain's native coin.
 NATIVE_ADDRESS = "0x" + "00" * 20
@@ -236,4 +237,11 @@ def protected(row: asyncpg.Record, registry: ChainRegistry) -> execution_pb2.Pro
         )
         if row["fee_currency"]
         else None,
+        fast=row["fast"],
+        relay_outcomes=[
+            execution_pb2.RelayOutcome(
+                relay=o["relay"], accepted=o["accepted"], target_block=o["targetBlock"], reason=o["reason"]
+            )
+            for o in relays.decode(row["relay_outcomes"])
+        ],
     )

@@ -29,6 +29,8 @@ MAX_HORIZON_DAYS = 30
 DEFAULT_LOOKBACK_DAYS = 250
 MAX_LOOKBACK_DAYS = 1000
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# A breach token's moment is microseconds since EPOCH; past datetime's year 9999 it cannot be one.
+_TOKEN_MOMENT_LIMIT = (datetime(9999, 12, 31, tzinfo=UTC) - EPOCH) // timedelta(microseconds=1)
 
 
 def _strategy_id(value: str, v: Validator, field: str = "strategy_id") -> None:
@@ -195,7 +197,11 @@ class RiskServicer(risk_pb2_grpc.RiskServiceServicer):
         after = None
         if cursor is not None:
             moment, breach_id = cursor
-            if not isinstance(moment, int) or not isinstance(breach_id, str):
+            if (
+                not isinstance(moment, int)
+                or not isinstance(breach_id, str)
+                or not 0 <= moment < _TOKEN_MOMENT_LIMIT
+            ):
                 raise InvalidArgument(
                     FieldViolation("page.page_token", "is not a page token issued by this API")
                 )

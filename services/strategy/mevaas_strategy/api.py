@@ -4,7 +4,6 @@ registry and the tenant's plan. Each handler validates the request, calls one co
 
 from __future__ import annotations
 
-from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -13,7 +12,7 @@ from mevaas_core.auth import Role
 from mevaas_core.bus import Bus
 from mevaas_core.errors import FailedPrecondition, FieldViolation, InvalidArgument
 from mevaas_core.grpckit import ALL_TENANT_ROLES, current_principal, rpc
-from mevaas_core.pagination import decode_page_token, encode_page_token
+from mevaas_core.pagination import decode_page_token, encode_page_token, keyset_page, page_after
 from mevaas_core.validation import Validator
 from mevaas_strategy import convert
 from mevaas_strategy.backtests import (
@@ -72,17 +71,7 @@ class StrategyServicer(strategy_pb2_grpc.StrategyServiceServicer):
         size = v.page_size(request.page.page_size)
         v.raise_if_any()
         filters = f"{request.type}:{int(request.include_deleted)}"
-        cursor = decode_page_token(request.page.page_token, 3)
-        after: tuple[datetime, str] | None = None
-        if cursor is not None:
-            if cursor[0] != filters:
-                raise InvalidArgument(FieldViolation("page.page_token", "was issued for other filters"))
-            try:
-                after = (datetime.fromisoformat(str(cursor[1])), str(cursor[2]))
-            except ValueError:
-                raise InvalidArgument(
-                    FieldViolation("page.page_token", "is not a page token issued by this API")
-                ) from None
+        after = page_after(request.page.page_token, filters)
         rows = await self._commands.list_strategies(
             current_principal().tenant_id,
             type_=request.type,
@@ -90,12 +79,10 @@ class StrategyServicer(strategy_pb2_grpc.StrategyServiceServicer):
             after=after,
             limit=size + 1,
         )
-        response = strategy_pb2.ListStrategiesResponse(strategies=[convert.strategy(r) for r in rows[:size]])
-        if len(rows) > size:
-            last = rows[size - 1]
-            response.page.next_page_token = encode_page_token(
-                filters, last["created_at"].isoformat(), last["strategy_id"]
-            )
+        page, token = keyset_page(rows, size, "created_at", "strategy_id", filters)
+        response = strategy_pb2.ListStrategiesResponse(strategies=[convert.strategy(r) for r in page])
+        if token:
+            response.page.next_page_token = token
         return response
 
     @rpc(*WRITERS)
@@ -122,7 +109,11 @@ class StrategyServicer(strategy_pb2_grpc.StrategyServiceServicer):
         cursor = decode_page_token(request.page.page_token, 2)
         before: int | None = None
         if cursor is not None:
-            if cursor[0] != request.strategy_id or not isinstance(cursor[1], int):
+            if (
+                cursor[0] != request.strategy_id
+                or not isinstance(cursor[1], int)
+                or not 0 < cursor[1] < 2**63
+            ):
                 raise InvalidArgument(FieldViolation("page.page_token", "was issued for another strategy"))
             before = cursor[1]
         rows = await self._commands.versions(

@@ -46,6 +46,7 @@ from mevaas.common.v1 import common_pb2
 from mevaas.events.v1 import events_pb2
 from mevaas.strategy.v1 import strategy_pb2
 from mevaas_chain.client import ChainClient
+from mevaas_chain.flash_lenders import read_lenders, resolve_lenders
 from mevaas_chain.lending.index import LendingIndex, LendingMarket
 from mevaas_chain.pool_index import BlockUpdate, PoolIndex, Reorg
 from mevaas_chain.registry import ChainRegistry
@@ -58,6 +59,7 @@ from mevaas_strategies.plugins import plugin_for
 from mevaas_strategy import store
 from mevaas_strategy.evaluation import MarketEvaluation, RunningStrategy, on_one_chain
 from mevaas_strategy.feeds import ChainFeed, lending_state, market_pool_state, subscribe_heads
+from mevaas_strategy.reloading import reload_when_notified
 
 log = logging.getLogger("mevaas.strategy.engine")
 
@@ -150,7 +152,14 @@ class Engine:
         self._listener = await self.pool.acquire()
         await self._listener.add_listener(store.SESSIONS_CHANNEL, self._on_notify)
         await self.reload_strategies()
-        self._tasks.append(asyncio.create_task(self._reload_loop(), name="engine-reload"))
+        self._tasks.append(
+            asyncio.create_task(
+                reload_when_notified(
+                    self._reload, self.reload_interval_s, self.reload_strategies, log, "running strategies"
+                ),
+                name="engine-reload",
+            )
+        )
 
     async def stop(self) -> None:
         tasks = [
@@ -182,16 +191,6 @@ class Engine:
 
     def _on_notify(self, *_: object) -> None:
         self._reload.set()
-
-    async def _reload_loop(self) -> None:
-        while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._reload.wait(), self.reload_interval_s)
-            self._reload.clear()
-            try:
-                await self.reload_strategies()
-            except Exception:
-                log.exception("reloading running strategies failed; retrying")
 
     async def reload_strategies(self) -> None:
         """Bring `running` to the sessions table: new versions get a fresh plugin instance."""
@@ -264,6 +263,13 @@ class Engine:
         if feed.lending is not None:
             await feed.lending.load()
             feed.market.lending = lending_state(feed.lending)
+        if config.flash_lenders:
+            feed.flash_plans = await resolve_lenders(
+                feed.client,
+                [(f.kind, f.address) for f in config.flash_lenders],
+                [t.address for t in config.tokens],
+            )
+            feed.market.flash_lenders = await read_lenders(feed.client, feed.flash_plans, number)
 
     async def _follow(self, feed: ChainFeed) -> None:
         last = -1
@@ -333,6 +339,13 @@ class Engine:
         elif feed.lending is not None:
             # Nobody reads it: its round trips stay off this block; a later reader loads afresh.
             feed.lending_stale, market.lending = True, None
+        if feed.flash_plans:
+            # The same block's balances and fees; a failed read leaves no lender for this block.
+            try:
+                market.flash_lenders = await read_lenders(feed.client, feed.flash_plans, update.number)
+            except Exception:
+                market.flash_lenders = ()
+                log.warning("chain %s: flash lender read failed", market.chain_id, exc_info=True)
         reorg, feed.pending_reorg = feed.pending_reorg, None
         full = reorg is not None and reorg.full_reload
         if update.new_pools:

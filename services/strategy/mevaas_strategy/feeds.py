@@ -15,6 +15,7 @@ import aiohttp
 
 from mevaas.events.v1 import events_pb2
 from mevaas_chain.client import ChainClient
+from mevaas_chain.flash_lenders import LenderPlan
 from mevaas_chain.lending.index import LendingIndex
 from mevaas_chain.pool_index import Pool, PoolIndex, Reorg
 from mevaas_chain.registry import ChainConfig
@@ -51,6 +52,8 @@ class ChainFeed:
     lending_stale: bool = False
     # Held while the lending index loads or syncs (the block loop, or `lending_now`).
     lending_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    # The configured flash lenders (``ChainConfig.flash_lenders``), resolved at load; read every block.
+    flash_plans: tuple[LenderPlan, ...] = ()
 
 
 def lending_state(index: LendingIndex) -> LendingState:

@@ -14,7 +14,7 @@ from mevaas.tenancy.v1 import tenancy_pb2, tenancy_pb2_grpc
 from mevaas_core.auth import ALGORITHM, Role, SigningKey, TokenIssuer, key_id_of_pem
 from mevaas_core.errors import FieldViolation, InvalidArgument, PermissionDenied
 from mevaas_core.grpckit import ALL_TENANT_ROLES, current_principal, require_tenant_scope, rpc
-from mevaas_core.pagination import decode_page_token, split_page
+from mevaas_core.pagination import decode_page_token, page_position, split_page
 from mevaas_core.validation import EMAIL, HEX_COLOUR, HOSTNAME, Validator
 from mevaas_tenancy import convert
 from mevaas_tenancy.commands import AccessCommands, BrandingInput, TenantChanges, TenantCommands
@@ -365,11 +365,11 @@ class TenantServicer(tenancy_pb2_grpc.TenantServiceServicer):
         v = Validator()
         size = v.page_size(request.page.page_size)
         v.raise_if_any()
-        cursor = decode_page_token(request.page.page_token, 1)
+        after = page_position(request.page.page_token)
         time_range = request.time_range
         rows = await self._access.list_audit_records(
             tenant_id,
-            after=int(cursor[0]) if cursor else 0,
+            after=after,
             limit=size + 1,
             start=time_range.start.ToDatetime(tzinfo=UTC) if time_range.HasField("start") else None,
             end=time_range.end.ToDatetime(tzinfo=UTC) if time_range.HasField("end") else None,

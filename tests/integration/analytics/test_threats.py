@@ -9,6 +9,7 @@ from __future__ import annotations
 import random
 import uuid
 from datetime import UTC, datetime, timedelta
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +20,15 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from mevaas.analytics.v1 import analytics_pb2, analytics_pb2_grpc
 from mevaas.common.v1 import common_pb2
 from mevaas.events.v1 import events_pb2
-from mevaas_chain.registry import ChainConfig, ChainRegistry, TokenConfig
+from mevaas_chain import abi
+from mevaas_chain.pricing import PricingContext, Unpriced, build_price_source, to_decimal, valuate
+from mevaas_chain.registry import ChainConfig, ChainRegistry, TokenConfig, load_registry
 from mevaas_core.auth import Principal, Role, SigningKey, TokenIssuer
 from mevaas_core.bus import PLATFORM_TENANT, Bus
 from mevaas_core.bus.streams import HEADER_CONTENT_TYPE, HEADER_MSG_ID, HEADER_TENANT, content_type_for
 from mevaas_core.db import platform_transaction
 from mevaas_core.runtime import ServiceRuntime
+from mevaas_local.devnet import Devnet
 from tests.fixtures.analytics import stamp
 from tests.fixtures.execution import wait_for
 from tests.fixtures.platform import StartService
@@ -378,3 +382,152 @@ async def test_malformed_threats_are_refused_without_losing_the_others(
             tenant,
         )
     assert sorted(r["tx_hash"] for r in recorded) == sorted([first.tx_hash, last.tx_hash] * 3)
+
+
+async def test_a_replica_started_after_a_threat_s_block_prices_it_at_that_block_from_the_chain(
+    start_service: StartService, bus: Bus, tmp_path: Path, jwt_signing_key: SigningKey, devnet: Devnet
+) -> None:
+    """Its price book starts at newer reserves (the market update it finds on starting), so the
+    threat's block is read from the chain (anvil serves reserves at any past block); a chain that
+    cannot answer leaves the value unpriced with why."""
+    chain = devnet.main
+    chain_id = random.randrange(10**7, 10**8)
+    tenant = str(uuid.uuid4())
+    weth = chain.deployment.weth.lower()
+    usdc = chain.config.token("USDC").address.lower()
+    pool = next(p for p in chain.deployment.pools if {p.token0.lower(), p.token1.lower()} == {weth, usdc})
+    usdc_first = pool.token0.lower() == usdc
+
+    async def reserves(block: int) -> tuple[int, int]:
+        """(WETH, USDC) reserves of the pool as of ``block``."""
+        data = await chain.client.call(pool.address, bytes.fromhex("0902f1ac"), block)
+        r0, r1 = int.from_bytes(data[:32], "big"), int.from_bytes(data[32:64], "big")
+        return (r1, r0) if usdc_first else (r0, r1)
+
+    threat_block = await chain.client.block_number()
+    then_usdc = (await reserves(threat_block))[1]
+    # The pool moves on: USDC minted into it and synced (its WETH price rises by a third).
+    await chain.producer.transact(
+        [
+            {
+                "from": chain.deployer,
+                "to": usdc,
+                "data": "0x" + abi.encode_call("mint(address,uint256)", pool.address, then_usdc // 3).hex(),
+                "gas": 100_000,
+            },
+            {
+                "from": chain.deployer,
+                "to": pool.address,
+                "data": "0x" + abi.encode_call("sync()").hex(),
+                "gas": 100_000,
+            },
+        ],
+        require_success=True,
+    )
+    head = await chain.client.block_number()
+    then, now = await reserves(threat_block), await reserves(head)
+    assert Fraction(then[1], then[0]) != Fraction(now[1], now[0])
+
+    def update(chain_id: int, block: int, weth_usdc: tuple[int, int]) -> events_pb2.MarketUpdate:
+        weth_reserve, usdc_reserve = weth_usdc
+        block_hash = "0x" + uuid.uuid4().hex * 2
+        return events_pb2.MarketUpdate(
+            event_id=f"{chain_id}:{block_hash}",
+            chain_id=chain_id,
+            block_number=block,
+            block_hash=block_hash,
+            block_timestamp=Timestamp(seconds=int(T0.timestamp()) + block),
+            pools=[
+                events_pb2.PoolState(
+                    address=pool.address,
+                    dex=pool.dex,
+                    token0=pool.token0,
+                    token1=pool.token1,
+                    reserve0=str(usdc_reserve if usdc_first else weth_reserve),
+                    reserve1=str(weth_reserve if usdc_first else usdc_reserve),
+                    fee_bps=30,
+                )
+            ],
+        )
+
+    unreachable = chain_id + 1
+    for market_update in (update(chain_id, head, now),):
+        await bus.publish(
+            f"chain.{market_update.chain_id}.block",
+            market_update,
+            msg_id=market_update.event_id,
+            tenant_id=PLATFORM_TENANT,
+        )
+    from mevaas_analytics.server import SERVICE, AnalyticsRuntime, AnalyticsSettings
+
+    chains = tmp_path / "chains.json"
+    tokens = [
+        TokenConfig(address=weth, symbol="WETH", decimals=18),
+        TokenConfig(address=usdc, symbol="USDC", decimals=6),
+    ]
+    ChainRegistry(
+        chains=[
+            ChainConfig(
+                chain_id=chain_id,
+                name="late",
+                rpc_url=chain.config.rpc_url,
+                wrapped_native=weth,
+                tokens=tokens,
+            ),
+            ChainConfig(
+                chain_id=unreachable,
+                name="gone",
+                rpc_url="http://127.0.0.1:1",
+                wrapped_native=weth,
+                tokens=tokens,
+            ),
+        ]
+    ).write(chains)
+    # Started after the threat's block and the market update (which its replay of the feed finds).
+    analytics = await start_service(
+        SERVICE,
+        AnalyticsRuntime,
+        AnalyticsSettings,
+        durable_prefix=f"analytics-late-{uuid.uuid4().hex[:6]}",
+        chains_file=str(chains),
+    )
+    late = threat(
+        tenant,
+        chain_id,
+        threat_block,
+        [weth, usdc],
+        exact_in=True,
+        attacker_profit=str(E18),
+        exposure="1",
+        at=T0,
+    )
+    await publish(bus, late)
+
+    async def priced_at_its_block() -> analytics_pb2.ThreatValue | None:
+        # Other replicas of this session (their own durables) record it too, unpriced: a priced
+        # valuation replaces theirs.
+        got = await report(analytics, jwt_signing_key, tenant)
+        return (
+            got.threats[0].attacker_profit if got.threats and got.threats[0].attacker_profit.priced else None
+        )
+
+    priced = await wait_for(priced_at_its_block, timeout_s=60)
+    # 1 WETH at the pool's mid price at the threat's block, not at the newer reserves the book held.
+    price = Fraction(then[1] * 10**18, then[0] * 10**6)
+    assert priced.observed_block == threat_block
+    assert priced.price == common_pb2.Decimal(value=str(to_decimal(price)))
+    assert priced.value == money(str(to_decimal(price)))
+    assert priced.price_source == f"pool-mid:{chain_id}:WETH/USDC@{pool.address.lower()}"
+    assert price != Fraction(now[1] * 10**18, now[0] * 10**6)
+
+    # A node that cannot serve the block's state: the price source stays the book's, with why.
+    from mevaas_analytics.past_prices import PastPrices
+
+    registry = load_registry(str(chains))
+    context = PricingContext(registry)
+    context.book.apply_update(update(unreachable, head, now))
+    book_prices = build_price_source(["pool-mid"], context)
+    at = await PastPrices(context, ["pool-mid"], book_prices, lambda: registry).at(unreachable, threat_block)
+    assert at.source is book_prices
+    assert at.unavailable.startswith(f"reserves at block {threat_block} not available")
+    assert isinstance(valuate(at.source, unreachable, weth, E18, 18, at_block=threat_block), Unpriced)

@@ -14,7 +14,6 @@ import pytest
 import pytest_asyncio
 from eth_utils.crypto import keccak
 
-from mevaas.common.v1 import common_pb2
 from mevaas_chain import abi
 from mevaas_chain.executor import (
     ExecutorHop,
@@ -23,42 +22,19 @@ from mevaas_chain.executor import (
     decode_liquidated,
     encode_liquidate,
 )
-from mevaas_chain.lending.index import LendingIndex, LendingMarket
+from mevaas_chain.lending.index import LendingMarket
 from mevaas_chain.lending.math import percent_mul, ray_div, ray_mul
-from mevaas_chain.pool_index import PoolIndex
 from mevaas_local.devnet import Devnet, DevnetChain
 from mevaas_local.devnet.deploy import deploy_executor, mint_tokens
 from mevaas_strategies.actions import Liquidation
 from mevaas_strategies.liquidation import LiquidationStrategy, flash_swap_profit
-from mevaas_strategies.market import ChainMarket, LendingState, MarketView
-from mevaas_strategies.model import StrategySpec, TokenRef
+from mevaas_strategies.market import ChainMarket, MarketView
 from mevaas_strategies.plugins import Candidate
 from tests.fixtures.devnet import call_error, send
+from tests.fixtures.lending import WETH_DROP, liquidation_market, liquidation_spec, weth_dropped
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
 BLOCK_TIME = 12
-
-
-def _spec(chain_id: int, base: str) -> StrategySpec:
-    return StrategySpec(
-        strategy_id="s1",
-        tenant_id="t1",
-        version=1,
-        type=common_pb2.STRATEGY_TYPE_LIQUIDATION,
-        chain_ids=(chain_id,),
-        tokens=(),
-        dexes=frozenset(),
-        base_token=TokenRef(chain_id, base),
-        allocation=0,
-        max_position=0,
-        max_hops=2,
-        min_profit=1,
-        max_slippage_bps=50,
-        max_gas_price_wei=0,
-        execution_delay_ms=0,
-        retry_attempts=0,
-        submission_mode=0,
-    )
 
 
 @dataclass
@@ -79,13 +55,8 @@ async def market(devnet: Devnet) -> AsyncIterator[Market]:
     executor = await deploy_executor(
         chain.client, chain.transact, owner=owner, factories=[d.factory for d in chain.deployment.dexes]
     )
-    price = Decimal(chain.spec.weth_usd_price)
-    await chain.lending.oracle.pin("WETH", price * Decimal("0.86"), chain.transact)
-    try:
+    async with weth_dropped(chain):
         yield Market(chain, lending, executor, owner)
-    finally:
-        await chain.lending.oracle.pin("WETH", price, chain.transact)
-        chain.lending.oracle.unpin("WETH")
 
 
 async def _candidates(m: Market) -> tuple[list[Liquidation], ChainMarket, int]:
@@ -98,33 +69,8 @@ async def _candidates(m: Market) -> tuple[list[Liquidation], ChainMarket, int]:
 async def found_liquidations(m: Market) -> tuple[list[Candidate], ChainMarket, int]:
     """The plugin's candidates, most profitable first, with the market and next block's time."""
     chain = m.chain
-    lending, pools = LendingIndex(chain.client, m.market), PoolIndex(chain.client, chain.config.dexes)
-    await lending.load()
-    await pools.load()
-    header = await chain.client.get_block(lending.head[0])
-    assert header is not None and lending.head == pools.head
-    view = ChainMarket(
-        chain_id=chain.config.chain_id,
-        block_number=lending.head[0],
-        block_hash=lending.head[1],
-        base_fee=int(header["baseFeePerGas"], 16),
-        priority_fee=10**9,
-        pools=pools.pools,
-        wrapped_native=chain.deployment.weth,
-        symbols={t.address: t.symbol for t in chain.deployment.tokens},
-        decimals={t.address: t.decimals for t in chain.deployment.tokens},
-        block_time_s=BLOCK_TIME,
-        lending=LendingState(
-            "aave_v3",
-            m.market.pool,
-            lending.head_timestamp,
-            lending.reserves,
-            lending.positions,
-            lending.prices,
-            lending.flash_loan_premium,
-        ),
-    )
-    strategy = LiquidationStrategy(_spec(chain.config.chain_id, chain.deployment.weth))
+    view, lending = await liquidation_market(chain, m.market, BLOCK_TIME)
+    strategy = LiquidationStrategy(liquidation_spec(chain.config.chain_id, chain.deployment.weth))
     found = sorted(
         strategy.on_market_update(MarketView({chain.config.chain_id: view}), None),
         key=lambda c: -c.net_profit,
@@ -287,7 +233,7 @@ async def test_a_healthy_position_reverts_with_aaves_reason(market: Market) -> N
     try:
         message = await call_error(chain, m.owner, m.executor, encode_liquidate(_call(action), "flash_loan"))
     finally:
-        await chain.lending.oracle.pin("WETH", price * Decimal("0.86"), chain.transact)
+        await chain.lending.oracle.pin("WETH", price * WETH_DROP, chain.transact)
     assert message is not None
     # Error(string) "45": HEALTH_FACTOR_NOT_BELOW_THRESHOLD, bubbled up through the flash loan.
     assert "08c379a0" in message and (b"45".hex() in message)

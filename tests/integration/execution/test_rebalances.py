@@ -9,6 +9,8 @@ reason and sends nothing; a target the price source cannot price fails it naming
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
@@ -85,6 +87,29 @@ async def final(tenant: TenantSession, chain: DevnetChain, rebalance_id: str) ->
     return result
 
 
+@asynccontextmanager
+async def funded_tenant(
+    harness: ExecutionHarness, tenancy_service: Any, chain: DevnetChain, weth: int, **runtime: Any
+) -> AsyncIterator[tuple[Any, TenantSession]]:
+    """A running execution (with ``runtime`` settings) and a new tenant whose wallet holds
+    ``weth``; the tenant's client closed and the runtime stopped after."""
+    started = await harness.start(**runtime)
+    tenant = await tenant_with_wallet(clients(tenancy_service), started, chain)
+    try:
+        await mint_tokens(
+            chain.client,
+            chain.transact,
+            chain.deployment,
+            deployer=chain.deployer,
+            to=tenant.wallet,
+            amounts={"WETH": weth},
+        )
+        yield started, tenant
+    finally:
+        await tenant.client.close()
+        await harness.stop(started)
+
+
 async def commands_consumed(bus: Bus) -> bool:
     info = await bus.js.consumer_info("EXEC", "execution-rebalances")
     return bool(info.num_pending == 0 and info.num_ack_pending == 0)
@@ -94,17 +119,7 @@ async def test_a_rebalance_with_two_trades_completes_on_chain_once(
     execution_harness: ExecutionHarness, tenancy_service: Any, risk_service: Any, devnet: Devnet, bus: Bus
 ) -> None:
     chain = devnet.chains[0]
-    runtime = await execution_harness.start()
-    tenant = await tenant_with_wallet(clients(tenancy_service), runtime, chain)
-    try:
-        await mint_tokens(
-            chain.client,
-            chain.transact,
-            chain.deployment,
-            deployer=chain.deployer,
-            to=tenant.wallet,
-            amounts={"WETH": 10 * ETHER},
-        )
+    async with funded_tenant(execution_harness, tenancy_service, chain, 10 * ETHER) as (runtime, tenant):
         before = await holdings(chain, tenant.wallet)
         targets = [target(chain, "WETH", "60"), target(chain, "USDC", "25"), target(chain, "DAI", "15")]
         command = await send(bus, tenant, targets)
@@ -173,26 +188,13 @@ async def test_a_rebalance_with_two_trades_completes_on_chain_once(
         trades = await tenant.stub.ListExecutions(execution_pb2.ListExecutionsRequest())
         assert sorted(e.execution_id for e in trades.executions) == sorted(result.execution_ids)
         assert await holdings(chain, tenant.wallet) == after
-    finally:
-        await tenant.client.close()
-        await execution_harness.stop(runtime)
 
 
 async def test_a_trade_risk_rejects_fails_the_rebalance_and_sends_nothing(
     execution_harness: ExecutionHarness, tenancy_service: Any, risk_service: Any, devnet: Devnet, bus: Bus
 ) -> None:
     chain = devnet.chains[0]
-    runtime = await execution_harness.start()
-    tenant = await tenant_with_wallet(clients(tenancy_service), runtime, chain)
-    try:
-        await mint_tokens(
-            chain.client,
-            chain.transact,
-            chain.deployment,
-            deployer=chain.deployer,
-            to=tenant.wallet,
-            amounts={"WETH": 2 * ETHER},
-        )
+    async with funded_tenant(execution_harness, tenancy_service, chain, 2 * ETHER) as (_runtime, tenant):
         weth = chain.deployment.token("WETH").address
         async with clients(tenancy_service)(
             tenant.owner_key, risk=f"127.0.0.1:{risk_service.grpc_port}"
@@ -214,9 +216,6 @@ async def test_a_trade_risk_rejects_fails_the_rebalance_and_sends_nothing(
         assert f"> max_position {ETHER // 10}" in result.reason, result.reason
         assert len(result.trades) == 1 and not result.execution_ids
         assert await holdings(chain, tenant.wallet) == before
-    finally:
-        await tenant.client.close()
-        await execution_harness.stop(runtime)
 
 
 async def test_an_unpriceable_target_fails_naming_the_token_and_sends_nothing(
@@ -225,19 +224,10 @@ async def test_an_unpriceable_target_fails_naming_the_token_and_sends_nothing(
     chain = devnet.chains[0]
     weth, link = (chain.deployment.token(s).address for s in ("WETH", "LINK"))
     # Only a configured table prices here, and it knows WETH only: LINK cannot be priced.
-    runtime = await execution_harness.start(
-        price_sources="fixed", price_table=f"{chain.spec.chain_id}:{weth}=3000"
-    )
-    tenant = await tenant_with_wallet(clients(tenancy_service), runtime, chain)
-    try:
-        await mint_tokens(
-            chain.client,
-            chain.transact,
-            chain.deployment,
-            deployer=chain.deployer,
-            to=tenant.wallet,
-            amounts={"WETH": ETHER},
-        )
+    prices = f"{chain.spec.chain_id}:{weth}=3000"
+    async with funded_tenant(
+        execution_harness, tenancy_service, chain, ETHER, price_sources="fixed", price_table=prices
+    ) as (_runtime, tenant):
         before = await holdings(chain, tenant.wallet)
         command = await send(bus, tenant, [target(chain, "WETH", "50"), target(chain, "LINK", "50")])
         result = await final(tenant, chain, command.rebalance_id)
@@ -249,9 +239,6 @@ async def test_an_unpriceable_target_fails_naming_the_token_and_sends_nothing(
         assert await holdings(chain, tenant.wallet) == before
         listed = await tenant.stub.ListExecutions(execution_pb2.ListExecutionsRequest())
         assert not listed.executions
-    finally:
-        await tenant.client.close()
-        await execution_harness.stop(runtime)
 
 
 async def test_a_rebalance_through_the_portfolio_api_completes_with_the_same_status_in_both_services(
@@ -264,54 +251,45 @@ async def test_a_rebalance_through_the_portfolio_api_completes_with_the_same_sta
     """PortfolioService.Rebalance (analytics) -> execution -> risk -> chain: both trades land and
     analytics' GetRebalance shows what execution's does (status, trades, executions)."""
     chain = devnet.chains[0]
-    runtime = await execution_harness.start()
-    tenant = await tenant_with_wallet(clients(tenancy_service), runtime, chain)
-    channel, md = analytics_channel(tenant.tenant_id, Role.TRADER)
-    try:
-        await mint_tokens(
-            chain.client,
-            chain.transact,
-            chain.deployment,
-            deployer=chain.deployer,
-            to=tenant.wallet,
-            amounts={"WETH": 5 * ETHER},
-        )
-        portfolio = portfolio_pb2_grpc.PortfolioServiceStub(channel)
-        accepted = await portfolio.Rebalance(
-            P.RebalanceRequest(
-                idempotency_key=str(uuid.uuid4()),
-                targets=[
-                    target(chain, "WETH", "50"),
-                    target(chain, "USDC", "30"),
-                    target(chain, "DAI", "20"),
-                ],
-                max_slippage_bps=100,
-            ),
-            metadata=md,
-        )
-        assert accepted.result.status == P.REBALANCE_STATUS_SUBMITTED
-        rebalance_id = accepted.result.rebalance_id
-        done = await final(tenant, chain, rebalance_id)
-        assert done.status == P.REBALANCE_STATUS_COMPLETED, done.reason
-        assert len(done.trades) == 2 and len(done.execution_ids) == 2
-        for execution_id in done.execution_ids:
-            execution = (
-                await tenant.stub.GetExecution(execution_pb2.GetExecutionRequest(execution_id=execution_id))
-            ).execution
-            receipt = await chain.client.request("eth_getTransactionReceipt", [execution.tx_hashes[-1]])
-            assert int(receipt["status"], 16) == 1 and execution.rebalance_id == rebalance_id
+    async with funded_tenant(execution_harness, tenancy_service, chain, 5 * ETHER) as (_runtime, tenant):
+        channel, md = analytics_channel(tenant.tenant_id, Role.TRADER)
+        async with channel:
+            portfolio = portfolio_pb2_grpc.PortfolioServiceStub(channel)
+            accepted = await portfolio.Rebalance(
+                P.RebalanceRequest(
+                    idempotency_key=str(uuid.uuid4()),
+                    targets=[
+                        target(chain, "WETH", "50"),
+                        target(chain, "USDC", "30"),
+                        target(chain, "DAI", "20"),
+                    ],
+                    max_slippage_bps=100,
+                ),
+                metadata=md,
+            )
+            assert accepted.result.status == P.REBALANCE_STATUS_SUBMITTED
+            rebalance_id = accepted.result.rebalance_id
+            done = await final(tenant, chain, rebalance_id)
+            assert done.status == P.REBALANCE_STATUS_COMPLETED, done.reason
+            assert len(done.trades) == 2 and len(done.execution_ids) == 2
+            for execution_id in done.execution_ids:
+                execution = (
+                    await tenant.stub.GetExecution(
+                        execution_pb2.GetExecutionRequest(execution_id=execution_id)
+                    )
+                ).execution
+                receipt = await chain.client.request("eth_getTransactionReceipt", [execution.tx_hashes[-1]])
+                assert int(receipt["status"], 16) == 1 and execution.rebalance_id == rebalance_id
 
-        async def shown() -> P.RebalanceResult | None:
-            got = await portfolio.GetRebalance(P.GetRebalanceRequest(rebalance_id=rebalance_id), metadata=md)
-            return got.result if got.result.status == P.REBALANCE_STATUS_COMPLETED else None
+            async def shown() -> P.RebalanceResult | None:
+                got = await portfolio.GetRebalance(
+                    P.GetRebalanceRequest(rebalance_id=rebalance_id), metadata=md
+                )
+                return got.result if got.result.status == P.REBALANCE_STATUS_COMPLETED else None
 
-        seen: P.RebalanceResult = await wait_for(shown, timeout_s=30)
-        assert list(seen.trades) == list(done.trades) and seen.execution_ids == done.execution_ids
-        assert seen.targets == accepted.result.targets
-    finally:
-        await channel.close()
-        await tenant.client.close()
-        await execution_harness.stop(runtime)
+            seen: P.RebalanceResult = await wait_for(shown, timeout_s=30)
+            assert list(seen.trades) == list(done.trades) and seen.execution_ids == done.execution_ids
+            assert seen.targets == accepted.result.targets
 
 
 async def test_a_command_of_an_unknown_tenant_is_dropped_not_retried_forever(

@@ -3,52 +3,32 @@ for unknown routes, bad JSON and missing upstreams."""
 
 from __future__ import annotations
 
-import base64
-from collections.abc import AsyncIterator
-
 import aiohttp
 import pytest
-
-from mevaas_gateway.server import GatewayRuntime, GatewaySettings
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-async def gateway(nats_server: str) -> AsyncIterator[str]:
-    settings = GatewaySettings(
-        nats_url=nats_server,
-        grpc_port=0,
-        metrics_port=0,
-        http_port=0,
-        gateway_session_key=base64.b64encode(b"s" * 32).decode(),
-    )
-    runtime = GatewayRuntime(settings)
-    await runtime.start()
-    try:
-        yield f"http://127.0.0.1:{runtime.http_port}"
-    finally:
-        await runtime.stop()
-
-
-async def test_openapi_and_error_model(gateway: str) -> None:
+async def test_openapi_and_error_model(lone_gateway: str) -> None:
     async with aiohttp.ClientSession() as http:
-        async with http.get(f"{gateway}/openapi.json") as reply:
+        async with http.get(f"{lone_gateway}/openapi.json") as reply:
             assert reply.status == 200
             document = await reply.json()
         assert "/v1/mevaas.strategy.v1.StrategyService/CreateStrategy" in document["paths"]
-        async with http.post(f"{gateway}/v1/mevaas.nope.v1.X/Y", json={}) as reply:
+        async with http.post(f"{lone_gateway}/v1/mevaas.nope.v1.X/Y", json={}) as reply:
             assert reply.status == 404
             assert (await reply.json())["status"] == "NOT_FOUND"
         path = "/v1/mevaas.strategy.v1.StrategyService/CreateStrategy"
-        async with http.post(f"{gateway}{path}", data=b"{not json") as reply:
+        async with http.post(f"{lone_gateway}{path}", data=b"{not json") as reply:
             assert reply.status == 400
             body = await reply.json()
         assert body["details"][0]["fieldViolations"][0]["field"] == "body"
-        async with http.post(f"{gateway}{path}", json={"noSuchField": 1}) as reply:
+        async with http.post(f"{lone_gateway}{path}", json={"noSuchField": 1}) as reply:
             assert reply.status == 400
-        async with http.get(f"{gateway}{path}") as reply:
+        async with http.get(f"{lone_gateway}{path}") as reply:
             assert reply.status == 400  # a mutation is POST only
-        async with http.post(f"{gateway}/v1/mevaas.tenancy.v1.AuthService/GetPublicKeys", json={}) as reply:
+        async with http.post(
+            f"{lone_gateway}/v1/mevaas.tenancy.v1.AuthService/GetPublicKeys", json={}
+        ) as reply:
             assert reply.status == 503  # no upstream configured: UNAVAILABLE, not a crash
             assert (await reply.json())["status"] == "UNAVAILABLE"

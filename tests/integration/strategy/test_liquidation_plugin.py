@@ -4,94 +4,38 @@ through its route) realises exactly the profit its route predicts."""
 
 from __future__ import annotations
 
-from decimal import Decimal
 from typing import Any
 
 import pytest
 
-from mevaas.common.v1 import common_pb2
 from mevaas_chain import abi
-from mevaas_chain.lending.index import LendingIndex, LendingMarket
-from mevaas_chain.pool_index import PoolIndex
+from mevaas_chain.lending.index import LendingMarket
 from mevaas_local.devnet import Devnet
 from mevaas_local.devnet.deploy import MAX_UINT, NO_DEADLINE, mint_tokens
 from mevaas_strategies.actions import Liquidation
 from mevaas_strategies.liquidation import LiquidationStrategy
-from mevaas_strategies.market import ChainMarket, LendingState, MarketView
-from mevaas_strategies.model import StrategySpec, TokenRef
+from mevaas_strategies.market import MarketView
 from tests.fixtures.devnet import send
+from tests.fixtures.lending import liquidation_market, liquidation_spec, weth_dropped
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 BLOCK_TIME = 12
 
 
-def spec(chain_id: int, base: str) -> StrategySpec:
-    return StrategySpec(
-        strategy_id="s1",
-        tenant_id="t1",
-        version=1,
-        type=common_pb2.STRATEGY_TYPE_LIQUIDATION,
-        chain_ids=(chain_id,),
-        tokens=(),
-        dexes=frozenset(),
-        base_token=TokenRef(chain_id, base),
-        allocation=0,
-        max_position=0,
-        max_hops=2,
-        min_profit=1,
-        max_slippage_bps=50,
-        max_gas_price_wei=0,
-        execution_delay_ms=0,
-        retry_attempts=0,
-        submission_mode=0,
-    )
-
-
 async def test_liquidations_are_found_and_realise_their_predicted_profit(devnet: Devnet) -> None:
     chain = devnet.main
-    assert chain.lending is not None
     market = LendingMarket.from_contracts(chain.config.contracts)
     assert market is not None
-    lending, pools = LendingIndex(chain.client, market), PoolIndex(chain.client, chain.config.dexes)
-    price = Decimal(chain.spec.weth_usd_price)
     liquidator = chain.demo_wallets[2]
-    try:
-        await chain.lending.oracle.pin("WETH", price * Decimal("0.86"), chain.transact)
-        await lending.load()
-        await pools.load()
-        assert lending.head == pools.head
-        header = await chain.client.get_block(lending.head[0])
-        assert header is not None
-        view = MarketView(
-            {
-                chain.config.chain_id: ChainMarket(
-                    chain_id=chain.config.chain_id,
-                    block_number=lending.head[0],
-                    block_hash=lending.head[1],
-                    base_fee=int(header["baseFeePerGas"], 16),
-                    priority_fee=10**9,
-                    pools=pools.pools,
-                    wrapped_native=chain.deployment.weth,
-                    symbols={t.address: t.symbol for t in chain.deployment.tokens},
-                    decimals={t.address: t.decimals for t in chain.deployment.tokens},
-                    block_time_s=BLOCK_TIME,
-                    lending=LendingState(
-                        "aave_v3",
-                        market.pool,
-                        lending.head_timestamp,
-                        lending.reserves,
-                        lending.positions,
-                        lending.prices,
-                    ),
-                )
-            }
-        )
+    async with weth_dropped(chain):
+        chain_market, lending = await liquidation_market(chain, market, BLOCK_TIME)
+        view = MarketView({chain.config.chain_id: chain_market})
         now = lending.head_timestamp + BLOCK_TIME
         under = {p.user for p in lending.borrowers() if lending.account(p.user, now).liquidatable}
         assert under
-        candidates = LiquidationStrategy(spec(chain.config.chain_id, chain.deployment.weth)).on_market_update(
-            view, None
-        )
+        candidates = LiquidationStrategy(
+            liquidation_spec(chain.config.chain_id, chain.deployment.weth)
+        ).on_market_update(view, None)
         actions = [c.action for c in candidates]
         assert all(isinstance(a, Liquidation) for a in actions)
         # One candidate per borrower, only borrowers under 1, all of them profitable net of gas.
@@ -172,6 +116,3 @@ async def test_liquidations_are_found_and_realise_their_predicted_profit(devnet:
         plain = action.collateral_swap[-1].amount_out - action.debt_to_cover
         assert debt_after - debt_before == plain
         assert 0 < best.expected_profit <= plain
-    finally:
-        await chain.lending.oracle.pin("WETH", price, chain.transact)
-        chain.lending.oracle.unpin("WETH")

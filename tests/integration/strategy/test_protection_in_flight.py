@@ -136,6 +136,23 @@ async def protect(pool: asyncpg.Pool) -> tuple[str, str]:
     return tenant_id, protection_id
 
 
+def included(
+    tenant_id: str, protection_id: str, deleverage: K.Opportunity, *, block: int
+) -> K.ExecutionResult:
+    """Execution's result for a deleverage that landed in ``block``."""
+    execution_id = str(uuid.uuid4())
+    return K.ExecutionResult(
+        event_id=execution_id,
+        tenant_id=tenant_id,
+        execution_id=execution_id,
+        opportunity_id=deleverage.opportunity_id,
+        strategy_id=protection_id,
+        status=common_pb2.EXECUTION_RESULT_STATUS_INCLUDED,
+        block_number=block,
+        tx_hashes=["0x" + "ee" * 32],
+    )
+
+
 class Watch:
     """The tenant's opportunities and alerts as the bus delivers them. The monitors publish on the
     same connection as these subscriptions: once a flush has come back, the server has sent
@@ -256,18 +273,8 @@ async def test_a_result_received_before_the_restart_settles_the_deleverage_after
     try:
         await first.on_block(market(200, UNDER), datetime.now(UTC))
         (published,), _ = await watch.new()
-        execution_id = str(uuid.uuid4())
-        result = K.ExecutionResult(
-            event_id=execution_id,
-            tenant_id=tenant_id,
-            execution_id=execution_id,
-            opportunity_id=published.opportunity_id,
-            strategy_id=protection_id,
-            status=common_pb2.EXECUTION_RESULT_STATUS_INCLUDED,
-            block_number=201,
-            tx_hashes=["0x" + "ee" * 32],
-        )
-        await bus.publish(f"exec.{tenant_id}.result", result, msg_id=execution_id, tenant_id=tenant_id)
+        result = included(tenant_id, protection_id, published, block=201)
+        await bus.publish(f"exec.{tenant_id}.result", result, msg_id=result.execution_id, tenant_id=tenant_id)
 
         async def kept() -> bool:
             rows = await in_flight(pool, tenant_id)
@@ -285,7 +292,10 @@ async def test_a_result_received_before_the_restart_settles_the_deleverage_after
         assert opportunities == []
         (settled,) = alerts
         assert settled.kind == K.PROTECTION_ALERT_KIND_DELEVERAGED
-        assert (settled.opportunity_id, settled.execution_id) == (published.opportunity_id, execution_id)
+        assert (settled.opportunity_id, settled.execution_id) == (
+            published.opportunity_id,
+            result.execution_id,
+        )
         assert settled.tx_hash == "0x" + "ee" * 32
         assert int(settled.health_factor) >= 14 * WAD // 10
         assert await in_flight(pool, tenant_id) == []
@@ -350,14 +360,7 @@ async def test_a_result_another_replica_received_reaches_the_monitor_evaluating_
     try:
         await monitor.on_block(market(500, UNDER), datetime.now(UTC))
         (published,), _ = await watch.new()
-        execution_id = str(uuid.uuid4())
-        result = K.ExecutionResult(
-            execution_id=execution_id,
-            opportunity_id=published.opportunity_id,
-            strategy_id=protection_id,
-            status=common_pb2.EXECUTION_RESULT_STATUS_INCLUDED,
-            block_number=501,
-        )
+        result = included(tenant_id, protection_id, published, block=501)
         # What a replica not evaluating the tenant does with a result the shared consumer gave it.
         async with platform_transaction(pool) as conn:
             await store.record_result(conn, published.opportunity_id, result.SerializeToString())
@@ -371,7 +374,7 @@ async def test_a_result_another_replica_received_reaches_the_monitor_evaluating_
         opportunities, alerts = await watch.new()
         assert opportunities == []
         assert [(a.kind, a.execution_id) for a in alerts] == [
-            (K.PROTECTION_ALERT_KIND_DELEVERAGED, execution_id)
+            (K.PROTECTION_ALERT_KIND_DELEVERAGED, result.execution_id)
         ]
         assert await in_flight(pool, tenant_id) == []
     finally:

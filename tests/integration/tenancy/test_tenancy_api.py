@@ -20,6 +20,7 @@ from mevaas.common.v1 import common_pb2
 from mevaas.events.v1 import events_pb2
 from mevaas.tenancy.v1 import tenancy_pb2
 from mevaas_core.auth import Principal, Role, SigningKey, TokenIssuer
+from mevaas_core.pagination import encode_page_token
 from mevaas_core.runtime import ServiceRuntime
 from mevaas_sdk import MevaasClient
 from tests.integration.tenancy.helpers import create_tenant, field_violations
@@ -331,6 +332,29 @@ async def test_malformed_requests_name_the_field(
         assert field_violations(error) == ["request"]
     finally:
         await channel.close(None)
+
+
+async def test_an_audit_page_token_holding_no_bigint_offset_is_refused_by_field(
+    admin_client: MevaasClient, client_for: Callable[[str], MevaasClient]
+) -> None:
+    # The token is the client's bytes: one decoding to a string or an integer no BIGINT holds
+    # was an INTERNAL error from deep in the list, not an answer naming the field.
+    tenant = await create_tenant(admin_client)
+    async with client_for(tenant.owner_key) as owner:
+        for position in ("12", "x", -1, 2**63):
+            error = await expect_code(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                owner.tenants.ListAuditRecords(
+                    tenancy_pb2.ListAuditRecordsRequest(
+                        page=common_pb2.PageRequest(page_token=encode_page_token(position))
+                    )
+                ),
+            )
+            assert field_violations(error) == ["page.page_token"], position
+        listed = await owner.tenants.ListAuditRecords(
+            tenancy_pb2.ListAuditRecordsRequest(page=common_pb2.PageRequest(page_token=encode_page_token(0)))
+        )
+        assert listed.records
 
 
 async def test_idempotent_create_emits_one_event(admin_client: MevaasClient, nats_server: str) -> None:

@@ -73,7 +73,7 @@ def opportunity(financing: int = events_pb2.FINANCING_FLASH_LOAN, **overrides: A
 
 
 def _args(data: bytes, with_factory: bool = False) -> Any:
-    kinds = ["(address,address,address,address,uint256,bool,(address,bool,uint16)[],uint256)"]
+    kinds = ["(address,address,address,address,uint256,bool,(address,bool,uint16,uint8)[],uint256)"]
     return decode(["address", *kinds] if with_factory else kinds, data[4:])
 
 
@@ -83,12 +83,12 @@ def test_each_financing_calls_its_entry_point() -> None:
         (events_pb2.FINANCING_FLASH_LOAN, "liquidateFlashLoan"),
     ):
         planned = plan_call(opportunity(financing), CHAIN, 200, LIMITS)
-        sig = f"{signature}((address,address,address,address,uint256,bool,(address,bool,uint16)[],uint256))"
+        sig = f"{signature}((address,address,address,address,uint256,bool,(address,bool,uint16,uint8)[],uint256))"
         assert planned.calldata[:4] == keccak(text=sig)[:4]
         (call,) = _args(planned.calldata)
         # 1000 debt, WETH sold for USDC (token0 -> token1), floor = 200 less 1% slippage.
         assert call[3].lower() == BORROWER and call[4] == 1000 and call[5] is False
-        assert [(h[0].lower(), h[1], h[2]) for h in call[6]] == [(PAIR, True, 30)] and call[7] == 198
+        assert [(h[0].lower(), h[1], h[2], h[3]) for h in call[6]] == [(PAIR, True, 30, 0)] and call[7] == 198
     planned = plan_call(opportunity(events_pb2.FINANCING_FLASH_SWAP), CHAIN, 200, LIMITS)
     factory, _call = _args(planned.calldata, with_factory=True)
     assert factory.lower() == FACTORY and planned.financing == "flash_swap"

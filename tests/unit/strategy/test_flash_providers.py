@@ -11,13 +11,16 @@ import pytest
 
 from mevaas.common.v1 import common_pb2
 from mevaas.events.v1 import events_pb2
+from mevaas_chain.flash_lenders import FlashLender
 from mevaas_chain.lending.math import RAY, Reserve, percent_mul
 from mevaas_strategies import flash_providers
 from mevaas_strategies.actions import Hop, SwapCycle
 from mevaas_strategies.arbitrage import GAS_BASE, GAS_PER_HOP, FlashArbitrage
 from mevaas_strategies.flash_providers import (
     AAVE_FLASH_LOAN_GAS,
+    BALANCER_FLASH_LOAN_GAS,
     V2_FLASH_SWAP_GAS,
+    V3_FLASH_GAS,
     FlashQuote,
     FlashSkip,
     choose,
@@ -52,6 +55,10 @@ def cycle_hops(amount_in: int = 10 * E18, amount_out: int = 30_000 * 10**6) -> t
     )
 
 
+# The providers a market without configured flash lenders (V3 pools, a Balancer vault) can offer.
+V2_AND_AAVE = ("uniswap_v2", "aave_v3")
+
+
 def gas_in_wei(gas: int) -> int:
     return gas * 11 * 10**9
 
@@ -59,7 +66,7 @@ def gas_in_wei(gas: int) -> int:
 def test_the_flash_swap_is_chosen_over_the_flash_loan_when_both_can_lend() -> None:
     m = with_lending(lending())
     hops = cycle_hops()
-    choice = choose(m, hops, gas_in_wei)
+    choice = choose(m, hops, gas_in_wei, V2_AND_AAVE)
     assert choice.skipped == ()
     assert choice.quote == FlashQuote("uniswap_v2", USDC, 30_000 * 10**6, 0, V2_FLASH_SWAP_GAS)
     aave = flash_providers.FLASH_PROVIDERS["aave_v3"].quote(m, hops)
@@ -95,7 +102,7 @@ def test_the_premium_is_the_pools_not_a_constant() -> None:
 def test_a_lender_that_cannot_lend_is_skipped_with_the_reason(
     state: LendingState | None, reason: str
 ) -> None:
-    choice = choose(with_lending(state), cycle_hops(), gas_in_wei)
+    choice = choose(with_lending(state), cycle_hops(), gas_in_wei, V2_AND_AAVE)
     assert choice.quote is not None and choice.quote.provider == "uniswap_v2"
     assert choice.skipped == (FlashSkip("aave_v3", reason),)
 
@@ -103,7 +110,7 @@ def test_a_lender_that_cannot_lend_is_skipped_with_the_reason(
 def test_a_pair_that_cannot_lend_the_amount_is_skipped_and_the_loan_taken() -> None:
     _, reserve_out = DEAR.reserves_for(WETH)
     hops = cycle_hops(amount_out=reserve_out)
-    choice = choose(with_lending(lending()), hops, gas_in_wei)
+    choice = choose(with_lending(lending()), hops, gas_in_wei, V2_AND_AAVE)
     assert choice.quote is not None and choice.quote.provider == "aave_v3"
     assert choice.skipped == (
         FlashSkip("uniswap_v2", f"pair {DEAR.address} holds {reserve_out} of {USDC}, not {reserve_out}"),
@@ -149,3 +156,76 @@ def test_the_flash_arbitrage_with_only_aave_is_net_of_the_premium(monkeypatch: p
     assert (proto.flash_provider, proto.flash_fee) == ("aave_v3", str(fee))
     # Without a lender that can lend, no candidate.
     assert strategy.on_market_update(MarketView({1: with_lending(None)}), None) == []
+
+
+V3_POOL_A, V3_POOL_B, VAULT = "0x" + "3a" * 20, "0x" + "3b" * 20, "0x" + "ba" * 20
+
+
+def with_lenders(*lenders: FlashLender) -> ChainMarket:
+    m = with_lending(None)
+    m.flash_lenders = lenders
+    return m
+
+
+def test_a_v3_pool_quotes_its_exact_fee_rounded_up_and_the_cheapest_able_pool_lends() -> None:
+    amount = 10 * E18 + 1
+    hops = cycle_hops(amount_in=amount)
+    m = with_lenders(
+        FlashLender("uniswap_v3", V3_POOL_A, 3000, {WETH: 100 * E18}),
+        FlashLender("uniswap_v3", V3_POOL_B, 500, {WETH: 100 * E18}),
+        FlashLender("uniswap_v3", "0x" + "3c" * 20, 100, {WETH: E18}),
+    )
+    quote = flash_providers.FLASH_PROVIDERS["uniswap_v3"].quote(m, hops)
+    # mulDivRoundingUp(amount, 500, 1e6): 5e15 and a remainder, so one more wei.
+    assert quote == FlashQuote("uniswap_v3", WETH, amount, 5 * 10**15 + 1, V3_FLASH_GAS, V3_POOL_B)
+
+
+def test_a_v3_pool_on_the_route_short_of_the_amount_or_idle_does_not_lend() -> None:
+    hops = cycle_hops()
+    on_route = FlashLender("uniswap_v3", DEAR.address, 100, {WETH: 100 * E18})
+    short = FlashLender("uniswap_v3", V3_POOL_A, 500, {WETH: 10 * E18 - 1})
+    # No in-range liquidity: UniswapV3Pool.flash requires liquidity > 0.
+    idle = FlashLender("uniswap_v3", V3_POOL_B, 100, {WETH: 100 * E18}, active=False)
+    skip = flash_providers.FLASH_PROVIDERS["uniswap_v3"].quote(with_lenders(on_route, short, idle), hops)
+    assert skip == FlashSkip(
+        "uniswap_v3", f"no active V3 flash pool off the route holds {10 * E18} of {WETH} (most: {100 * E18})"
+    )
+    assert flash_providers.FLASH_PROVIDERS["uniswap_v3"].quote(with_lenders(), hops) == FlashSkip(
+        "uniswap_v3", "no Uniswap V3 flash pool configured on chain 1"
+    )
+
+
+@pytest.mark.parametrize(
+    ("fee", "expected"),
+    [(0, 0), (10**15, 10**16), (3 * 10**14 + 7, (10 * E18 * (3 * 10**14 + 7) - 1) // E18 + 1)],
+)
+def test_the_balancer_vault_quotes_mul_up_of_its_fee_percentage(fee: int, expected: int) -> None:
+    m = with_lenders(FlashLender("balancer_v2", VAULT, fee, {WETH: 10 * E18}))
+    quote = flash_providers.FLASH_PROVIDERS["balancer_v2"].quote(m, cycle_hops())
+    assert quote == FlashQuote("balancer_v2", WETH, 10 * E18, expected, BALANCER_FLASH_LOAN_GAS, VAULT)
+
+
+def test_choose_moves_from_the_vault_to_the_v3_pool_when_the_vault_is_dearer_or_short() -> None:
+    pool = FlashLender("uniswap_v3", V3_POOL_A, 500, {WETH: 100 * E18})
+    both = ("uniswap_v3", "balancer_v2")
+    free = choose(
+        with_lenders(pool, FlashLender("balancer_v2", VAULT, 0, {WETH: 100 * E18})),
+        cycle_hops(),
+        gas_in_wei,
+        both,
+    )
+    assert free.quote is not None and free.quote.provider == "balancer_v2"
+    dear = choose(
+        with_lenders(pool, FlashLender("balancer_v2", VAULT, 10**15, {WETH: 100 * E18})),
+        cycle_hops(),
+        gas_in_wei,
+        both,
+    )
+    assert dear.quote is not None and dear.quote.provider == "uniswap_v3" and dear.skipped == ()
+    short = choose(
+        with_lenders(pool, FlashLender("balancer_v2", VAULT, 0, {WETH: E18})), cycle_hops(), gas_in_wei, both
+    )
+    assert short.quote is not None and short.quote.provider == "uniswap_v3"
+    assert short.skipped == (
+        FlashSkip("balancer_v2", f"vault {VAULT} holds {E18} of {WETH}, not {10 * E18}"),
+    )

@@ -15,10 +15,11 @@ import json
 import shutil
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from mevaas_chain.contracts import ARTIFACT_DIR, CONTRACT_NAMES, SOURCE_DIR, node_modules_dir
+from mevaas_chain.contracts import ARTIFACT_DIR, CONTRACT_NAMES, SOURCE_DIR, Artifact, node_modules_dir
 
 SOLC_VERSION = "0.8.37"
 EVM_VERSION = "cancun"
@@ -37,8 +38,11 @@ process.stdin.on("end", () => { process.stdout.write(solc.compile(input)); });
 """
 
 
-def standard_input() -> dict[str, Any]:
-    sources = {p.name: {"content": p.read_text()} for p in sorted(SOURCE_DIR.glob("*.sol"))}
+def standard_input(texts: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """solc's standard JSON for ``texts`` (file name -> source; default: ``src/*.sol``)."""
+    if texts is None:
+        texts = {p.name: p.read_text() for p in sorted(SOURCE_DIR.glob("*.sol"))}
+    sources = {name: {"content": text} for name, text in texts.items()}
     return {
         "language": "Solidity",
         "sources": sources,
@@ -51,12 +55,13 @@ def standard_input() -> dict[str, Any]:
     }
 
 
-def compile_sources() -> dict[str, Any]:
+def compile_sources(texts: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """solc's standard JSON output for ``texts`` (default: ``src/*.sol``), with these settings."""
     node = shutil.which("node")
     if node is None:
         raise RuntimeError("node is not on PATH")
     solc_dir = node_modules_dir() / "solc"
-    std_in = standard_input()
+    std_in = standard_input(texts)
     proc = subprocess.run(
         [node, "-e", _NODE_SCRIPT, str(solc_dir), SOLC_VERSION],
         input=json.dumps(std_in, sort_keys=True),
@@ -71,6 +76,22 @@ def compile_sources() -> dict[str, Any]:
     if errors:
         raise RuntimeError("\n".join(e.get("formattedMessage", e.get("message", "")) for e in errors))
     return output
+
+
+def compile_contracts(texts: Mapping[str, str]) -> dict[str, Artifact]:
+    """Every contract in ``texts`` (file name -> source), compiled like the platform's own; tests
+    use it for contracts that are not part of the platform (attackers, fakes)."""
+    output = compile_sources(texts)
+    return {
+        name: Artifact(
+            name=name,
+            abi=data["abi"],
+            bytecode=bytes.fromhex(data["evm"]["bytecode"]["object"]),
+            deployed_bytecode=bytes.fromhex(data["evm"]["deployedBytecode"]["object"]),
+        )
+        for contracts in output["contracts"].values()
+        for name, data in contracts.items()
+    }
 
 
 def artifacts() -> dict[str, str]:

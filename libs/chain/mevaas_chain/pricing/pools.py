@@ -113,6 +113,15 @@ class PoolBook:
             default=0,
         )
 
+    def uncovered(self, chain_id: int, at_block: int) -> list[PoolReserves]:
+        """The newest reserves of each pool of the chain the book knows nothing of at `at_block`
+        (first observed after it: a replica that started later), so a reader can fetch them."""
+        return [
+            entries[-1].reserves
+            for (chain, _), entries in sorted(self._pools.items())
+            if chain == chain_id and entries and entries[0].block_number > at_block
+        ]
+
     def snapshot(self, chain_id: int, at_block: int | None = None) -> list[_Observation]:
         """Each pool of the chain as of `at_block` (its newest observation at or before it)."""
         out = []

@@ -134,13 +134,7 @@ class PlatformInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
             with _tracer.start_as_current_span(method, context=parent, kind=SpanKind.SERVER) as span:
                 principal_token = tenant_token = None
                 try:
-                    if isinstance(request, _MalformedRequest):
-                        raise InvalidArgument(FieldViolation("request", request.reason))
-                    if violations := message_violations(request):
-                        raise InvalidArgument(violations)
-                    principal = self._authenticate(metadata, policy, context, call)
-                    if principal is not None and not policy.public:
-                        await self._throttle_tenant(principal)
+                    principal = await self._admit(request, metadata, policy, context, call)
                     principal_token = _principal.set(principal)
                     if principal is not None:
                         tenant_token = current_tenant_id.set(principal.tenant_id)
@@ -189,13 +183,7 @@ class PlatformInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
             error: ApiError | None = None
             principal_token = tenant_token = None
             try:
-                if isinstance(request, _MalformedRequest):
-                    raise InvalidArgument(FieldViolation("request", request.reason))
-                if violations := message_violations(request):
-                    raise InvalidArgument(violations)
-                principal = self._authenticate(metadata, policy, context, call)
-                if principal is not None and not policy.public:
-                    await self._throttle_tenant(principal)
+                principal = await self._admit(request, metadata, policy, context, call)
                 principal_token = _principal.set(principal)
                 if principal is not None:
                     tenant_token = current_tenant_id.set(principal.tenant_id)
@@ -226,6 +214,25 @@ class PlatformInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
                 GRPC_HANDLED.labels(self._service, short_method, code.name).inc()
 
         return behaviour
+
+    async def _admit(
+        self,
+        request: Any,
+        metadata: Mapping[str, str],
+        policy: RpcPolicy,
+        context: Context,
+        call: audit.AuditCall,
+    ) -> Principal | None:
+        """What every call passes before its handler runs, unary or stream: a payload that parsed,
+        the message's generic rules, the token and roles, the tenant's rate limit."""
+        if isinstance(request, _MalformedRequest):
+            raise InvalidArgument(FieldViolation("request", request.reason))
+        if violations := message_violations(request):
+            raise InvalidArgument(violations)
+        principal = self._authenticate(metadata, policy, context, call)
+        if principal is not None and not policy.public:
+            await self._throttle_tenant(principal)
+        return principal
 
     def _authenticate(
         self, metadata: Mapping[str, str], policy: RpcPolicy, context: Context, call: audit.AuditCall

@@ -76,6 +76,8 @@ class DevnetChain:
         self._client: ChainClient | None = None
         self._producer: BlockProducer | None = None
         self._relay: RelayServer | None = None
+        # Further relays (add_relay), feeding the same block producer.
+        self.extra_relays: list[RelayServer] = []
         self._deployment: Deployment | None = None
         self._simulator: MarketSimulator | None = None
         self._config: ChainConfig | None = None
@@ -134,6 +136,15 @@ class DevnetChain:
         self._producer = BlockProducer(self._client)
         self._relay = RelayServer(self._producer, self._client)
         await self._relay.start()
+
+    async def add_relay(self, *, refuse_bundles: str = "") -> RelayServer:
+        """Another relay of this chain (its own port, the same block producer: as two relays
+        feed builders of one chain), refusing every bundle with ``refuse_bundles`` if set; a
+        chain's fast_relays point at such relays. Stopped with the chain."""
+        relay = RelayServer(self.producer, self.client, refuse_bundles=refuse_bundles)
+        await relay.start()
+        self.extra_relays.append(relay)
+        return relay
 
     async def _load(self, saved: persist.SavedChain) -> None:
         """Give anvil its saved state back and check it holds what the devnet deployed there."""
@@ -244,6 +255,9 @@ class DevnetChain:
             await self._producer.stop()
         if self._relay is not None:
             await self._relay.stop()
+        for relay in self.extra_relays:
+            await relay.stop()
+        self.extra_relays.clear()
         if self._client is not None:
             await self._client.close()
         await self.anvil.stop()

@@ -246,7 +246,7 @@ async def deploy_executor(
     batch = Batch(client)
     art = load_artifact("Executor")
     address = await batch.deploy(
-        sender, deploy_data(art.bytecode, ["address", "address[]"], [owner, list(factories)]), gas=4_000_000
+        sender, deploy_data(art.bytecode, ["address", "address[]"], [owner, list(factories)]), gas=6_000_000
     )
     await batch.flush(transact)
     return address

@@ -22,7 +22,9 @@ anvil has no bundles, so the devnet owns block production instead:
 * ``txpool_content`` / ``eth_pendingTransactions`` answer the held public transactions (the
   public mempool a sandwich bot watches).
 * ``eth_sendBundle {txs, blockNumber}`` is rejected if ``blockNumber`` is not in the future;
-  bundles whose block has passed are discarded. ``eth_callBundle`` simulates on a snapshot at
+  bundles whose block has passed are discarded. The same bundle for the same block sent again
+  (through a second relay: ``DevnetChain.add_relay``, all relays feed the one producer) is held
+  once. A relay started with ``refuse_bundles`` refuses every bundle with that reason. ``eth_callBundle`` simulates on a snapshot at
   the next block and rewinds, unseen: reads through the relay wait while a simulation's block
   exists (a builder's simulations are not the chain; a reader that saw one would take it for a
   block that was then reorged away).
@@ -161,7 +163,12 @@ class BlockProducer:
         if block_number <= head:
             raise BundleRejected(f"block {block_number} is in the past (head {head})")
         bundle = Bundle(list(txs), block_number)
-        self._bundles.setdefault(block_number, []).append(bundle)
+        held = self._bundles.setdefault(block_number, [])
+        # The same bundle through another relay (a fast-mode send goes to each) is one bundle.
+        same = next((b for b in held if b.hash == bundle.hash), None)
+        if same is not None:
+            return same
+        held.append(bundle)
         return bundle
 
     async def transact(self, txs: Sequence[Tx], *, require_success: bool = False) -> list[Receipt]:
@@ -309,9 +316,12 @@ class BlockProducer:
 class RelayServer:
     """HTTP JSON-RPC on 127.0.0.1: Flashbots bundle methods plus the chain's public RPC."""
 
-    def __init__(self, producer: BlockProducer, anvil: ChainClient) -> None:
+    def __init__(self, producer: BlockProducer, anvil: ChainClient, *, refuse_bundles: str = "") -> None:
         self.producer = producer
         self.anvil = anvil
+        # Non-empty: every eth_sendBundle is refused with this reason (a relay that will not take
+        # this sender's bundles, e.g. rate-limiting it), as a second relay of a devnet may be.
+        self.refuse_bundles = refuse_bundles
         self.port = 0
         self._runner: web.AppRunner | None = None
 
@@ -396,6 +406,8 @@ class RelayServer:
 
     async def _call(self, method: str, params: list[Any]) -> Any:
         if method == "eth_sendBundle":
+            if self.refuse_bundles:
+                raise BundleRejected(self.refuse_bundles)
             args = params[0]
             bundle = await self.producer.send_bundle(
                 [parse_raw(t) for t in args["txs"]], _block_number(args["blockNumber"])

@@ -32,6 +32,7 @@ from mevaas_chain.amm.v3 import (
 )
 from mevaas_chain.client import Call, ChainClient
 from mevaas_chain.contracts import Artifact, node_modules_dir
+from mevaas_chain.executor import encode_set_v3_factory
 from mevaas_chain.v3_pools import get_pool
 from mevaas_local.devnet.deploy import (
     MAX_UINT,
@@ -188,9 +189,12 @@ async def deploy_uniswap_v3(
     deployer: str,
     prices: Mapping[str, float],
     pools: Sequence[V3PoolSpec] = DEFAULT_V3_POOLS,
+    executor_owner: str | None = None,
 ) -> V3Deployment:
     """Deploy V3 core + periphery and seed ``pools`` (tokens by symbol, ``prices`` in USD) with
-    positions owned by ``deployer``, which also approves the router for later swaps."""
+    positions owned by ``deployer``, which also approves the router for later swaps. With
+    ``executor_owner`` (unlocked on anvil), the deployment's executor allows the new factory's
+    pools (``setV3Factory``), so its cycles can route through them."""
     batch = Batch(client)
     factory = await batch.deploy(
         deployer, deploy_data(load_hardhat_artifact(CORE, "UniswapV3Factory.sol/UniswapV3Factory").bytecode)
@@ -260,6 +264,9 @@ async def deploy_uniswap_v3(
                 mint_position_call(pool, p.lower, p.upper, p.amount0, p.amount1, deployer),
                 gas=1_000_000,
             )
+    executor = deployment.contracts.get("executor")
+    if executor_owner is not None and executor is not None:
+        await batch.call(executor_owner, executor, encode_set_v3_factory(factory, True))
     await batch.flush(transact)
     v3 = V3Deployment(factory, manager, quoter, router, tuple(pool for pool, _, _ in plans))
     await verify_pools(client, v3)

@@ -3,7 +3,7 @@ profit the executor must see (slippage), the executor call, and realised profit 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,11 +12,15 @@ from mevaas.events.v1 import events_pb2
 from mevaas.strategy.v1 import strategy_pb2
 from mevaas_chain import abi
 from mevaas_chain.executor import (
+    HOP_V2,
+    HOP_V3,
     ExecutorHop,
     decode_executed,
     encode_execute,
     encode_execute_flash,
+    encode_execute_flash_balancer,
     encode_execute_flash_loan,
+    encode_execute_flash_v3,
 )
 from mevaas_chain.registry import ChainConfig
 
@@ -30,6 +34,30 @@ MAX_EXECUTOR_HOPS = 3
 
 class PlanError(ValueError):
     """The opportunity cannot be executed as described (bad route, unknown DEX...)."""
+
+
+# RouteHop.pool_kind -> Executor.Hop.kind; unspecified is a V2 pair (hops written before kinds).
+EXECUTOR_HOP_KINDS = {
+    events_pb2.POOL_KIND_UNSPECIFIED: HOP_V2,
+    events_pb2.POOL_KIND_UNISWAP_V2: HOP_V2,
+    events_pb2.POOL_KIND_UNISWAP_V3: HOP_V3,
+}
+
+
+def executor_hop(hop: events_pb2.RouteHop, field: str) -> ExecutorHop:
+    """One route hop as the executor's ``Hop``; ``field`` names it in errors."""
+    kind = EXECUTOR_HOP_KINDS.get(hop.pool_kind)
+    if kind is None:
+        raise PlanError(f"{field}.pool_kind {hop.pool_kind} is not a pool kind the executor swaps")
+    # Uniswap V2 and V3 both order a pool's tokens by address: token0 is the lower one.
+    zero_for_one = int(hop.token_in, 16) < int(hop.token_out, 16)
+    return ExecutorHop(hop.pool, zero_for_one, hop.fee_bps or 30, kind)
+
+
+def require_v2_lender(hop: events_pb2.RouteHop, field: str) -> None:
+    """A flash swap borrows from a V2 pair's ``swap`` callback, which a V3 pool does not have."""
+    if EXECUTOR_HOP_KINDS.get(hop.pool_kind) != HOP_V2:
+        raise PlanError(f"{field} lends through a V2 flash swap, but its pool is not a V2 pair")
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,18 +168,41 @@ def executor_hops(hops: Sequence[events_pb2.RouteHop]) -> list[ExecutorHop]:
     for index, hop in enumerate(hops):
         if not hop.pool or not hop.token_in or not hop.token_out:
             raise PlanError(f"hop {index} lacks its pool or tokens")
-        # Uniswap V2 orders a pair's tokens by address: token0 is the lower one.
-        zero_for_one = int(hop.token_in, 16) < int(hop.token_out, 16)
-        result.append(ExecutorHop(hop.pool, zero_for_one, hop.fee_bps or 30))
+        result.append(executor_hop(hop, f"swap_cycle.hops[{index}]"))
     if hops[0].token_in.lower() != hops[-1].token_out.lower():
         raise PlanError("the route does not end in the token it starts with")
     return result
 
 
+@dataclass(frozen=True, slots=True)
+class CycleCall:
+    """A validated swap cycle on its way to the executor's calldata."""
+
+    cycle: events_pb2.SwapCycleAction
+    chain: ChainConfig
+    token_in: str
+    amount_in: int
+    hops: list[ExecutorHop]
+    min_profit: int
+
+
+CycleEncoder = Callable[[CycleCall], bytes]
+# SwapCycleAction.financing -> the executor entry point that finances the cycle that way.
+CYCLE_FINANCING: dict[int, CycleEncoder] = {}
+
+
+def cycle_financing(financing: int) -> Callable[[CycleEncoder], CycleEncoder]:
+    def register(encoder: CycleEncoder) -> CycleEncoder:
+        CYCLE_FINANCING[financing] = encoder
+        return encoder
+
+    return register
+
+
 def executor_calldata(cycle: events_pb2.SwapCycleAction, chain: ChainConfig, min_profit: int) -> bytes:
-    """``executeFlash`` (borrowing from the first hop's pair), ``executeFlashLoan`` (the chain's
-    Aave V3 pool lends the input) or ``execute`` (own capital held by the executor), as the
-    cycle's financing says."""
+    """The executor call of the cycle as its financing says (``CYCLE_FINANCING``): ``execute``
+    (own capital), ``executeFlash`` (the first hop's pair), ``executeFlashLoan`` (the chain's Aave
+    V3 pool), ``executeFlashV3`` (a configured V3 pool) or ``executeFlashBalancer`` (the vault)."""
     hops = executor_hops(cycle.hops)
     try:
         amount_in = int(cycle.amount_in or 0)
@@ -159,22 +210,59 @@ def executor_calldata(cycle: events_pb2.SwapCycleAction, chain: ChainConfig, min
         raise PlanError(f"amount_in {cycle.amount_in!r} is not an integer") from None
     if amount_in <= 0:
         raise PlanError("amount_in must be positive")
-    token_in = cycle.hops[0].token_in
-    if cycle.financing == events_pb2.FINANCING_FLASH_SWAP:
-        try:
-            factory = chain.dex(cycle.hops[0].dex).factory
-        except KeyError as exc:
-            raise PlanError(str(exc)) from None
-        return encode_execute_flash(factory, token_in, amount_in, hops, min_profit)
-    if cycle.financing == events_pb2.FINANCING_FLASH_LOAN:
-        # The executor approves the lender to pull the loan back: only the chain's own market.
-        pool = chain.contracts.get("aave_pool")
-        if pool is None:
-            raise PlanError(f"chain {chain.chain_id} has no Aave pool to flash-borrow from")
-        return encode_execute_flash_loan(pool, token_in, amount_in, hops, min_profit)
-    if cycle.financing != events_pb2.FINANCING_INVENTORY:
+    encoder = CYCLE_FINANCING.get(cycle.financing)
+    if encoder is None:
         raise PlanError("the swap cycle names no financing")
-    return encode_execute(token_in, amount_in, hops, min_profit)
+    return encoder(CycleCall(cycle, chain, cycle.hops[0].token_in, amount_in, hops, min_profit))
+
+
+@cycle_financing(events_pb2.FINANCING_INVENTORY)
+def _from_inventory(c: CycleCall) -> bytes:
+    return encode_execute(c.token_in, c.amount_in, c.hops, c.min_profit)
+
+
+@cycle_financing(events_pb2.FINANCING_FLASH_SWAP)
+def _flash_swap(c: CycleCall) -> bytes:
+    require_v2_lender(c.cycle.hops[0], "swap_cycle.hops[0]")
+    try:
+        factory = c.chain.dex(c.cycle.hops[0].dex).factory
+    except KeyError as exc:
+        raise PlanError(str(exc)) from None
+    return encode_execute_flash(factory, c.token_in, c.amount_in, c.hops, c.min_profit)
+
+
+@cycle_financing(events_pb2.FINANCING_FLASH_LOAN)
+def _aave_flash_loan(c: CycleCall) -> bytes:
+    # The executor approves the lender to pull the loan back: only the chain's own market.
+    pool = c.chain.contracts.get("aave_pool")
+    if pool is None:
+        raise PlanError(f"chain {c.chain.chain_id} has no Aave pool to flash-borrow from")
+    return encode_execute_flash_loan(pool, c.token_in, c.amount_in, c.hops, c.min_profit)
+
+
+def _configured_lenders(chain: ChainConfig, kind: str) -> set[str]:
+    return {f.address.lower() for f in chain.flash_lenders if f.kind == kind}
+
+
+@cycle_financing(events_pb2.FINANCING_FLASH_V3)
+def _v3_flash(c: CycleCall) -> bytes:
+    # The contract checks the pool is genuine; only the chain's configured pools are borrowed from.
+    lender = c.cycle.flash_lender
+    if lender.lower() not in _configured_lenders(c.chain, "uniswap_v3"):
+        raise PlanError(
+            f"swap_cycle.flash_lender {lender!r} is no Uniswap V3 flash pool of chain {c.chain.chain_id}"
+        )
+    if any(h.pair.lower() == lender.lower() for h in c.hops):
+        raise PlanError(f"swap_cycle.flash_lender {lender} is also one of the cycle's hops")
+    return encode_execute_flash_v3(lender, c.token_in, c.amount_in, c.hops, c.min_profit)
+
+
+@cycle_financing(events_pb2.FINANCING_FLASH_BALANCER)
+def _balancer_flash_loan(c: CycleCall) -> bytes:
+    # The executor borrows from the vault it is configured with (setBalancerVault).
+    if not _configured_lenders(c.chain, "balancer_v2"):
+        raise PlanError(f"chain {c.chain.chain_id} has no Balancer vault to flash-borrow from")
+    return encode_execute_flash_balancer(c.token_in, c.amount_in, c.hops, c.min_profit)
 
 
 def gas_limit(opportunity: events_pb2.Opportunity) -> int:
@@ -257,11 +345,14 @@ _EXECUTOR_ERRORS = {
     abi.selector("BadPath()").hex(): "BadPath: the route is not a cycle the executor accepts",
     abi.selector(
         "FactoryNotAllowed()"
-    ).hex(): "FactoryNotAllowed: the DEX factory was not allowed at deployment",
+    ).hex(): "FactoryNotAllowed: the DEX factory (V2 at deployment, V3 by setV3Factory) is not allowed",
     abi.selector(
         "InsufficientProfit(uint256,uint256)"
     ).hex(): "InsufficientProfit: the gap closed below the minimum profit",
     abi.selector("NotGenuinePair()").hex(): "NotGenuinePair: a flash callback came from a non-pair",
+    abi.selector("NotGenuinePool()").hex(): (
+        "NotGenuinePool: a V3 hop's pool is not its factory's pool, or a callback came from another"
+    ),
     abi.selector("NotOwner()").hex(): "NotOwner: the wallet does not own this executor contract",
     abi.selector("TransferFailed()").hex(): "TransferFailed",
 }

@@ -31,6 +31,7 @@ from mevaas_execution.executors.base import (
     Seen,
     SignedLeg,
     TxIntent,
+    executor_call_recorded,
 )
 from mevaas_execution.executors.liquidation_plan import LiquidationPlan, explain_revert, plan_call
 from mevaas_execution.executors.registry import register_executor
@@ -83,21 +84,8 @@ class LiquidationExecutor:
         return [LegIntent(index=0, chain_id=chain_id, transactions=(tx,))]
 
     def record(self, job: Job, plan: Plan, legs: Sequence[SignedLeg]) -> Recorded:
-        (leg,) = legs
-        (signed,) = leg.signed
         _tx, _planned, rate = plan.detail
-        return Recorded(
-            execution={
-                "executor_address": job.executor_contract,
-                "gas_rate_num": rate[0],
-                "gas_rate_den": rate[1],
-                "nonce": leg.nonces[0],
-                "tx_hash": "0x" + signed.hash.hex(),
-                "raw_tx": signed.raw,
-                "target_block": leg.target_block,
-                "attempts": 1,
-            }
-        )
+        return executor_call_recorded(job, legs, rate)
 
     def book(self, row: RowLike, receipts: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         (receipt,) = receipts

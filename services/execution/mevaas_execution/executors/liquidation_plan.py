@@ -71,8 +71,7 @@ def swap_hops(action: events_pb2.LiquidationAction) -> tuple[ExecutorHop, ...]:
     for index, hop in enumerate(hops):
         if not is_address(hop.pool) or hop.token_in.lower() != token or not is_address(hop.token_out):
             raise PlanError(f"liquidation.collateral_swap[{index}] does not continue the route")
-        # Uniswap V2 orders a pair's tokens by address: token0 is the lower one.
-        out.append(ExecutorHop(hop.pool, int(hop.token_in, 16) < int(hop.token_out, 16), hop.fee_bps or 30))
+        out.append(planning.executor_hop(hop, f"liquidation.collateral_swap[{index}]"))
         token = hop.token_out.lower()
     if hops and token != action.debt_asset.address.lower():
         raise PlanError("liquidation.collateral_swap does not end in the debt asset")
@@ -107,6 +106,9 @@ def plan_call(
         raise PlanError(f"a {financing}-financed liquidation needs a collateral_swap to repay it")
     factory = ""
     if financing == "flash_swap":
+        planning.require_v2_lender(
+            action.collateral_swap[-1], f"liquidation.collateral_swap[{len(hops) - 1}]"
+        )
         try:
             factory = chain.dex(action.collateral_swap[-1].dex).factory
         except KeyError as exc:

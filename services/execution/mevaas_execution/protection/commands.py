@@ -53,6 +53,8 @@ class Submission:
     head: int | None
     source: str
     blocks: int = 0
+    # Fast mode: every attempt goes to every relay of the chain at once (private mode only).
+    fast: bool = False
 
 
 class ProtectionCommands:
@@ -117,6 +119,7 @@ class ProtectionCommands:
             "error": simulation.refusal,
             "max_block_number": max_block,
             "source": request.source,
+            "fast": request.fast,
         }
         fair = request.mode == FAIR
         if simulation.ok:

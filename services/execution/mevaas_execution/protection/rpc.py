@@ -10,12 +10,14 @@ flight here; reads pass through to the chain; anything else is refused (domain/j
 ``?mode=fair`` on the URL sends in fair-ordering mode: the answer to ``eth_sendRawTransaction`` is
 still the hash (wallets need nothing else) and carries the signed receipt in a ``mevaas`` member
 of the response object (``{"result": "0x..", "mevaas": {"orderingReceipt": {...}}}``); the
-chain's whole ordering log and its public key are at ``GET /ordering/<chain id>``."""
+chain's whole ordering log and its public key are at ``GET /ordering/<chain id>``. ``?fast=true``
+sends each private transaction to every relay of the chain at once (fast mode)."""
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,6 +58,32 @@ MODES = {
     "private": execution_pb2.PROTECTION_MODE_PRIVATE_BUNDLE,
     "fair": execution_pb2.PROTECTION_MODE_FAIR_ORDERING,
 }
+FAST = {"": False, "false": False, "0": False, "true": True, "1": True}
+
+
+@dataclass(frozen=True, slots=True)
+class Sending:
+    """How the URL asks its transactions to be sent: the protection mode, and fast mode (to every
+    relay of the chain at once)."""
+
+    mode: int
+    fast: bool
+
+
+def sending(query: Mapping[str, str]) -> Sending:
+    mode = MODES.get(query.get("mode", ""))
+    if mode is None:
+        raise j.JsonRpcError(j.INVALID_REQUEST, "mode must be fair or private", http_status=400)
+    fast = FAST.get(query.get("fast", "").lower())
+    if fast is None:
+        raise j.JsonRpcError(j.INVALID_REQUEST, "fast must be true or false", http_status=400)
+    if fast and mode == execution_pb2.PROTECTION_MODE_FAIR_ORDERING:
+        raise j.JsonRpcError(
+            j.INVALID_REQUEST,
+            "fast is for private transactions (fair-ordering ones go as one bundle, in receipt order)",
+            http_status=400,
+        )
+    return Sending(mode, fast)
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,9 +174,7 @@ class ProtectRpc:
         ids = [j.echo_id(item) for item in items]
         try:
             chain_id = self._chain_id_of(request)
-            mode = MODES.get(request.query.get("mode", ""))
-            if mode is None:
-                raise j.JsonRpcError(j.INVALID_REQUEST, "mode must be fair or private", http_status=400)
+            mode = sending(request.query)
             principal = await self.access.principal(_api_key(request), request.remote or "")
         except Exception as exc:
             return failures.response(failures.failure(exc), ids, batch=is_batch)
@@ -192,7 +218,7 @@ class ProtectRpc:
         return web.json_response(await self.commands.ordering.page(chain_id, after, limit))
 
     async def _one(
-        self, principal: Principal, chain_id: int, item: Any, mode: int, request_id: str = ""
+        self, principal: Principal, chain_id: int, item: Any, mode: Sending, request_id: str = ""
     ) -> tuple[dict[str, Any], failures.Failure | None]:
         reply, fail = await self._answer(principal, chain_id, item, mode)
         throttled = fail is not None and fail.http_status == 429
@@ -229,7 +255,7 @@ class ProtectRpc:
         )
 
     async def _answer(
-        self, principal: Principal, chain_id: int, item: Any, mode: int
+        self, principal: Principal, chain_id: int, item: Any, mode: Sending
     ) -> tuple[dict[str, Any], failures.Failure | None]:
         started = time.perf_counter()
         method = item.get("method", "") if isinstance(item, dict) else ""
@@ -263,7 +289,7 @@ class ProtectRpc:
 
     # methods -----------------------------------------------------------------------------------
 
-    async def _dispatch(self, principal: Principal, chain_id: int, request: j.Request, mode: int) -> Any:
+    async def _dispatch(self, principal: Principal, chain_id: int, request: j.Request, mode: Sending) -> Any:
         route = j.route(request.method)
         if route == "refused":
             raise j.JsonRpcError(
@@ -307,7 +333,7 @@ class ProtectRpc:
             )
         return decoded, raw
 
-    async def _send_raw(self, principal: Principal, chain_id: int, request: j.Request, mode: int) -> Any:
+    async def _send_raw(self, principal: Principal, chain_id: int, request: j.Request, mode: Sending) -> Any:
         decoded, raw = self.decode(chain_id, j.one_param(request, "the signed transaction"))
         if not principal.has_any(SENDERS):
             raise j.JsonRpcError(
@@ -319,11 +345,12 @@ class ProtectRpc:
                 chain_id,
                 decoded,
                 raw,
-                mode,
+                mode.mode,
                 max_block=None,
                 head=None,
                 source="rpc",
                 blocks=self.default_blocks,
+                fast=mode.fast,
             )
         )
         row = accepted.row

@@ -6,6 +6,7 @@ from typing import Any
 
 import asyncpg
 
+from mevaas_execution.protection.domain import relays
 from mevaas_execution.protection.domain.revert import is_revert
 
 
@@ -25,6 +26,9 @@ def status_view(row: asyncpg.Record) -> dict[str, Any]:
         if error.startswith("reverted") and is_revert(0, error)
         else None,
         "receivedAt": row["received_at"].isoformat(),
+        "fast": row["fast"],
+        # Fast mode: each relay's answer at the last attempt ({relay, accepted, targetBlock, reason}).
+        "relays": relays.decode(row["relay_outcomes"]) if row["fast"] else None,
         "refund": {
             "backrunTxHash": row["backrun_tx_hash"],
             "backrunProfit": str(row["backrun_profit"]),

@@ -16,7 +16,7 @@ PROTECTED_COLUMNS = (
     "protected_transaction_id, tenant_id, chain_id, tx_hash, sender, nonce, raw_tx, mode, status, "
     "max_block_number, block_number, error, received_at, submitted_at, included_at, attempts, "
     "last_target_block, source, backrun_tx_hash, backrun_profit, refund_token, refund_amount, gas_refund, "
-    "protection_fee, fair_ordering_fee, fee_currency, fee_plan, refund_share_bps"
+    "protection_fee, fair_ordering_fee, fee_currency, fee_plan, refund_share_bps, fast, relay_outcomes"
 )
 
 

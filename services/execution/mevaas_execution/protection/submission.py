@@ -9,7 +9,8 @@ A relay's refusal is never terminal: "block N is in the past" (the chain moved b
 the head and the relay's receipt) re-targets the block after the new head at once; any other
 refusal, an unreachable relay or a missed block is retried at the next head, while the
 transaction's window lasts. The last reason stays on the row, so an expired transaction says
-what kept it out."""
+what kept it out. In fast mode each attempt goes to every relay of the chain concurrently
+(`domain/relays.py`): submitted when any relay took it, each relay's answer on the row."""
 
 from __future__ import annotations
 
@@ -24,10 +25,12 @@ import asyncpg
 
 from mevaas_chain.client import RpcError, TransientRpcError
 from mevaas_chain.rawtx import DecodedTransaction, RawTransactionError, decode_signed
+from mevaas_chain.registry import PRIMARY_RELAY
 from mevaas_core.db import platform_transaction
 from mevaas_execution.chains import ChainGateway
 from mevaas_execution.domain.planning import settled
 from mevaas_execution.protection import store
+from mevaas_execution.protection.domain.relays import RelayOutcome, attempt_changes
 from mevaas_execution.protection.domain.revert import decode_reason, is_revert, revert_data
 from mevaas_execution.protection.domain.statuses import FINAL, sources
 from mevaas_execution.protection.ordering import FAIR, FairBundler
@@ -121,32 +124,42 @@ class ProtectedSubmission:
         return _interpret(tx, *replies[1:4]), int(replies[0], 16)
 
     async def send(self, row: asyncpg.Record, head: int) -> asyncpg.Record | None:
-        """One attempt at the block after ``head``; the row as it is afterwards (None if it is no
-        longer in flight)."""
-        chain_id, target = row["chain_id"], head + 1
-        changes: dict[str, Any] = {"attempts": row["attempts"] + 1}
+        """One attempt at the block after ``head`` (in fast mode at every relay of the chain at
+        once); the row as it is afterwards (None if it is no longer in flight)."""
+        chain_id = row["chain_id"]
+        relays = self.gateway.chain(chain_id).relay_names if row["fast"] else [PRIMARY_RELAY]
+        outcomes = await asyncio.gather(*(self._attempt(row, relay, head + 1) for relay in relays))
+        changes: dict[str, Any] = {"attempts": row["attempts"] + 1} | attempt_changes(
+            outcomes, fast=row["fast"]
+        )
+        if changes.get("status") == "submitted" and row["submitted_at"] is None:
+            changes["submitted_at"] = datetime.now(UTC)
+        return await self.writes.update(
+            row["protected_transaction_id"], changes, from_statuses=sources(changes.get("status"))
+        )
+
+    async def _attempt(self, row: asyncpg.Record, relay: str, target: int) -> RelayOutcome:
+        """The bundle of ``row`` at one relay for ``target``, re-targeted when the chain moved
+        past it meanwhile ("in the past")."""
+        chain_id, reason = row["chain_id"], ""
         for _ in range(PAST_RETARGETS + 1):
             if target > row["max_block_number"]:
-                changes["error"] = f"no block left in the window (last block {row['max_block_number']})"
-                break
+                return RelayOutcome(
+                    relay, 0, f"no block left in the window (last block {row['max_block_number']})"
+                )
             try:
-                await self.gateway.send_bundle(chain_id, [bytes(row["raw_tx"])], target)
+                await self.gateway.send_bundle(chain_id, [bytes(row["raw_tx"])], target, relay=relay)
             except RpcError as exc:
-                changes["error"] = f"relay refused the bundle for block {target}: {exc.message}"
+                reason = f"relay refused the bundle for block {target}: {exc.message}"
                 if "in the past" not in exc.message:
                     break
                 target = await self.gateway.chain(chain_id).rpc.block_number() + 1
                 continue
             except (TransientRpcError, OSError, TimeoutError) as exc:
-                changes["error"] = f"relay unreachable for block {target}: {exc}"
+                reason = f"relay unreachable for block {target}: {exc}"
                 break
-            changes.update(status="submitted", error="", last_target_block=target)
-            if row["submitted_at"] is None:
-                changes["submitted_at"] = datetime.now(UTC)
-            break
-        return await self.writes.update(
-            row["protected_transaction_id"], changes, from_statuses=sources(changes.get("status"))
-        )
+            return RelayOutcome(relay, target)
+        return RelayOutcome(relay, 0, reason)
 
     async def check(self, chain_id: int, head: int) -> None:
         """A tracker head watcher: book receipts, expire what is past its last block, and resend

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -17,9 +16,9 @@ from mevaas.strategy.v1 import strategy_pb2 as pb
 from mevaas.strategy.v1 import strategy_pb2_grpc
 from mevaas_core.auth import Role
 from mevaas_core.bus import Bus
-from mevaas_core.errors import FieldViolation, InvalidArgument, Unavailable
+from mevaas_core.errors import Unavailable
 from mevaas_core.grpckit import ALL_TENANT_ROLES, current_principal, rpc
-from mevaas_core.pagination import decode_page_token, encode_page_token
+from mevaas_core.pagination import keyset_page, page_after
 from mevaas_core.validation import Validator
 from mevaas_strategy.protection import convert
 from mevaas_strategy.protection.alerts import alert_subject
@@ -94,29 +93,17 @@ class ProtectionServicer(strategy_pb2_grpc.LeverageProtectionServiceServicer):
         size = v.page_size(request.page.page_size)
         v.raise_if_any()
         filters = str(int(request.include_removed))
-        cursor = decode_page_token(request.page.page_token, 3)
-        after: tuple[datetime, str] | None = None
-        if cursor is not None:
-            if cursor[0] != filters:
-                raise InvalidArgument(FieldViolation("page.page_token", "was issued for other filters"))
-            try:
-                after = (datetime.fromisoformat(str(cursor[1])), str(cursor[2]))
-            except ValueError:
-                raise InvalidArgument(
-                    FieldViolation("page.page_token", "is not a page token issued by this API")
-                ) from None
+        after = page_after(request.page.page_token, filters)
         rows = await self._commands.list_page(
             current_principal().tenant_id,
             include_removed=request.include_removed,
             after=after,
             limit=size + 1,
         )
-        response = pb.ListProtectedPositionsResponse(positions=[convert.position(r) for r in rows[:size]])
-        if len(rows) > size:
-            last = rows[size - 1]
-            response.page.next_page_token = encode_page_token(
-                filters, last["created_at"].isoformat(), last["protection_id"]
-            )
+        page, token = keyset_page(rows, size, "created_at", "protection_id", filters)
+        response = pb.ListProtectedPositionsResponse(positions=[convert.position(r) for r in page])
+        if token:
+            response.page.next_page_token = token
         return response
 
     @rpc(*WRITERS)

@@ -49,6 +49,7 @@ from mevaas_strategies.opportunity import timestamp
 from mevaas_strategies.protection import ProtectionRule, Trigger, evaluate, health_factor
 from mevaas_strategy.protection import store
 from mevaas_strategy.protection.alerts import alert, alert_subject, position_subject
+from mevaas_strategy.reloading import reload_when_notified
 
 log = logging.getLogger("mevaas.strategy.protection")
 K = events_pb2
@@ -230,7 +231,12 @@ class ProtectionMonitor:
         await self.reload()
         self._listener = await self.pool.acquire()
         await self._listener.add_listener(store.PROTECTIONS_CHANNEL, self._on_notify)
-        self._tasks.append(asyncio.create_task(self._reload_loop(), name="protection-reload"))
+        self._tasks.append(
+            asyncio.create_task(
+                reload_when_notified(self._reload, self.reload_interval_s, self.reload, log, "protections"),
+                name="protection-reload",
+            )
+        )
         self._results = await self.bus.subscribe(
             "EXEC", self.results_durable, "exec.*.result", events_pb2.ExecutionResult, self.on_result
         )
@@ -249,16 +255,6 @@ class ProtectionMonitor:
 
     def _on_notify(self, *_: object) -> None:
         self._reload.set()
-
-    async def _reload_loop(self) -> None:
-        while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._reload.wait(), self.reload_interval_s)
-            self._reload.clear()
-            try:
-                await self.reload()
-            except Exception:
-                log.exception("reloading protections failed; retrying")
 
     async def resume(self) -> None:
         """The deleverages in flight for this replica's tenants (another instance published them)."""

@@ -12,7 +12,7 @@ from mevaas.tenancy.v1 import tenancy_pb2, tenancy_pb2_grpc
 from mevaas_core.auth import Role
 from mevaas_core.errors import FieldViolation, InvalidArgument
 from mevaas_core.grpckit import current_principal, require_tenant_scope, rpc
-from mevaas_core.validation import Validator
+from mevaas_core.validation import Validator, require_identifier
 from mevaas_tenancy import convert
 from mevaas_tenancy.domain.validation import SLUG
 from mevaas_tenancy.signin.commands import OpenedSession, SignInCommands
@@ -70,10 +70,7 @@ class SignInServicer(tenancy_pb2_grpc.SignInServiceServicer):
     async def CreateEnrolment(
         self, request: tenancy_pb2.CreateEnrolmentRequest, context: Ctx
     ) -> tenancy_pb2.CreateEnrolmentResponse:
-        v = Validator()
-        if v.required(request.user_id, "user_id"):
-            v.length(request.user_id, "user_id", 1, 128)
-        v.raise_if_any()
+        require_identifier(request.user_id, "user_id")
         token, expires = await self._commands.create_enrolment(current_principal(), request.user_id)
         return tenancy_pb2.CreateEnrolmentResponse(
             enrolment_token=token, expires_at=convert.timestamp(expires)

@@ -2,12 +2,14 @@
 pragma solidity 0.8.37;
 
 import "Interfaces.sol";
+import "FlashLenders.sol";
 
 /// @title MEVaaS executor
-/// @notice Runs a 2- or 3-hop arbitrage cycle through Uniswap V2 pairs, either with tokens the
-/// contract holds or capital-free through a flash swap on the first pair. Amounts are computed
-/// on-chain from each pair's reserves at execution time, so the cycle input is the only amount
-/// the caller fixes. Also liquidates Aave V3 positions (`liquidate*`): the debt is repaid from the
+/// @notice Runs a 2- or 3-hop arbitrage cycle through Uniswap V2 pairs and Uniswap V3 pools,
+/// either with tokens the contract holds or capital-free through a flash swap on the first (V2)
+/// pair. Amounts are computed on-chain at execution time (a V2 pair's reserves, a V3 pool's own
+/// exact-input swap), so the cycle input is the only amount the caller fixes. A V3 pool is paid in
+/// its swap callback, which only a pool of an allowed V3 factory, the one being called, may make. Also liquidates Aave V3 positions (`liquidate*`): the debt is repaid from the
 /// contract's inventory, an Aave flash loan or a V2 flash swap, and the seized collateral is sold
 /// back into the debt token so the profit is realised in one token. And deleverages a protected
 /// Aave V3 position (`deleverage`: a flash loan repays debt on the account's behalf, its aTokens are
@@ -15,11 +17,14 @@ import "Interfaces.sol";
 /// owner-only.
 contract Executor {
     struct Hop {
+        // The V2 pair or V3 pool.
         address pair;
-        // true: the hop sells the pair's token0 for token1.
+        // true: the hop sells the pool's token0 for token1.
         bool zeroForOne;
-        // Pool fee in basis points (30 for Uniswap V2).
+        // V2 pair fee in basis points (30 for Uniswap V2); a V3 pool charges its own fee.
         uint16 feeBps;
+        // HOP_V2 or HOP_V3.
+        uint8 kind;
     }
 
     /// One Aave V3 liquidationCall and what to do with the collateral it seizes.
@@ -65,8 +70,15 @@ contract Executor {
     uint8 private constant FINANCING_FLASH_LOAN = 1;
     uint8 private constant FINANCING_FLASH_SWAP = 2;
 
+    uint8 private constant HOP_V2 = 0;
+    uint8 private constant HOP_V3 = 1;
+    // TickMath's bounds, exclusive: the loosest price limits a V3 swap accepts.
+    uint160 private constant MIN_SQRT_RATIO = 4295128739;
+    uint160 private constant MAX_SQRT_RATIO = 1461446703485210103287273052203988822378723970342;
+
     address public owner;
     mapping(address => bool) public allowedFactory;
+    mapping(address => bool) public allowedV3Factory;
 
     // Pair we expect the flash callback from; non-zero only while executeFlash or
     // liquidateFlashSwap runs (liquidating, when that one runs).
@@ -83,6 +95,8 @@ contract Executor {
     bool private transient deleveraging;
     // True only while executeFlashLoan's flash loan runs: executeOperation runs the cycle.
     bool private transient cycling;
+    // V3 pool we expect a callback from; non-zero only while this contract is calling it.
+    address private transient v3Callee;
 
     event Executed(address indexed token, uint256 amountIn, uint256 profit, bool flash);
     /// profit: the change of the contract's debt-token balance (negative when the collateral is
@@ -110,11 +124,13 @@ contract Executor {
     /// what `refundTo` received of it (its share, plus its gas when that share left enough).
     event Backrun(address indexed token, address indexed refundTo, uint256 profit, uint256 refund, uint256 gasRefund);
     event FactoryAllowed(address indexed factory, bool allowed);
+    event V3FactoryAllowed(address indexed factory, bool allowed);
     event OwnershipTransferred(address indexed previousOwner, address indexed newOwner);
 
     error NotOwner();
     error BadPath();
     error NotGenuinePair();
+    error NotGenuinePool();
     error FactoryNotAllowed();
     error InsufficientProfit(uint256 profit, uint256 minProfit);
     error TransferFailed();
@@ -147,6 +163,11 @@ contract Executor {
         emit FactoryAllowed(factory, allowed);
     }
 
+    function setV3Factory(address factory, bool allowed) external onlyOwner {
+        allowedV3Factory[factory] = allowed;
+        emit V3FactoryAllowed(factory, allowed);
+    }
+
     function withdraw(address token, address to, uint256 amount) external onlyOwner {
         _transfer(token, to, amount);
     }
@@ -165,7 +186,7 @@ contract Executor {
     {
         _checkPath(tokenIn, hops);
         uint256 before = IERC20Minimal(tokenIn).balanceOf(address(this));
-        _transfer(tokenIn, hops[0].pair, amountIn);
+        if (hops[0].kind == HOP_V2) _transfer(tokenIn, hops[0].pair, amountIn);
         _swapChain(hops, 0, amountIn);
         profit = _profit(tokenIn, before, minProfit);
         emit Executed(tokenIn, amountIn, profit, false);
@@ -184,7 +205,7 @@ contract Executor {
         if (r.bps > 10_000) revert BadPath();
         _checkPath(tokenIn, hops);
         uint256 before = IERC20Minimal(tokenIn).balanceOf(address(this));
-        _transfer(tokenIn, hops[0].pair, amountIn);
+        if (hops[0].kind == HOP_V2) _transfer(tokenIn, hops[0].pair, amountIn);
         _swapChain(hops, 0, amountIn);
         uint256 profit = _profit(tokenIn, before, 0);
         uint256 refund = (profit * r.bps) / 10_000;
@@ -209,6 +230,8 @@ contract Executor {
     ) external onlyOwner returns (uint256 profit) {
         if (!allowedFactory[factory]) revert FactoryNotAllowed();
         _checkPath(tokenIn, hops);
+        // The first hop lends through a V2 flash swap.
+        if (hops[0].kind != HOP_V2) revert BadPath();
         uint256 before = IERC20Minimal(tokenIn).balanceOf(address(this));
         _flashBorrow(abi.encode(factory, tokenIn, amountIn, hops), hops[0], amountIn);
         profit = _profit(tokenIn, before, minProfit);
@@ -234,9 +257,61 @@ contract Executor {
         (, address tokenIn, uint256 amountIn, Hop[] memory hops) = abi.decode(data, (address, address, uint256, Hop[]));
         uint256 received = amount0 + amount1;
         address mid = hops[0].zeroForOne ? token1 : token0;
-        _transfer(mid, hops[1].pair, received);
+        if (hops[1].kind == HOP_V2) _transfer(mid, hops[1].pair, received);
         _swapChainMemory(hops, 1, hops.length, received);
         _transfer(tokenIn, msg.sender, amountIn);
+    }
+
+    // --- Uniswap V3 -----------------------------------------------------------------------------
+
+    /// Pays the V3 pool this contract is swapping on what it owes for the swap: only that pool may
+    /// call, once per swap, and only for a positive delta of the token the hop sells.
+    function uniswapV3SwapCallback(int256 amount0Delta, int256 amount1Delta, bytes calldata data) external {
+        address pool = _takeCallback();
+        (bool zeroForOne, address tokenIn) = abi.decode(data, (bool, address));
+        int256 owed = zeroForOne ? amount0Delta : amount1Delta;
+        if (owed <= 0) revert NotGenuinePool();
+        _transfer(tokenIn, pool, uint256(owed));
+    }
+
+    // Arms the V3 callback check for `pool`, which this contract has verified and is about to call.
+    function _expectCallback(address pool) private {
+        v3Callee = pool;
+    }
+
+    // The pool expected to call back, which must be the caller (never zero: no call comes from
+    // address 0); disarms the check so the pool can call back only once.
+    function _takeCallback() private returns (address pool) {
+        pool = v3Callee;
+        if (msg.sender != pool) revert NotGenuinePool();
+        v3Callee = address(0);
+    }
+
+    // Exact-input swap of `amountIn` on a genuine V3 pool, its output paid to `to` and its input
+    // paid from this contract's balance in the callback.
+    function _swapV3(Hop memory hop, uint256 amountIn, address to) private returns (uint256 out) {
+        // Checked here, not on the path, so V2 hops pay nothing for it.
+        if (hop.kind != HOP_V3 || amountIn > uint256(type(int256).max)) revert BadPath();
+        bytes memory data;
+        {
+            (address token0, address token1) = _verifyV3Pool(hop.pair);
+            data = abi.encode(hop.zeroForOne, hop.zeroForOne ? token0 : token1);
+        }
+        _expectCallback(hop.pair);
+        (int256 amount0, int256 amount1) = IUniswapV3PoolMinimal(hop.pair).swap(
+            to, hop.zeroForOne, int256(amountIn), hop.zeroForOne ? MIN_SQRT_RATIO + 1 : MAX_SQRT_RATIO - 1, data
+        );
+        out = uint256(-(hop.zeroForOne ? amount1 : amount0));
+    }
+
+    // `pool`'s tokens, once it is known to be what an allowed V3 factory deployed for its own
+    // tokens and fee (a contract merely claiming an allowed factory is not in that factory's map).
+    function _verifyV3Pool(address pool) private view returns (address token0, address token1) {
+        IUniswapV3PoolMinimal p = IUniswapV3PoolMinimal(pool);
+        address factory = p.factory();
+        if (!allowedV3Factory[factory]) revert FactoryNotAllowed();
+        (token0, token1) = (p.token0(), p.token1());
+        if (IUniswapV3FactoryMinimal(factory).getPool(token0, token1, p.fee()) != pool) revert NotGenuinePool();
     }
 
     // --- flash-loan cycles (Aave V3 flashLoanSimple) -----------------------------------------------
@@ -264,7 +339,7 @@ contract Executor {
 
     function _cycleFlashLoaned(address asset, uint256 amount, bytes calldata params) private {
         Hop[] memory hops = abi.decode(params, (Hop[]));
-        _transfer(asset, hops[0].pair, amount);
+        if (hops[0].kind == HOP_V2) _transfer(asset, hops[0].pair, amount);
         _swapChainMemory(hops, 0, hops.length, amount);
     }
 
@@ -339,6 +414,8 @@ contract Executor {
         _checkLiquidation(m);
         uint256 before = IERC20Minimal(m.debt).balanceOf(address(this));
         Hop memory last = m.swap[m.swap.length - 1];
+        // The last hop lends the debt through a V2 flash swap.
+        if (last.kind != HOP_V2) revert BadPath();
         (uint256 out0, uint256 out1) = last.zeroForOne ? (uint256(0), m.debtToCover) : (m.debtToCover, uint256(0));
         flashPair = last.pair;
         liquidating = true;
@@ -364,7 +441,7 @@ contract Executor {
         uint256 proceeds = received;
         address mid = l.collateral;
         if (n > 1) {
-            _transfer(l.collateral, l.swap[0].pair, received);
+            if (l.swap[0].kind == HOP_V2) _transfer(l.collateral, l.swap[0].pair, received);
             proceeds = _swapChainMemory(l.swap, 0, n - 1, received);
             IUniswapV2PairMinimal p = IUniswapV2PairMinimal(last.pair);
             mid = last.zeroForOne ? p.token0() : p.token1();
@@ -396,6 +473,91 @@ contract Executor {
         uint256 surplus = IERC20Minimal(m.debt).balanceOf(address(this)) - before;
         if (surplus > 0) _transfer(m.debt, m.account, surplus);
         emit Deleveraged(m.account, m.collateral, m.debt, lastRepaid, lastReceived, surplus, healthFactor);
+    }
+
+    // --- flash cycles: a Uniswap V3 pool's flash, the Balancer V2 vault's flashLoan ---------------
+
+    // The Balancer V2 vault receiveFlashLoan is accepted from.
+    address public balancerVault;
+
+    event BalancerVaultSet(address indexed vault);
+
+    function setBalancerVault(address vault) external onlyOwner {
+        balancerVault = vault;
+        emit BalancerVaultSet(vault);
+    }
+
+    /// @notice Capital-free cycle financed by a Uniswap V3 pool's flash of `amountIn` of `tokenIn`:
+    /// the pool (genuine, of an allowed factory, not one of the cycle's hops) lends it,
+    /// uniswapV3FlashCallback runs the cycle and repays the loan plus the pool's fee
+    /// (FullMath.mulDivRoundingUp(amountIn, fee, 1e6)), so the profit is net of it.
+    function executeFlashV3(
+        address pool,
+        address tokenIn,
+        uint256 amountIn,
+        Hop[] calldata hops,
+        uint256 minProfit
+    ) external onlyOwner returns (uint256 profit) {
+        _checkPath(tokenIn, hops);
+        (address token0, address token1) = _verifyV3Pool(pool);
+        if (tokenIn != token0 && tokenIn != token1) revert BadPath();
+        // The pool is locked while it lends: a hop through it would revert, and say so less clearly.
+        for (uint256 i = 0; i < hops.length; i++) {
+            if (hops[i].pair == pool) revert BadPath();
+        }
+        uint256 before = IERC20Minimal(tokenIn).balanceOf(address(this));
+        (uint256 amount0, uint256 amount1) = tokenIn == token0 ? (amountIn, uint256(0)) : (uint256(0), amountIn);
+        _expectCallback(pool);
+        IUniswapV3FlashPool(pool).flash(address(this), amount0, amount1, abi.encode(tokenIn, amountIn, hops));
+        profit = _profit(tokenIn, before, minProfit);
+        emit Executed(tokenIn, amountIn, profit, true);
+    }
+
+    function uniswapV3FlashCallback(uint256 fee0, uint256 fee1, bytes calldata data) external {
+        // Only the pool executeFlashV3 is borrowing from, mid-call; its data is then ours.
+        address pool = _takeCallback();
+        (address tokenIn, uint256 amountIn, Hop[] memory hops) = abi.decode(data, (address, uint256, Hop[]));
+        _sell(hops, tokenIn, amountIn);
+        // One token was lent, so the other's fee is 0.
+        _transfer(tokenIn, pool, amountIn + fee0 + fee1);
+    }
+
+    /// @notice Capital-free cycle financed by the configured Balancer V2 vault's flashLoan of
+    /// `amountIn` of `tokenIn`: receiveFlashLoan runs the cycle and pays back the loan plus the
+    /// vault's fee (amountIn.mulUp(the fees collector's flash-loan fee percentage)).
+    function executeFlashBalancer(address tokenIn, uint256 amountIn, Hop[] calldata hops, uint256 minProfit)
+        external
+        onlyOwner
+        returns (uint256 profit)
+    {
+        address vault = balancerVault;
+        if (vault == address(0)) revert NotGenuineLender();
+        _checkPath(tokenIn, hops);
+        uint256 before = IERC20Minimal(tokenIn).balanceOf(address(this));
+        address[] memory tokens = new address[](1);
+        uint256[] memory amounts = new uint256[](1);
+        (tokens[0], amounts[0]) = (tokenIn, amountIn);
+        _expectCallback(vault);
+        IBalancerVaultFlashLoans(vault).flashLoan(address(this), tokens, amounts, abi.encode(tokenIn, amountIn, hops));
+        profit = _profit(tokenIn, before, minProfit);
+        emit Executed(tokenIn, amountIn, profit, true);
+    }
+
+    function receiveFlashLoan(
+        address[] calldata tokens,
+        uint256[] calldata amounts,
+        uint256[] calldata feeAmounts,
+        bytes calldata userData
+    ) external {
+        // Anyone may ask the vault to flash-lend to this contract: only the configured vault,
+        // mid-executeFlashBalancer, with the loan that call asked for, is served.
+        if (msg.sender != balancerVault) revert NotGenuineLender();
+        address vault = _takeCallback();
+        (address tokenIn, uint256 amountIn, Hop[] memory hops) = abi.decode(userData, (address, uint256, Hop[]));
+        if (tokens.length != 1 || tokens[0] != tokenIn || amounts[0] != amountIn) revert NotGenuineLender();
+        _sell(hops, tokenIn, amountIn);
+        // The vault checks its balance afterwards: repaid by transfer, not approval.
+        _transfer(tokenIn, vault, amountIn + feeAmounts[0]);
     }
 
     function _repayWithCollateral(Deleverage memory d) private {
@@ -449,7 +611,7 @@ contract Executor {
         _checkRoute(l.swap, l.collateral, l.debt);
     }
 
-    // 1-3 pairs leading from `from` to `to`.
+    // 1-3 pools leading from `from` to `to` (a V3 pool has the same token0/token1 getters).
     function _checkRoute(Hop[] memory hops, address from, address to) private view {
         uint256 n = hops.length;
         if (n == 0 || n > 3) revert BadPath();
@@ -465,7 +627,7 @@ contract Executor {
     }
 
     function _sell(Hop[] memory hops, address token, uint256 amount) private {
-        _transfer(token, hops[0].pair, amount);
+        if (hops[0].kind == HOP_V2) _transfer(token, hops[0].pair, amount);
         _swapChainMemory(hops, 0, hops.length, amount);
     }
 
@@ -506,28 +668,35 @@ contract Executor {
         if (afterBalance < before || profit < minProfit) revert InsufficientProfit(profit, minProfit);
     }
 
-    // Input tokens for hop `start` are already in its pair; each hop sends its output straight to
-    // the next pair, the last one to this contract.
+    // Input tokens for hop `start` are already in its pair (V2) or this contract (V3); each hop
+    // sends its output straight to the next V2 pair, otherwise to this contract, which pays a V3
+    // pool in its callback.
     function _swapChain(Hop[] calldata hops, uint256 start, uint256 amountIn) private {
         uint256 amount = amountIn;
         uint256 n = hops.length;
+        // Each hop is copied from calldata once, read as the next hop's recipient and then swapped.
+        Hop memory hop = hops[start];
         for (uint256 i = start; i < n; i++) {
-            amount = _swap(hops[i], amount, i + 1 < n ? hops[i + 1].pair : address(this));
+            Hop memory next = i + 1 < n ? hops[i + 1] : hop;
+            amount = _swap(hop, amount, i + 1 < n && next.kind == HOP_V2 ? next.pair : address(this));
+            hop = next;
         }
     }
 
-    // Hops [start, end): each sends its output to the next pair, hop end - 1 to this contract.
+    // Hops [start, end): each sends its output to the next V2 pair (a V3 pool is paid by this
+    // contract), hop end - 1 to this contract.
     function _swapChainMemory(Hop[] memory hops, uint256 start, uint256 end, uint256 amountIn)
         private
         returns (uint256 amount)
     {
         amount = amountIn;
         for (uint256 i = start; i < end; i++) {
-            amount = _swap(hops[i], amount, i + 1 < end ? hops[i + 1].pair : address(this));
+            amount = _swap(hops[i], amount, i + 1 < end && hops[i + 1].kind == HOP_V2 ? hops[i + 1].pair : address(this));
         }
     }
 
     function _swap(Hop memory hop, uint256 amountIn, address to) private returns (uint256 out) {
+        if (hop.kind != HOP_V2) return _swapV3(hop, amountIn, to);
         out = _amountOut(hop, amountIn);
         (uint256 out0, uint256 out1) = hop.zeroForOne ? (uint256(0), out) : (out, uint256(0));
         IUniswapV2PairMinimal(hop.pair).swap(out0, out1, to, new bytes(0));

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 pragma solidity 0.8.37;
 
-// The slices of ERC-20, Uniswap V2 and Aave V3 that Executor.sol calls.
+// The slices of ERC-20, Uniswap V2, Uniswap V3 and Aave V3 that Executor.sol calls.
 
 interface IERC20Minimal {
     function balanceOf(address account) external view returns (uint256);
@@ -50,4 +50,22 @@ interface IAaveV3PoolMinimal {
 
 interface IERC20TransferFrom {
     function transferFrom(address from, address to, uint256 amount) external returns (bool);
+}
+
+interface IUniswapV3PoolMinimal {
+    function factory() external view returns (address);
+    function token0() external view returns (address);
+    function token1() external view returns (address);
+    function fee() external view returns (uint24);
+    function swap(
+        address recipient,
+        bool zeroForOne,
+        int256 amountSpecified,
+        uint160 sqrtPriceLimitX96,
+        bytes calldata data
+    ) external returns (int256 amount0, int256 amount1);
+}
+
+interface IUniswapV3FactoryMinimal {
+    function getPool(address tokenA, address tokenB, uint24 fee) external view returns (address pool);
 }
