@@ -48,6 +48,7 @@ from mevaas.execution.v1 import execution_pb2, execution_pb2_grpc
 from mevaas.strategy.v1 import strategy_pb2, strategy_pb2_grpc
 from mevaas.tenancy.v1 import tenancy_pb2
 from mevaas_chain import abi
+from mevaas_chain.client import TransientRpcError
 from mevaas_core import onboarding
 from mevaas_core.auth import SigningKey
 from mevaas_core.bus import Delivery
@@ -283,7 +284,8 @@ async def run_rounds(chain: DevnetChain, exec_admin: asyncpg.Pool, samples: int,
     them; return every submission's hops, per submission milliseconds from the gap's block
     being mined (as this bench saw the node answer, an outside clock independent of how the engine
     stamps "block seen") to its submission, and the rounds whose submissions were not exactly one
-    per running strategy (the check that both variants did the same work)."""
+    per running strategy (the check that both variants did the same work; a round without any
+    submission within 30 s counts as one and the rounds go on)."""
     weth = chain.deployment.token("WETH").address
     pool = next(p for p in chain.deployment.pools if weth in (p.token0, p.token1))
     since = datetime.now(UTC)
@@ -292,28 +294,55 @@ async def run_rounds(chain: DevnetChain, exec_admin: asyncpg.Pool, samples: int,
     expected = await running_strategies(exec_admin)
     wrong_rounds = 0
     while seen < samples:
-        round_started = datetime.now(UTC)
-        await skew(chain, pool, weth, 40)
-        mined_at = datetime.now(UTC)
-        async with asyncio.timeout(30):
-            while len(await submitted_since(exec_admin, since)) <= seen:  # noqa: ASYNC110 - polls Postgres
-                await asyncio.sleep(0.01)
-        # The rest of the round's submissions: until all came, or none for a second.
-        count, last_change = len(await submitted_since(exec_admin, since)), asyncio.get_running_loop().time()
-        while count - seen < per_round and asyncio.get_running_loop().time() - last_change < 1.0:
-            await asyncio.sleep(0.02)
-            now = len(await submitted_since(exec_admin, since))
-            if now != count:
-                count, last_change = now, asyncio.get_running_loop().time()
-        await asyncio.sleep(0.05)
-        mined_to_submitted += [
-            (s.submitted_at.ToDatetime(UTC) - mined_at).total_seconds() * 1000
-            for s in await submitted_since(exec_admin, mined_at)
-        ]
-        seen = len(await submitted_since(exec_admin, since))
-        wrong_rounds += await round_strategies(exec_admin, round_started) != expected
-        print(f"  {seen} submissions", file=sys.stderr, flush=True)
-        await chain.mine()
+        try:
+            round_started = datetime.now(UTC)
+            await skew(chain, pool, weth, 40)
+            mined_at = datetime.now(UTC)
+            try:
+                async with asyncio.timeout(30):
+                    while len(await submitted_since(exec_admin, since)) <= seen:  # noqa: ASYNC110 - polls Postgres
+                        await asyncio.sleep(0.01)
+            except TimeoutError:
+                # Nothing submitted for this gap: counted, what the round's decisions became is
+                # printed, and the next round opens a gap.
+                wrong_rounds += 1
+                outcomes = await exec_admin.fetch(
+                    "SELECT status, left(error, 160) AS error, count(*) AS n FROM execution.executions "
+                    "WHERE created_at >= $1 GROUP BY 1, 2",
+                    round_started,
+                )
+                print(
+                    f"  round without a submission (after {seen}): "
+                    + "; ".join(f"{r['n']} {r['status']} {r['error']}" for r in outcomes),
+                    file=sys.stderr,
+                    flush=True,
+                )
+                await chain.mine()
+                continue
+            # The rest of the round's submissions: until all came, or none for a second.
+            count, last_change = (
+                len(await submitted_since(exec_admin, since)),
+                asyncio.get_running_loop().time(),
+            )
+            while count - seen < per_round and asyncio.get_running_loop().time() - last_change < 1.0:
+                await asyncio.sleep(0.02)
+                now = len(await submitted_since(exec_admin, since))
+                if now != count:
+                    count, last_change = now, asyncio.get_running_loop().time()
+            await asyncio.sleep(0.05)
+            mined_to_submitted += [
+                (s.submitted_at.ToDatetime(UTC) - mined_at).total_seconds() * 1000
+                for s in await submitted_since(exec_admin, mined_at)
+            ]
+            seen = len(await submitted_since(exec_admin, since))
+            wrong_rounds += await round_strategies(exec_admin, round_started) != expected
+            print(f"  {seen} submissions", file=sys.stderr, flush=True)
+            await chain.mine()
+        except TransientRpcError as exc:
+            # anvil itself can die under a hundred bundles per block (a panic in its mem backend,
+            # seen after 2-3 rounds): what was measured until then is reported, named as partial.
+            print(f"  the chain stopped answering after {seen} submissions ({exc}); partial", file=sys.stderr)
+            break
     return await submitted_since(exec_admin, since), mined_to_submitted, wrong_rounds
 
 

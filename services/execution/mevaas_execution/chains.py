@@ -18,6 +18,7 @@ from mevaas_chain.keystore import SecretKey
 from mevaas_chain.nonces import NonceManager
 from mevaas_chain.registry import PRIMARY_RELAY, ChainConfig, ChainRegistry
 from mevaas_chain.signer import DynamicFeeTransaction, SignedTransaction, sign_transaction
+from mevaas_execution.coalescing import CoalescingRpc
 from mevaas_execution.domain.planning import DEFAULT_PRIORITY_FEE_WEI, settled
 
 # The Executor (V2 and V3 cycles, V3/Balancer flash loans, liquidations, deleverage) costs ~4.7M gas
@@ -40,6 +41,9 @@ class Chain:
     relay: ChainClient | None
     # The fast mode's further relays, by name (config.fast_relays).
     fast_relays: dict[str, ChainClient]
+    # The pipeline's simulation reads and bundles, sent together with their concurrent peers'.
+    reads: CoalescingRpc
+    bundles: CoalescingRpc | None
 
     @property
     def relay_names(self) -> list[str]:
@@ -56,8 +60,14 @@ class ChainGateway:
                 ChainClient(config.relay_url, chain=config, timeout_s=timeout_s) if config.relay_url else None
             )
             fast = {r.name: ChainClient(r.url, chain=config, timeout_s=timeout_s) for r in config.fast_relays}
+            rpc = ChainClient.for_chain(config, timeout_s=timeout_s)
             self._chains[config.chain_id] = Chain(
-                config, ChainClient.for_chain(config, timeout_s=timeout_s), relay, fast
+                config,
+                rpc,
+                relay,
+                fast,
+                CoalescingRpc(rpc, dedupe=True),
+                CoalescingRpc(relay, dedupe=False) if relay is not None else None,
             )
         self.nonces = NonceManager(self._pending_nonce)
         self._wallet_locks: dict[tuple[int, str], asyncio.Lock] = {}
@@ -82,6 +92,9 @@ class ChainGateway:
 
     async def close(self) -> None:
         for chain in self._chains.values():
+            for coalesced in (chain.reads, chain.bundles):
+                if coalesced is not None:
+                    await coalesced.close()
             with contextlib.suppress(Exception):
                 await chain.rpc.close()
             for relay in [chain.relay, *chain.fast_relays.values()]:
@@ -99,7 +112,10 @@ class ChainGateway:
     ) -> str:
         """``eth_sendBundle`` to one of the chain's relays (``relay``: a name of ``relay_names``)."""
         chain = self.chain(chain_id)
-        client = chain.relay if relay == PRIMARY_RELAY else chain.fast_relays.get(relay)
+        # The primary relay's bundles go out with their concurrent peers' (coalescing.py).
+        client: ChainClient | CoalescingRpc | None = (
+            chain.bundles if relay == PRIMARY_RELAY else chain.fast_relays.get(relay)
+        )
         if client is None:
             raise ChainUnavailable(f"chain {chain_id} has no bundle relay {relay!r}")
         result = await client.request(

@@ -186,8 +186,9 @@ class Pipeline:
         await self._sign_record_send(executor, job, plan, seen, fees, intents, row, stamps, secret, owner)
 
     async def _simulate(self, job: Job, plan: Plan) -> Seen:
-        """One round trip per chain, all chains at once: the head block, the executor's code when
-        it is not verified yet, and the executor's own reads."""
+        """One round trip per chain, all chains at once (shared with the concurrent decisions':
+        coalescing.py): the head block, the executor's code when it is not verified yet, and the
+        executor's own reads."""
         contract = job.executor_contract if plan.calls_executor else None
         batches: dict[int, list[tuple[str, list[Any]]]] = {}
         code_on: int | None = None
@@ -203,7 +204,7 @@ class Pipeline:
             batches[chain_id] = [*calls, *plan.reads.get(chain_id, ())]
         try:
             replies = await asyncio.gather(
-                *(self.gateway.chain(c).rpc.batch(calls) for c, calls in batches.items())
+                *(self.gateway.chain(c).reads.batch(calls) for c, calls in batches.items())
             )
         except Exception as exc:
             raise Refusal(st.FAILED, f"RPC failed: {exc}", session_error=True) from None

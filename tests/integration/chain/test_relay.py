@@ -96,6 +96,40 @@ async def test_reverting_bundle_is_never_included(devnet: Devnet) -> None:
         )
 
 
+async def test_every_reverting_bundle_is_dropped_in_one_rebuild(devnet: Devnet) -> None:
+    """Many searchers after one gap: the bundles that only reverted are all dropped in one
+    rebuild of the block (not one rebuild per loser), and the good bundle after them lands."""
+    chain = devnet.main
+    usdc = chain.deployment.token("USDC").address
+    losers, winner = [_account(devnet, i) for i in (4, 5, 6)], _account(devnet, 7)
+    async with ChainClient(chain.relay.url) as relay:
+        head = await relay.block_number()
+        bundles = [
+            [await _sign(chain, a, await _nonce(relay, a.address), usdc, _transfer(a.address, 10**30))]
+            for a in losers
+        ]
+        bundles.append(
+            [
+                await _sign(
+                    chain, winner, await _nonce(relay, winner.address), usdc, _transfer(winner.address, 0)
+                )
+            ]
+        )
+        hashes = [
+            (await relay.request("eth_sendBundle", [{"txs": txs, "blockNumber": hex(head + 1)}]))[
+                "bundleHash"
+            ]
+            for txs in bundles
+        ]
+        # anvil numbers its snapshots in order: the ids around the block tell how often it was built.
+        before = int(await relay.request("evm_snapshot"), 16)
+        (block,) = await chain.mine()
+        after = int(await relay.request("evm_snapshot"), 16)
+    assert block.bundles == [hashes[-1]]
+    assert set(block.dropped_bundles) == set(hashes[:-1])
+    assert after - before - 1 == 2  # the first build and one rebuild
+
+
 async def test_bundle_for_a_past_block_is_rejected(devnet: Devnet) -> None:
     chain = devnet.main
     searcher = _account(devnet, 3)

@@ -12,8 +12,9 @@ anvil has no bundles, so the devnet owns block production instead:
   transactions of every bundle targeting that block (bundle by bundle, in arrival order), then
   the held public transactions, and mines. A bundle counts only if all its transactions are in
   the block, succeeded, and sit contiguously before every public transaction. If any bundle
-  fails, the block is rewound to the snapshot and rebuilt without it, so a reverting bundle is
-  never included and no partial bundle lands (a rebuilt block is visible for a moment, as a
+  fails, the block is rewound to the snapshot and rebuilt without it (without every bundle that
+  only reverted, in one rebuild: one gap, a hundred searchers, one winner), so a reverting bundle
+  is never included and no partial bundle lands (a rebuilt block is visible for a moment, as a
   one-block reorg would be).
 * A bundle that extends an earlier one for the same block (its transactions and more) goes
   before it (`extensions_first`): a user's protected transaction with its backrun wins over the
@@ -289,16 +290,25 @@ class BlockProducer:
         failures: dict[str, str] = {}
         position = 0
         for bundle in bundles:
+            # Whether each of its transactions is in its place and reverted (then it changed nothing).
+            only_reverted = True
             for h in bundle.tx_hashes:
                 receipt = status.get(h)
                 if receipt is None:
-                    failures[bundle.hash] = f"transaction {h} was not mined"
-                elif int(receipt["status"], 16) != 1:
-                    failures[bundle.hash] = f"transaction {h} reverted"
+                    failures[bundle.hash], only_reverted = f"transaction {h} was not mined", False
                 elif mined[position : position + 1] != [h]:
                     failures[bundle.hash] = f"transaction {h} is not at the top of the block"
+                    only_reverted = False
+                elif int(receipt["status"], 16) != 1:
+                    failures.setdefault(bundle.hash, f"transaction {h} reverted")
+                else:
+                    only_reverted = False
                 position += 1
-            if bundle.hash in failures:
+            # A bundle that only reverted changed nothing the next bundles read (its senders' gas
+            # and nonces aside), so they are judged in this same block: one rebuild drops every
+            # such bundle (many searchers after one gap: one rebuild, not one per loser). After any
+            # other failure the later state and positions mean nothing: the rebuild judges them.
+            if bundle.hash in failures and not only_reverted:
                 break
         return failures
 
