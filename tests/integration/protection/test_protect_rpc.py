@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
+import rlp  # type: ignore[import-untyped]
 from eth_account import Account
 from eth_typing import HexStr
 from eth_utils.crypto import keccak
@@ -211,8 +212,12 @@ async def test_the_edge_refuses_bad_transactions_with_clear_errors(
     foreign = await signed(devnet.main, user, nonce=0, to=user.address, value=1, gas=21_000, chain_id=1)
     body = await call(url, "eth_sendRawTransaction", [foreign])
     assert body["error"]["code"] == -32602 and "signed for chain 1" in body["error"]["message"]
-    # A signature whose s is zero recovers no signer.
-    tampered = raw[:-64] + "00" * 32
+    # A signature whose s is zero recovers no signer. Re-encoded, not spliced: s is a minimal RLP
+    # integer, so one signature in 256 has a 31-byte s and overwriting the last 32 bytes broke the
+    # envelope instead ("must have 12 fields").
+    assert raw.startswith("0x02")
+    fields = rlp.decode(bytes.fromhex(raw[4:]))
+    tampered = "0x02" + rlp.encode([*fields[:-1], b""]).hex()
     body = await call(url, "eth_sendRawTransaction", [tampered])
     assert body["error"]["code"] == -32602 and "signature" in body["error"]["message"]
     body = await call(url, "anvil_setBalance", [user.address, "0x1"])
