@@ -45,6 +45,7 @@ class ServiceRuntime(Generic[SettingsT]):
 
     def __init__(self, settings: SettingsT) -> None:
         self.settings = settings
+        self._stopped = False
         self._pool: asyncpg.Pool | None = None
         self._bus: Bus | None = None
         self.grpc: GrpcServer | None = None
@@ -154,6 +155,10 @@ class ServiceRuntime(Generic[SettingsT]):
         )
 
     async def stop(self) -> None:
+        # Once: a runtime stopped early (a test module's own service) is stopped again at the end.
+        if self._stopped:
+            return
+        self._stopped = True
         if self.dependencies is not None:
             await self.dependencies.stop()
         if self.grpc is not None:

@@ -6,7 +6,7 @@ realised profit plus gas equals the predicted profit, to the wei."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -79,7 +79,7 @@ async def v3_strategy_service(
     devnet: Devnet,
     uniswap_v3: V3Deployment,
     tmp_path_factory: pytest.TempPathFactory,
-) -> Any:
+) -> AsyncIterator[Any]:
     """A strategy service whose registry names the V3 factory on the main chain."""
     from mevaas_strategy.server import SERVICE, StrategyRuntime, StrategySettings
 
@@ -87,9 +87,13 @@ async def v3_strategy_service(
     main = devnet.main.config.model_copy(update={"v3_dexes": [v3_dex]})
     chains_file = Path(tmp_path_factory.mktemp("strategy-v3")) / "chains.json"
     ChainRegistry(chains=[main, *(c.config for c in devnet.chains[1:])]).write(chains_file)
-    return await start_service(
+    runtime = await start_service(
         SERVICE, StrategyRuntime, StrategySettings, chains_file=str(chains_file), block_poll_interval_s=0.01
     )
+    yield runtime
+    # Stopped with its module: left running, it serves later tests' strategy sessions from the
+    # same NATS subjects and hands them V3 hops they do not expect.
+    await runtime.stop()
 
 
 async def allow_v3_factory(devnet: Devnet, executor: str, factory: str) -> None:
