@@ -323,7 +323,13 @@ async def test_threats_valued_at_their_block_in_the_execution_report(
     assert rows == 1
     # Another chain filtered out; the other tenant sees only its own.
     assert not (await report(analytics, jwt_signing_key, tenant, chain_id=chain_id + 1)).threats
-    theirs = await report(analytics, jwt_signing_key, other)
+
+    # Published after the tenant's four, so it can still be on its way when those have settled.
+    async def theirs_recorded() -> analytics_pb2.GetExecutionReportResponse | None:
+        got = await report(analytics, jwt_signing_key, other)
+        return got if got.threats else None
+
+    theirs = await wait_for(theirs_recorded, timeout_s=60)
     assert [t.tx_hash for t in theirs.threats] == [elsewhere.tx_hash]
 
 
