@@ -26,16 +26,15 @@ from mevaas_chain.executor import (
 from mevaas_chain.route_quote import read_route_pools, route_amounts
 from mevaas_chain.v3_pools import decode_swap_log, exact_input_single, read_pool_state
 from mevaas_local.devnet import Devnet, DevnetChain, PoolInfo
-from mevaas_local.devnet.core import spec_prices
-from mevaas_local.devnet.deploy import NO_DEADLINE, Batch, deploy_data, mint_tokens
+from mevaas_local.devnet.deploy import NO_DEADLINE, Batch, deploy_data
 from mevaas_local.devnet.uniswap_v3 import (
     CORE,
     V3Deployment,
     V3Pool,
-    deploy_uniswap_v3,
     load_hardhat_artifact,
 )
 from tests.fixtures.devnet import call_error, send, skew_pool
+from tests.fixtures.uniswap_v3 import deploy_funded_v3
 
 pytestmark = pytest.mark.integration
 
@@ -50,22 +49,9 @@ def _selector(error: str) -> str:
 async def uniswap_v3(devnet: Devnet) -> V3Deployment:
     """V3 on the main chain, its factory allowed by the devnet's executor, which holds inventory."""
     chain = devnet.main
-    prices = {symbol: float(p) for symbol, p in spec_prices(chain.spec).items()}
-    deployment = await deploy_uniswap_v3(
-        chain.client,
-        chain.transact,
-        chain.deployment,
-        deployer=chain.deployer,
-        prices=prices,
-        executor_owner=chain.executor_owner,
+    return await deploy_funded_v3(
+        chain, executor_owner=chain.executor_owner, funded=[chain.deployment.contracts["executor"]]
     )
-    decimals = {t.symbol: t.decimals for t in chain.deployment.tokens}
-    grant = {symbol: int(1e8 / price * 10 ** decimals[symbol]) for symbol, price in prices.items()}
-    for to in (chain.deployer, chain.deployment.contracts["executor"]):
-        await mint_tokens(
-            chain.client, chain.transact, chain.deployment, deployer=chain.deployer, to=to, amounts=grant
-        )
-    return deployment
 
 
 def _v2(chain: DevnetChain, a: str, b: str) -> PoolInfo:

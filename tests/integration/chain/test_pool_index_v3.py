@@ -17,41 +17,26 @@ from mevaas_chain.registry import V3DexConfig
 from mevaas_chain.v3_pools import exact_input_single, exact_output_single, read_pool_state
 from mevaas_local.devnet import Devnet
 from mevaas_local.devnet.core import spec_prices
-from mevaas_local.devnet.deploy import NO_DEADLINE, Batch, mint_tokens
+from mevaas_local.devnet.deploy import NO_DEADLINE, Batch
 from mevaas_local.devnet.uniswap_v3 import (
     RANGES,
     V3Deployment,
     V3Pool,
     decrease_liquidity_call,
-    deploy_uniswap_v3,
     mint_position_call,
     pool_address,
     position_liquidity_call,
     random_swap,
     sqrt_price_x96,
 )
+from tests.fixtures.uniswap_v3 import deploy_funded_v3
 
 pytestmark = pytest.mark.integration
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def uniswap_v3(devnet: Devnet) -> V3Deployment:
-    chain = devnet.main
-    prices = {symbol: float(p) for symbol, p in spec_prices(chain.spec).items()}
-    deployment = await deploy_uniswap_v3(
-        chain.client, chain.transact, chain.deployment, deployer=chain.deployer, prices=prices
-    )
-    decimals = {t.symbol: t.decimals for t in chain.deployment.tokens}
-    grant = {symbol: int(1e8 / price * 10 ** decimals[symbol]) for symbol, price in prices.items()}
-    await mint_tokens(
-        chain.client,
-        chain.transact,
-        chain.deployment,
-        deployer=chain.deployer,
-        to=chain.deployer,
-        amounts=grant,
-    )
-    return deployment
+    return await deploy_funded_v3(devnet.main)
 
 
 def _index(devnet: Devnet, v3d: V3Deployment, depth: int = 64) -> PoolIndex:

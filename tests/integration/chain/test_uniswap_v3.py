@@ -27,41 +27,25 @@ from mevaas_chain.v3_pools import (
 )
 from mevaas_local.devnet import Devnet
 from mevaas_local.devnet.core import spec_prices
-from mevaas_local.devnet.deploy import NO_DEADLINE, Batch, mint_tokens
+from mevaas_local.devnet.deploy import NO_DEADLINE, Batch
 from mevaas_local.devnet.uniswap_v3 import (
     DEFAULT_V3_POOLS,
     RANGES,
     V3Deployment,
     V3SwapCase,
     decrease_liquidity_call,
-    deploy_uniswap_v3,
     mint_position_call,
     position_liquidity_call,
     random_swap,
 )
+from tests.fixtures.uniswap_v3 import deploy_funded_v3
 
 pytestmark = pytest.mark.integration
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def uniswap_v3(devnet: Devnet) -> V3Deployment:
-    chain = devnet.main
-    prices = {symbol: float(p) for symbol, p in spec_prices(chain.spec).items()}
-    deployment = await deploy_uniswap_v3(
-        chain.client, chain.transact, chain.deployment, deployer=chain.deployer, prices=prices
-    )
-    # The deployer trades and mints in the tests: its tokens went into the seeded positions.
-    decimals = {t.symbol: t.decimals for t in chain.deployment.tokens}
-    grant = {symbol: int(1e8 / price * 10 ** decimals[symbol]) for symbol, price in prices.items()}
-    await mint_tokens(
-        chain.client,
-        chain.transact,
-        chain.deployment,
-        deployer=chain.deployer,
-        to=chain.deployer,
-        amounts=grant,
-    )
-    return deployment
+    return await deploy_funded_v3(devnet.main)
 
 
 def quote_call(v3d: V3Deployment, case: V3SwapCase) -> Call:

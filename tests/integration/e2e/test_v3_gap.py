@@ -22,9 +22,8 @@ from mevaas_chain.registry import ChainRegistry, V3DexConfig
 from mevaas_chain.v3_pools import exact_input_single
 from mevaas_core.bus import Bus
 from mevaas_local.devnet import Devnet
-from mevaas_local.devnet.core import spec_prices
 from mevaas_local.devnet.deploy import NO_DEADLINE, Batch, mint_tokens
-from mevaas_local.devnet.uniswap_v3 import DEFAULT_V3_POOLS, V3Deployment, deploy_uniswap_v3
+from mevaas_local.devnet.uniswap_v3 import DEFAULT_V3_POOLS, V3Deployment
 from tests.fixtures.e2e import (
     blocks_pass,
     collect_opportunities,
@@ -41,6 +40,7 @@ from tests.fixtures.e2e import (
 )
 from tests.fixtures.execution import block_production, fund, wait_for
 from tests.fixtures.strategy import strategy_config
+from tests.fixtures.uniswap_v3 import deploy_funded_v3
 
 pytestmark = pytest.mark.integration
 
@@ -49,28 +49,8 @@ S = common_pb2
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def uniswap_v3(devnet: Devnet) -> V3Deployment:
-    chain = devnet.main
-    prices = {symbol: float(p) for symbol, p in spec_prices(chain.spec).items()}
     # One V3 pool (WETH/USDC 0.05%), so the only route through it comes back through V2 pools.
-    deployment = await deploy_uniswap_v3(
-        chain.client,
-        chain.transact,
-        chain.deployment,
-        deployer=chain.deployer,
-        prices=prices,
-        pools=DEFAULT_V3_POOLS[:1],
-    )
-    decimals = {t.symbol: t.decimals for t in chain.deployment.tokens}
-    grant = {s: int(1e8 / p * 10 ** decimals[s]) for s, p in prices.items()}
-    await mint_tokens(
-        chain.client,
-        chain.transact,
-        chain.deployment,
-        deployer=chain.deployer,
-        to=chain.deployer,
-        amounts=grant,
-    )
-    return deployment
+    return await deploy_funded_v3(devnet.main, pools=DEFAULT_V3_POOLS[:1])
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
